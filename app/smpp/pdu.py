@@ -440,7 +440,7 @@ class BindTransceiverResp(_BindResp):
 
 
 @dataclass(slots=True, kw_only=True)
-class _ShortMessagePdu(Pdu):
+class ShortMessagePdu(Pdu):
     """submit_sm and deliver_sm share one body layout (spec 4.4.1 and 4.6.1)."""
 
     service_type: str = _cstring(6)
@@ -464,13 +464,13 @@ class _ShortMessagePdu(Pdu):
 
 @_register
 @dataclass(slots=True, kw_only=True)
-class SubmitSm(_ShortMessagePdu):
+class SubmitSm(ShortMessagePdu):
     command_id: ClassVar[CommandId] = CommandId.SUBMIT_SM
 
 
 @_register
 @dataclass(slots=True, kw_only=True)
-class DeliverSm(_ShortMessagePdu):
+class DeliverSm(ShortMessagePdu):
     command_id: ClassVar[CommandId] = CommandId.DELIVER_SM
 
 
