@@ -1,0 +1,41 @@
+"""The Flask ingress: an app factory that only wires things together."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app.adapters.redis_scripts import RedisStore, connect
+from app.services.directory import Directory
+from app.services.submit import SubmitService
+from app.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    redis_client = connect(settings.require_redis_url())
+    store = RedisStore(redis_client, settings.key_prefix)
+    directory = Directory(
+        settings.database_url,
+        credential_ttl=settings.credential_cache_seconds,
+        refresh_seconds=settings.directory_refresh_seconds,
+    )
+    app.extensions["smsagg"] = {
+        "settings": settings,
+        "store": store,
+        "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds),
+    }
+
+    from app.web import health, httpapi
+
+    app.register_blueprint(httpapi.blueprint)
+    app.register_blueprint(health.blueprint)
+    if settings.bench_endpoints:
+        from app.web import bench
+
+        app.register_blueprint(bench.blueprint)
+    return app

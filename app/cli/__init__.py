@@ -1,0 +1,19 @@
+"""The ``smsagg`` command line: a stable contract other tools script against.
+
+Extend it; never rename a command or an option.
+"""
+
+from __future__ import annotations
+
+import click
+
+from app.cli import bench, manage, run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """smsagg: an SMS aggregation gateway."""
+
+
+for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench):
+    main.add_command(command)

@@ -1,0 +1,24 @@
+"""``smsagg bench <name>``: benchmarks that print their figures and the ratio against
+a baseline measured in the same run (the machine is shared and noisy)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+BENCHMARKS = ("ingress",)
+
+
+@click.command()
+@click.argument("name", type=click.Choice(BENCHMARKS))
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per run.")
+@click.option("--concurrency", type=int, default=32, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
+def bench(name, seconds, concurrency, as_json) -> None:
+    """Run a benchmark."""
+    from app.benchmarks import run_benchmark
+
+    figures = run_benchmark(name, seconds=seconds, concurrency=concurrency, echo=click.echo)
+    if as_json:
+        click.echo(json.dumps(figures))

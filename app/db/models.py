@@ -1,0 +1,164 @@
+"""SQLAlchemy 2.x models: accounts, senders, carriers, routes, the message log.
+
+The schema itself is owned by Alembic (``app/db/migrations``); these classes must
+match it, which ``tests/unit/db/test_migrations.py`` checks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    default_priority: Mapped[str] = mapped_column(String(20), default="BULK")
+    max_message_length: Mapped[int] = mapped_column(Integer)
+    rate: Mapped[float | None] = mapped_column(Float, nullable=True)  # messages/s; None = unlimited
+    burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dr_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    mo_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    callback_secret: Mapped[str] = mapped_column(String(128))
+    message_id_optional: Mapped[bool] = mapped_column(Boolean, default=False)
+    allowed_ips: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    senders: Mapped[list["Sender"]] = relationship(back_populates="account")
+
+
+class Sender(Base):
+    """A source address provisioned on the gateway, owned by at most one account."""
+
+    __tablename__ = "senders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), nullable=True, index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    account: Mapped[Account | None] = relationship(back_populates="senders")
+
+
+class Carrier(Base):
+    """An upstream carrier: the numeric Carrier ID of the seed's Reach list, a
+    connector (``smpp`` or ``http``) with its settings, and its throughput limit."""
+
+    __tablename__ = "carriers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    connector: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    throughput: Mapped[float | None] = mapped_column(Float, nullable=True)  # messages/s
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Route(Base):
+    """An E.164 prefix served by a carrier; longest prefix wins, then ``position``
+    orders failover and ``weight`` spreads load among equals."""
+
+    __tablename__ = "routes"
+    __table_args__ = (UniqueConstraint("prefix", "carrier_id", name="uq_routes_prefix_carrier"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Message(Base):
+    """One MT message. ``id`` is smsagg's own; ``client_message_id`` the client's
+    ``message_id``, unique per account (the durable half of idempotency)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("account_id", "client_message_id", name="uq_messages_account_client_id"),
+        Index("ix_messages_state_updated", "state", "updated_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    client_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    phone_number: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(String(20))
+    receipt: Mapped[bool] = mapped_column(Boolean, default=False)
+    app_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    requested_carrier_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id"), nullable=True)
+    mms_content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    segments: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[int] = mapped_column(Integer)
+    result_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    events: Mapped[list["MessageEvent"]] = relationship(
+        back_populates="message", order_by="MessageEvent.id", cascade="all, delete-orphan"
+    )
+    parts: Mapped[list["MessagePart"]] = relationship(
+        back_populates="message", order_by="MessagePart.position", cascade="all, delete-orphan"
+    )
+
+
+class MessagePart(Base):
+    """An MMS part kept with its message (after SMIL wrapping, in sending order)."""
+
+    __tablename__ = "message_parts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+    message: Mapped[Message] = relationship(back_populates="parts")
+
+
+class MessageEvent(Base):
+    """One step of a message's life: accepted, routed, submitted, a DR, a failure."""
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    message: Mapped[Message] = relationship(back_populates="events")

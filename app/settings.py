@@ -1,0 +1,119 @@
+"""The one typed settings object, read from ``SMSAGG_*`` environment variables.
+
+Everything configurable lives here and nowhere else; other modules receive a
+``Settings`` (or call :func:`get_settings`) instead of reading ``os.environ``.
+
+Redis layout (one Redis database serves one gateway):
+
+* Celery's broker uses the queue names ``mt.interactive``, ``mt.interactive_low``,
+  ``mt.bulk``, ``mt.bulk_low``, ``inbound`` and ``callbacks`` plus kombu's own
+  ``_kombu.*`` and ``unacked*`` keys.
+* Everything the gateway itself stores sits under ``key_prefix`` (default
+  ``smsagg:``): idempotency claims, token buckets, the scheduler index.
+
+Tests isolate themselves by pointing ``SMSAGG_REDIS_URL`` at a database number of
+their own and ``SMSAGG_REDIS_PREFIX`` at a prefix of their own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """An ``SMSAGG_*`` variable holds a value that cannot be used."""
+
+
+def _env_bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def _env_number(env: dict[str, str], name: str, default: float, kind: type = int):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from exc
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Gateway configuration. Build it with :meth:`from_env`; never mutate it."""
+
+    home: Path = Path("var")
+    redis_url: str | None = None
+    database_url: str = ""
+    key_prefix: str = "smsagg:"
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    smsc_sim_port: int = 2775
+    # Verified (login, password) pairs are trusted for this long in each ingress
+    # process, so the slow KDF never runs per request in steady state.
+    credential_cache_seconds: float = 30.0
+    # Accounts, senders and carriers are re-read from the database this often.
+    directory_refresh_seconds: float = 5.0
+    # How long a client's message_id stays claimed in Redis (the database keeps
+    # the unique key forever).
+    idempotency_ttl_seconds: int = 7 * 24 * 3600
+    max_request_bytes: int = 2 * 1024 * 1024
+    default_max_message_length: int = 1600
+    allow_private_callbacks: bool = False
+    bench_endpoints: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if environ is None else environ)
+        home = Path(env.get("SMSAGG_HOME") or "var")
+        database_url = env.get("SMSAGG_DATABASE_URL") or f"sqlite:///{(home / 'smsagg.db').resolve()}"
+        return cls(
+            home=home,
+            redis_url=env.get("SMSAGG_REDIS_URL") or None,
+            database_url=database_url,
+            key_prefix=env.get("SMSAGG_REDIS_PREFIX") or "smsagg:",
+            web_host=env.get("SMSAGG_WEB_HOST") or "127.0.0.1",
+            web_port=_env_number(env, "SMSAGG_WEB_PORT", 8080),
+            smsc_sim_port=_env_number(env, "SMSAGG_SMSC_SIM_PORT", 2775),
+            credential_cache_seconds=_env_number(env, "SMSAGG_CREDENTIAL_CACHE_SECONDS", 30.0, float),
+            directory_refresh_seconds=_env_number(env, "SMSAGG_DIRECTORY_REFRESH_SECONDS", 5.0, float),
+            idempotency_ttl_seconds=_env_number(env, "SMSAGG_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600),
+            max_request_bytes=_env_number(env, "SMSAGG_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
+            default_max_message_length=_env_number(env, "SMSAGG_DEFAULT_MAX_MESSAGE_LENGTH", 1600),
+            allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),
+            bench_endpoints=_env_bool(env, "SMSAGG_BENCH_ENDPOINTS", False),
+            log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
+        )
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    def require_redis_url(self) -> str:
+        """The Redis URL, or a clear error: only ``smsagg up`` starts its own Redis."""
+        if not self.redis_url:
+            raise SettingsError(
+                "SMSAGG_REDIS_URL is not set. Set it (e.g. redis://127.0.0.1:6379/0) "
+                "or run 'smsagg up', which starts an embedded Redis."
+            )
+        return self.redis_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings.from_env()

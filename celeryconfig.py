@@ -1,0 +1,49 @@
+"""Celery configuration for every smsagg worker and beat (read by ``workers.celery_app``).
+
+Decisions (DESIGN.md, "Queues and priority" and "Time"):
+
+* One queue per priority plus ``inbound`` and ``callbacks``; interactive queues get
+  workers of their own (see ``smsagg up`` and ``deploy/``), and a worker that serves
+  several queues drains them in the listed order (``queue_order_strategy``).
+* ``task_acks_late`` + ``task_reject_on_worker_lost``: a worker killed mid-task gives
+  the message back, so every task is idempotent.
+* ``visibility_timeout`` is one hour, above the longest countdown any task uses
+  (callback retries: 10 minutes; ``MAX_COUNTDOWN_SECONDS`` below). Anything further
+  ahead (scheduled sends) is stored durably and released by beat, never held as an
+  ETA. An unacknowledged message of a worker that died without a clean shutdown is
+  handed to another worker after this timeout.
+"""
+
+from kombu import Exchange, Queue
+
+from app.domain.priorities import ALL_QUEUES, Priority
+from app.settings import get_settings
+
+MAX_COUNTDOWN_SECONDS = 15 * 60
+VISIBILITY_TIMEOUT_SECONDS = 3600
+
+broker_url = get_settings().require_redis_url()
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+    "queue_order_strategy": "priority",
+}
+
+task_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+result_backend = None
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+_exchange = Exchange("smsagg", type="direct")
+task_queues = [Queue(name, _exchange, routing_key=name) for name in ALL_QUEUES]
+task_default_exchange = "smsagg"
+task_default_queue = Priority.BULK.queue
+task_routes = {priority.task_name: {"queue": priority.queue} for priority in Priority}
+
+worker_hijack_root_logger = False
+worker_send_task_events = False
+task_send_sent_event = False

@@ -1,0 +1,20 @@
+"""The Celery application. Workers import this, never Flask."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from app.db.session import dispose_engines
+
+celery = Celery("smsagg")
+celery.config_from_object("celeryconfig")
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_kwargs) -> None:
+    """Children of a prefork pool must not share the parent's pooled sockets."""
+    dispose_engines()
+
+
+import workers.tasks  # noqa: E402,F401  (registers the tasks on this app)
