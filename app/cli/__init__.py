@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from app.cli import bench, manage, run
+from app.gms.cli import gms
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,5 +16,5 @@ def main() -> None:
     """smsagg: an SMS aggregation gateway."""
 
 
-for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench):
+for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms):
     main.add_command(command)

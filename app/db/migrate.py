@@ -1,4 +1,8 @@
-"""Schema migrations, run programmatically (``smsagg db upgrade``, ``smsagg up``)."""
+"""Schema migrations, run programmatically (``smsagg db upgrade``, ``smsagg up``).
+
+Feature areas may keep their own migration branch off the main line (Alembic
+``branch_labels``), so upgrades go to ``heads``: every branch's newest revision.
+"""
 
 from __future__ import annotations
 
@@ -13,5 +17,5 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(database_url), revision)

@@ -30,10 +30,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds),
     }
 
+    from app.gms.web import blueprint as gms_blueprint
     from app.web import health, httpapi
 
     app.register_blueprint(httpapi.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(gms_blueprint)
     if settings.bench_endpoints:
         from app.web import bench
 

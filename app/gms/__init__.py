@@ -1,0 +1,1 @@
+"""Genesys Mobile Services-compatible services (seed 003)."""
