@@ -96,8 +96,8 @@ def test_segments_of_one_message_may_arrive_over_different_binds(run, client_con
     async def scenario():
         async with SmscSimulator(SimulatorConfig(port=0)) as sim:
             async with SmppClient(client_config(sim.port)) as first, SmppClient(client_config(sim.port)) as second:
-                await first.submit(segments[0])
-                await second.submit(segments[1])
+                for number, segment in enumerate(segments):
+                    await (first, second)[number % 2].submit(segment)
                 return await sim.wait_for_messages(1, timeout=1)
 
     [message] = run(scenario())
