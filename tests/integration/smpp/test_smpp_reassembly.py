@@ -46,8 +46,7 @@ def sar_segments(octets: bytes, data_coding: int, size: int) -> list[SubmitSm]:
 
 
 # Segment sizes chosen so that a GSM escape pair (at 150) and UTF-16 code units (133 is odd) straddle
-# segment boundaries,
-# which only decoding the joined octets survives.
+# segment boundaries, which only decoding the joined octets survives.
 CASES = {
     "udh-8bit-gsm": (udh_segments(GSM_TEXT.encode("gsm03.38"), udh_8bit, 0, 150), GSM_TEXT),
     "udh-16bit-ucs2": (udh_segments(UCS2_TEXT.encode("utf-16-be"), udh_16bit, 8, 133), UCS2_TEXT),
