@@ -35,12 +35,19 @@ What it promises
 - ``run_wrk`` runs ``wrk`` (when ``wrk_available()``) and returns the same ``LoadResult`` shape:
   wrk reports neither status nor body tallies nor connection counts, so those are empty/None.
 
-Measured on this machine (2 cores, shared and noisy; Python 3.11, one generator process,
-64 connections, a minimal asyncio server in another process answering a fixed 13-byte body to a
-form POST carrying a unique message_id): see MEASURED below. The generator drives about
-18-21k req/s at a full core, roughly 50 us of CPU per request: driving a 7k req/s server
-costs it about a third of one core, which the server then does not have. ``wrk`` against the
-same server: ~90k req/s. Use ``processes=2`` only when the server under test is on other cores.
+Measured on this machine (2 cores shared with other work, so figures swing +-40% from run to
+run; Python 3.11; 64 connections; a form POST carrying a unique message_id; the server a minimal
+asyncio one in its own process answering a fixed 13-byte body):
+- one generator process: 20-37k req/s at ~100% of one core, 26-49 us of CPU per request;
+- ``processes=2``: 44-47k req/s at ~70% of one core each (the server shares the same 2 cores);
+- ``wrk -t1`` against the same server: 52-92k req/s.
+Against the same server made to burn 150 us of CPU per request (a ~5.5k req/s ceiling, like the
+Python WSGI servers in DESIGN.md): this generator 4.6-5.5k req/s using 50-60% of one core
+(~100 us per request: at such rates every response is a wake-up of its own); ``wrk`` 5.4-5.6k
+req/s using ~15%. So the generator does not cap such a server, but it does take about half a
+core that a server able to use both cores (gunicorn with 2 workers) would otherwise get: for
+that server's headline rate prefer ``run_wrk``, and use ``run_load`` for the status and body
+tallies.
 """
 
 from __future__ import annotations
@@ -59,8 +66,8 @@ import time
 from array import array
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing.synchronize import Barrier
 from dataclasses import dataclass, field
+from multiprocessing.synchronize import Barrier
 from typing import Callable, NamedTuple
 from urllib.parse import urlsplit
 
@@ -69,7 +76,7 @@ RECONNECT_PAUSE = 0.05
 BODY_KEY_BYTES = 200
 """Bodies are tallied by their first this-many bytes."""
 MAX_DISTINCT_BODIES = 1000
-"""A process tallies at most this many distinct bodies; later new bodies count as 'other'."""
+"""A process tallies at most this many distinct bodies; later new ones count as other bodies."""
 TOP_BODIES = 10
 """How many distinct bodies a LoadResult lists, most common first."""
 START_BARRIER_TIMEOUT = 60.0
@@ -210,7 +217,6 @@ class Tally:
     responses: int = 0
     status_counts: Counter = field(default_factory=Counter)
     body_counts: Counter = field(default_factory=Counter)
-    untallied_bodies: int = 0
     errors: Counter = field(default_factory=Counter)
     latencies_ms: array = field(default_factory=lambda: array("d"))
     warmup_requests: int = 0
@@ -232,8 +238,6 @@ class Tally:
         key = response.body[:BODY_KEY_BYTES]
         if key in self.body_counts or len(self.body_counts) < MAX_DISTINCT_BODIES:
             self.body_counts[key] += 1
-        else:
-            self.untallied_bodies += 1
         self.latencies_ms.append(latency_ms)
 
 
@@ -292,7 +296,8 @@ async def _drive_connection(
                     stream[1].write(payload)
                     response = await read_response(stream[0], spec.method == "HEAD")
             except REQUEST_ERRORS as error:
-                stream = _close(stream)
+                _close(stream)
+                stream = None
                 if tally.counts_at(loop.time(), clock):
                     tally.errors[type(error).__name__] += 1
                 await asyncio.sleep(RECONNECT_PAUSE)
@@ -301,7 +306,8 @@ async def _drive_connection(
             if tally.counts_at(finished, clock):
                 tally.record_response(response, (finished - started) * 1000.0)
             if not response.keep_alive:
-                stream = _close(stream)
+                _close(stream)
+                stream = None
     finally:
         _close(stream)
 
@@ -524,7 +530,10 @@ def wrk_available() -> bool:
 
 def run_wrk(url: str, lua_script_text: str, seconds: float, connections: int, threads: int,
             timeout: float = 5.0) -> LoadResult:
-    """Run wrk (whole seconds, no warm-up) with the given Lua script; CPU is wrk's own."""
+    """Run wrk (whole seconds, no warm-up) with the given Lua script; CPU is wrk's own.
+
+    Raises ``subprocess.CalledProcessError`` when wrk fails, e.g. cannot connect at all.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(lua_script_text)
         script.flush()

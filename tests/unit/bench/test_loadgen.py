@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import pickle
 import socket
 import threading
 import time
@@ -193,6 +194,19 @@ def test_several_processes_split_the_indexes_and_merge(server):
     assert sorted(server.received) == sorted(b"message_id=%d" % i for i in range(101))
     assert len(result.process_cpu_percent) == 2
     assert result.connections_opened == 4
+
+
+def test_an_unpicklable_factory_fails_fast_with_several_processes():
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # which one depends on the object
+        run_load("http://127.0.0.1:1/", get("/"), seconds=5, warmup=0, processes=2)
+
+
+def test_a_failing_factory_is_not_hidden_as_a_request_error():
+    def broken(i):
+        raise KeyError(i)
+
+    with pytest.raises(KeyError):
+        run_load("http://127.0.0.1:1/", broken, concurrency=1, seconds=1, warmup=0)
 
 
 def test_result_serialises_to_json(server):
