@@ -180,7 +180,7 @@ def _schedule(weights: tuple[int, ...]) -> tuple[int, ...]:
     current = [0] * len(weights)
     order = []
     for _ in range(total):
-        current = [value + weight for value, weight in zip(current, weights)]
+        current = [value + weight for value, weight in zip(current, weights, strict=True)]
         chosen = max(range(len(weights)), key=lambda index: (current[index], -index))
         current[chosen] -= total
         order.append(chosen)

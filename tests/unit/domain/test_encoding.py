@@ -189,7 +189,7 @@ def test_smart_extension_replacement_still_costs_two_septets():
     ],
 )
 def test_count_parts_follows_gsm_rules(text, encoding, parts):
-    """Seed 001, `message`: 153 per part for plain text; the '268 for Unicode' is bytes (67 chars)."""
+    """Seed 001, `message`: 153 per part for plain text; its '268 for Unicode' is 67 chars."""
     assert count_parts(text, encoding) == parts
     assert plan_encoding(text, requested=encoding).segments == parts
 
