@@ -31,7 +31,9 @@ Counting parts (`count_parts`, `EncodingPlan.segments`)
     and the part count is found by cutting, not by dividing. The bulk SMS seed (001) says
     "every 153 characters are counted as one message for plain text and 268 characters for
     Unicode" (and 280 for a single Unicode message): 268 and 280 are byte counts of 134 and
-    140 octets written as if they were characters. We bill by the real rule above.
+    140 octets written as if they were characters. Its "140 for flash" matches only Latin-1
+    flash; a flash message holds as much as any other message in its encoding. We bill by
+    the real rule above.
 
 Splitting (`segment_message`)
     Three ways to send a long message, chosen by the carrier's `concat_mode`:
@@ -59,10 +61,10 @@ Decoding inbound (`decode_short_message`, `parse_udh`, `reassemble`)
 
 The GSM alphabet comes from the `gsm0338` package (it registers the ``gsm03.38`` codec): its
 encoder writes our unpacked GSM bytes and the two lookup tables below are read out of its
-decoder. We do not use its decoder on inbound data, because it turns an unknown escape
-sequence into U+FFFD and silently drops a trailing escape, and we treat U+001B (ESC) as not
-encodable, although the codec accepts it, because a lone escape byte would swallow the next
-character on the handset.
+decoder. We do not use its decoder on inbound data, because it turns an escape followed by
+a code the extension table lacks into U+FFFD where TS 23.038 shows the default-alphabet
+character. And we treat U+001B (ESC) as not encodable, although the codec accepts it,
+because a lone escape byte would swallow the next character on the handset.
 """
 
 from __future__ import annotations
@@ -542,7 +544,11 @@ def _decode_body(body: bytes, alphabet: Alphabet) -> str | None:
 
 
 def _decode_gsm(septets: bytes) -> str:
-    """GSM-7 unpacked to text; unknown escapes fall back to the default alphabet (23.038)."""
+    """GSM-7 unpacked to text.
+
+    An unknown escape falls back to the default alphabet, ESC ESC shows a space (TS 23.038),
+    an escape with nothing after it is dropped, a byte above 0x7F is U+FFFD.
+    """
     chars, escaped = [], False
     for code in septets:
         if escaped:

@@ -441,3 +441,8 @@ def test_reassembly_decodes_an_escape_split_by_the_sender():
 def test_reassembly_refuses_incomplete_or_mixed_parts(parts):
     with pytest.raises(ValueError):
         reassemble(parts)
+
+
+def test_gsm_decoding_of_a_dangling_escape_and_bytes_above_0x7f():
+    assert decode_short_message(b"ab\x1b", 0).text == "ab"
+    assert decode_short_message(b"a\x80", 0).text == "a\ufffd"
