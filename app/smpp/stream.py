@@ -9,9 +9,12 @@ What this module promises:
   status and sequence number the codec suggests, logged, and skipped: one bad
   PDU never ends a session. A stream that has lost its framing raises
   ``FramingError`` and the caller must drop the connection.
-* ``send()`` only buffers (no await per PDU); ``drain()`` applies back-pressure
-  once per batch. Sending on a closing connection is a silent no-op, because the
-  session's end is reported by ``receive()`` and handled there.
+* ``send()`` only buffers: everything sent during one turn of the event loop
+  goes out in one write, because a system call per PDU, not the codec, is what
+  limits throughput. ``drain()`` and the closing methods write out what is
+  buffered first, so an unbind_resp sent just before closing does leave.
+  Sending on a closing connection is a silent no-op: the session's end is
+  reported by ``receive()`` and handled there.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class PduStream:
         self._reader = reader
         self._writer = writer
         self._framer = PduFramer(max_command_length)
+        self._outgoing: list[bytes] = []
         self.peer = _describe_peer(writer)
 
     async def receive(self) -> list[Pdu] | None:
@@ -60,10 +64,19 @@ class PduStream:
             return None
 
     def send(self, pdu: Pdu) -> None:
-        if not self._writer.is_closing():
-            self._writer.write(encode(pdu))
+        if self._writer.is_closing():
+            return
+        self._outgoing.append(encode(pdu))
+        if len(self._outgoing) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._outgoing and not self._writer.is_closing():
+            self._writer.write(b"".join(self._outgoing))
+        self._outgoing.clear()
 
     async def drain(self) -> None:
+        self._flush()
         if not self._writer.is_closing():
             await self._writer.drain()
 
@@ -73,11 +86,12 @@ class PduStream:
 
     def close_soon(self) -> None:
         """Start closing (buffered PDUs still go out); receive() then reports the end."""
+        self._flush()
         self._writer.close()
 
     async def close(self) -> None:
         """Close the socket; a peer that already vanished is not an error here."""
-        self._writer.close()
+        self.close_soon()
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
 
