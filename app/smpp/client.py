@@ -44,9 +44,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from app.smpp.pdu import (
+    BindPdu,
     BindReceiver,
     BindTransceiver,
     BindTransmitter,
@@ -67,7 +68,7 @@ DeliverHandler = Callable[[DeliverSm], Awaitable[None]]
 _MAX_SEQUENCE = 0x7FFF_FFFF
 
 
-class BindMode(str, Enum):
+class BindMode(StrEnum):
     TRANSCEIVER = "transceiver"
     TRANSMITTER_RECEIVER = "transmitter_receiver"
 
@@ -155,7 +156,7 @@ class _Link:
         self._keep_alive: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, config: SmppClientConfig, bind_class: type[Pdu], sequences: _SequenceNumbers,
+    async def open(cls, config: SmppClientConfig, bind_class: type[BindPdu], sequences: _SequenceNumbers,
                    on_deliver: DeliverHandler) -> _Link:
         """Connect and bind; on any failure the socket is closed again."""
         async with asyncio.timeout(config.connect_timeout):
@@ -168,7 +169,7 @@ class _Link:
             raise
         return link
 
-    async def _bind(self, bind_class: type[Pdu]) -> None:
+    async def _bind(self, bind_class: type[BindPdu]) -> None:
         config = self._config
         bind = bind_class(system_id=config.system_id, password=config.password, system_type=config.system_type)
         resp = await self.request(bind, config.response_timeout)
@@ -296,17 +297,17 @@ class SmppClient:
         self._sequences = _SequenceNumbers()
         self._window = asyncio.Semaphore(config.window)
         self._submits_in_hand = 0
-        self._links: dict[type[Pdu], _Link] = {}
+        self._links: dict[type[BindPdu], _Link] = {}
         self._supervisors: list[asyncio.Task[None]] = []
 
     @property
-    def _bind_classes(self) -> tuple[type[Pdu], ...]:
+    def _bind_classes(self) -> tuple[type[BindPdu], ...]:
         if self._config.bind_mode is BindMode.TRANSCEIVER:
             return (BindTransceiver,)
         return (BindTransmitter, BindReceiver)
 
     @property
-    def _submit_bind(self) -> type[Pdu]:
+    def _submit_bind(self) -> type[BindPdu]:
         return self._bind_classes[0]
 
     @property
@@ -328,16 +329,16 @@ class SmppClient:
             raise
         self._supervisors = [asyncio.create_task(self._keep_bound(cls)) for cls in self._bind_classes]
 
-    async def _open(self, bind_class: type[Pdu]) -> _Link:
+    async def _open(self, bind_class: type[BindPdu]) -> _Link:
         return await _Link.open(self._config, bind_class, self._sequences, self._on_deliver)
 
-    async def _keep_bound(self, bind_class: type[Pdu]) -> None:
+    async def _keep_bound(self, bind_class: type[BindPdu]) -> None:
         """Wait for the link to drop, then rebind with backoff, forever."""
         while True:
             await self._links[bind_class].wait_closed()
             self._links[bind_class] = await self._reconnect(bind_class)
 
-    async def _reconnect(self, bind_class: type[Pdu]) -> _Link:
+    async def _reconnect(self, bind_class: type[BindPdu]) -> _Link:
         delay = self._config.reconnect_delay
         while True:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))

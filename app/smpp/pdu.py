@@ -376,6 +376,8 @@ class Pdu:
 
     def response(self, command_status: int = CommandStatus.ESME_ROK, **body: Any) -> Pdu:
         """The matching response, carrying this request's sequence number."""
+        if self.is_response:
+            raise TypeError(f"{type(self).__name__} is a response; it has none of its own")
         response_class = _PDU_CLASSES[self.command_id | RESPONSE_BIT]
         return response_class(sequence_number=self.sequence_number, command_status=command_status, **body)
 
@@ -388,7 +390,9 @@ def _register(cls: type[Pdu]) -> type[Pdu]:
 
 
 @dataclass(slots=True, kw_only=True)
-class _Bind(Pdu):
+class BindPdu(Pdu):
+    """bind_transmitter, bind_receiver and bind_transceiver share one body."""
+
     system_id: str = _cstring(16)
     password: str = _cstring(9)
     system_type: str = _cstring(13)
@@ -400,42 +404,42 @@ class _Bind(Pdu):
 
 @_register
 @dataclass(slots=True, kw_only=True)
-class BindTransmitter(_Bind):
+class BindTransmitter(BindPdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSMITTER
 
 
 @_register
 @dataclass(slots=True, kw_only=True)
-class BindReceiver(_Bind):
+class BindReceiver(BindPdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_RECEIVER
 
 
 @_register
 @dataclass(slots=True, kw_only=True)
-class BindTransceiver(_Bind):
+class BindTransceiver(BindPdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSCEIVER
 
 
 @dataclass(slots=True, kw_only=True)
-class _BindResp(Pdu):
+class BindRespPdu(Pdu):
     system_id: str = _cstring(16)
 
 
 @_register
 @dataclass(slots=True, kw_only=True)
-class BindTransmitterResp(_BindResp):
+class BindTransmitterResp(BindRespPdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSMITTER_RESP
 
 
 @_register
 @dataclass(slots=True, kw_only=True)
-class BindReceiverResp(_BindResp):
+class BindReceiverResp(BindRespPdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_RECEIVER_RESP
 
 
 @_register
 @dataclass(slots=True, kw_only=True)
-class BindTransceiverResp(_BindResp):
+class BindTransceiverResp(BindRespPdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSCEIVER_RESP
 
 

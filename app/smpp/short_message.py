@@ -24,6 +24,7 @@ the simulator is the test oracle for that code, so it must not share it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -41,13 +42,13 @@ class DataCoding(IntEnum):
     UCS2 = 8
 
 
-_SINGLE_SEGMENT_OCTETS = {DataCoding.GSM7: 160, DataCoding.LATIN1: 140, DataCoding.UCS2: 140}
+_SINGLE_SEGMENT_OCTETS: dict[int, int] = {DataCoding.GSM7: 160, DataCoding.LATIN1: 140, DataCoding.UCS2: 140}
 _UDH_8BIT_REFERENCE_LENGTH = 6  # UDHL, IEI 0x00, IEDL, reference, total, sequence
 _IEI_CONCAT_8BIT_REFERENCE = 0x00
 _IEI_CONCAT_16BIT_REFERENCE = 0x08
 
 
-_CODECS = {
+_CODECS: dict[int, str] = {
     DataCoding.GSM7: GSM_CODEC,
     DataCoding.ASCII: "ascii",
     DataCoding.LATIN1: "latin-1",
@@ -99,7 +100,7 @@ def _concatenation_in_udh(header: bytes) -> Concatenation | None:
     return None
 
 
-def _concatenation_in_sar(tlvs: dict[int, object]) -> Concatenation | None:
+def _concatenation_in_sar(tlvs: Mapping[int, object]) -> Concatenation | None:
     reference = tlvs.get(Tag.SAR_MSG_REF_NUM)
     total = tlvs.get(Tag.SAR_TOTAL_SEGMENTS)
     sequence = tlvs.get(Tag.SAR_SEGMENT_SEQNUM)
@@ -112,7 +113,7 @@ def segment_text(text: str, data_coding: int, reference: int) -> list[bytes]:
     """short_message octets for each deliver_sm; several mean UDHI must be set."""
     if data_coding not in _SINGLE_SEGMENT_OCTETS:
         raise ValueError(f"cannot segment text in data_coding {data_coding}; use 0, 3 or 8")
-    codec = _CODECS[DataCoding(data_coding)]
+    codec = _CODECS[data_coding]
     single_limit = _SINGLE_SEGMENT_OCTETS[data_coding]
     if len(text.encode(codec)) <= single_limit:
         return [text.encode(codec)]

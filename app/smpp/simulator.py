@@ -65,11 +65,13 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from app.smpp.pdu import (
+    INTERFACE_VERSION_34,
+    BindPdu,
     BindReceiver,
     BindTransceiver,
     BindTransmitter,
@@ -85,7 +87,6 @@ from app.smpp.pdu import (
     SubmitSm,
     Tag,
     Unbind,
-    INTERFACE_VERSION_34,
 )
 from app.smpp.short_message import Concatenation, choose_data_coding, decode_text, segment_text, split_concatenation
 from app.smpp.stream import PduStream
@@ -98,13 +99,13 @@ _RECEIPT_TEXT_CHARS = 20
 _CONTROL_LINE_LIMIT = 64 * 1024
 
 
-class IdFormat(str, Enum):
+class IdFormat(StrEnum):
     HEX = "hex"
     DECIMAL = "decimal"
     PADDED_DECIMAL = "padded-decimal"
 
 
-class ReceiptOutcome(str, Enum):
+class ReceiptOutcome(StrEnum):
     """The stat: word of a receipt, with its message_state and err: code."""
 
     DELIVRD = "DELIVRD"
@@ -255,7 +256,7 @@ def _receipt_date(moment: datetime) -> str:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _wants_receipt(registered_delivery: int, outcome: ReceiptOutcome) -> bool:
@@ -271,7 +272,7 @@ class _SmscSession:
         self._simulator = simulator
         self.stream = stream
         self.system_id = ""
-        self.bound_as: type[Pdu] | None = None
+        self.bound_as: type[BindPdu] | None = None
         self.submits = 0
         self.unacknowledged: dict[int, DeliverSm] = {}
         self._last_sequence = 0
@@ -309,7 +310,7 @@ class _SmscSession:
             await self.stream.close()
 
     def _handle(self, pdu: Pdu) -> None:
-        if isinstance(pdu, (BindTransmitter, BindReceiver, BindTransceiver)):
+        if isinstance(pdu, BindPdu):
             self._bind(pdu)
         elif isinstance(pdu, SubmitSm):
             self._simulator.handle_submit(self, pdu)
@@ -323,7 +324,7 @@ class _SmscSession:
             self.stream.send(GenericNack(sequence_number=pdu.sequence_number,
                                          command_status=CommandStatus.ESME_RINVCMDID))
 
-    def _bind(self, bind: BindTransmitter | BindReceiver | BindTransceiver) -> None:
+    def _bind(self, bind: BindPdu) -> None:
         status = CommandStatus.ESME_RALYBND if self.bound_as else self._simulator.check_credentials(bind)
         self.stream.send(bind.response(command_status=status, system_id=SIMULATOR_SYSTEM_ID,
                                        tlvs={Tag.SC_INTERFACE_VERSION: INTERFACE_VERSION_34}))
@@ -422,7 +423,7 @@ class SmscSimulator:
 
     # --- binds ---
 
-    def check_credentials(self, bind: BindTransmitter | BindReceiver | BindTransceiver) -> CommandStatus:
+    def check_credentials(self, bind: BindPdu) -> CommandStatus:
         credentials = self.config.credentials
         if not credentials:
             return CommandStatus.ESME_ROK

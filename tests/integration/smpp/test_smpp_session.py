@@ -161,7 +161,7 @@ def test_mo_injection_short_and_concatenated(run, client_config):
     long_text = "Price {EUR} 10€ " * 20  # 380 septets: extension characters take two each
 
     async def scenario():
-        async with simulator() as sim, SmppClient(client_config(sim.port), inbox) as client:
+        async with simulator() as sim, SmppClient(client_config(sim.port), inbox):
             assert await sim.inject_mo("33698765432", "3900", "STOP") == 1
             assert await sim.inject_mo("33698765432", "3900", long_text) == 3
             await asyncio.sleep(0.1)
@@ -181,7 +181,7 @@ def test_mo_in_ucs2_when_the_text_needs_it(run, client_config):
     inbox = Inbox()
 
     async def scenario():
-        async with simulator() as sim, SmppClient(client_config(sim.port), inbox) as client:
+        async with simulator() as sim, SmppClient(client_config(sim.port), inbox):
             await sim.inject_mo("33698765432", "3900", "Привет 👋")
             await asyncio.sleep(0.1)
 
