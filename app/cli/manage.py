@@ -177,8 +177,8 @@ def carrier_add(carrier_id, name, smpp_address, system_id, smpp_password, system
 @click.argument("carrier_id", type=int)
 def carrier_remove(carrier_id) -> None:
     with unit_of_work() as session:
-        svc.remove_carrier(session, carrier_id)
-    click.echo(f"carrier {carrier_id} removed")
+        deleted = svc.remove_carrier(session, carrier_id)
+    click.echo(f"carrier {carrier_id} {'removed' if deleted else 'disabled (messages went through it)'}")
 
 
 @carrier.command("list")

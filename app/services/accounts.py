@@ -15,7 +15,7 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Account, Carrier, Route, Sender
+from app.db.models import Account, Carrier, Message, Route, Sender
 from app.domain.mt_request import classify_sender
 from app.domain.priorities import DEFAULT_PRIORITY, Priority
 from app.services.errors import AlreadyExists, InvalidValue, NotFound
@@ -208,13 +208,20 @@ def list_carriers(session: Session) -> list[Carrier]:
     return list(session.scalars(select(Carrier).order_by(Carrier.id)))
 
 
-def remove_carrier(session: Session, carrier_id: int) -> None:
+def remove_carrier(session: Session, carrier_id: int) -> bool:
+    """Remove a carrier and its routes. A carrier that messages went through is kept,
+    disabled, so the message log stays whole; returns whether it was deleted."""
     carrier = session.get(Carrier, carrier_id)
     if carrier is None:
         raise NotFound(f"no carrier {carrier_id}")
     for route in session.scalars(select(Route).where(Route.carrier_id == carrier_id)):
         session.delete(route)
+    session.flush()
+    if session.scalar(select(Message.id).where(Message.carrier_id == carrier_id).limit(1)) is not None:
+        carrier.enabled = False
+        return False
     session.delete(carrier)
+    return True
 
 
 def validate_prefix(prefix: str) -> str:

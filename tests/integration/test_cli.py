@@ -1,0 +1,85 @@
+"""The command-line contract (issue: "extend it, do not rename it")."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from app.settings import get_settings
+
+
+@pytest.fixture
+def cli(settings, monkeypatch):
+    monkeypatch.setenv("SMSAGG_HOME", str(settings.home))
+    monkeypatch.setenv("SMSAGG_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SMSAGG_REDIS_URL", settings.redis_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert (result.exit_code == 0) is ok, result.output
+        return result.output
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+def test_account_lifecycle(cli):
+    cli("account", "create", "--login", "acme", "--password", "pw", "--sender", "99222", "--sender", "ACME",
+        "--rate", "50", "--burst", "100", "--max-length", "480", "--priority", "INTERACTIVE",
+        "--dr-url", "https://client.example/dr", "--mo-url", "https://client.example/mo",
+        "--message-id-optional", "--allow-ip", "203.0.113.0/24")
+    shown = json.loads(cli("account", "show", "acme"))
+    assert shown["senders"] == ["99222", "ACME"] and shown["rate"] == 50 and shown["burst"] == 100
+    assert shown["max_message_length"] == 480 and shown["default_priority"] == "INTERACTIVE"
+    assert shown["message_id_optional"] is True and shown["allowed_ips"] == ["203.0.113.0/24"]
+    assert "pw" not in json.dumps({k: v for k, v in shown.items() if k != "callback_secret"})
+
+    cli("account", "update", "acme", "--rate", "5", "--message-id-required", "--dr-url", "")
+    shown = json.loads(cli("account", "show", "acme"))
+    assert shown["rate"] == 5 and shown["message_id_optional"] is False and shown["dr_url"] is None
+
+    cli("account", "disable", "acme")
+    assert json.loads(cli("account", "show", "acme"))["enabled"] is False
+    listed = json.loads(cli("account", "list", "--json"))
+    assert [a["login"] for a in listed] == ["acme"]
+
+
+def test_errors_are_clean_messages(cli):
+    assert "no account" in cli("account", "show", "ghost", ok=False)
+    cli("account", "create", "--login", "acme", "--password", "pw")
+    assert "already exists" in cli("account", "create", "--login", "acme", "--password", "pw", ok=False)
+    assert "priority must be" in cli("account", "update", "acme", "--priority", "NOW", ok=False)
+
+
+def test_carriers_senders_and_routes(cli):
+    cli("account", "create", "--login", "acme", "--password", "pw")
+    cli("carrier", "add", "--id", "99901", "--name", "sim", "--smpp", "127.0.0.1:2775", "--system-id", "smsagg",
+        "--password", "pw", "--throughput", "100")
+    cli("carrier", "add", "--id", "99902", "--name", "web", "--http", "https://carrier.example/send")
+    carriers = json.loads(cli("carrier", "list", "--json"))
+    assert [(c["id"], c["connector"]) for c in carriers] == [(99901, "smpp"), (99902, "http")]
+    assert "pw" not in carriers[0]["settings"]
+    assert "exactly one" in cli("carrier", "add", "--id", "3", "--name", "x", ok=False)
+
+    cli("route", "add", "--prefix", "1", "--carrier", "99901")
+    cli("route", "add", "--prefix", "1202", "--carrier", "99902")
+    assert [(r["prefix"], r["carrier"]) for r in json.loads(cli("route", "list", "--json"))] == [
+        ("1", 99901), ("1202", 99902)]
+    cli("route", "remove", "--prefix", "1202", "--carrier", "99902")
+
+    cli("sender", "add", "55555", "--account", "acme")
+    cli("sender", "add", "MYBRAND")
+    senders = {s["address"]: s for s in json.loads(cli("sender", "list", "--json"))}
+    assert senders["55555"]["account"] == "acme" and senders["MYBRAND"]["account"] is None
+    assert senders["55555"]["kind"] == "shortcode" and senders["MYBRAND"]["kind"] == "alphanumeric"
+    cli("sender", "remove", "MYBRAND")
+    assert "not a shortcode" in cli("sender", "add", "<x>", ok=False)
+
+
+def test_worker_refuses_unknown_queues(cli):
+    assert "unknown queue" in cli("worker", "--queues", "mt.urgent", ok=False)

@@ -1,0 +1,247 @@
+"""``/httpapi/receiver`` against real Redis and a real database: every result code of
+seed 000's "HTTP API Response" table, GET and POST, and what each leaves behind."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from werkzeug.serving import make_server
+
+from app.db.session import session_scope
+from app.services import accounts as svc
+from app.services.accounts import AccountOptions
+from app.web import create_app
+from tests.integration.conftest import PASSWORD
+
+VALID = {
+    "login": "acme",
+    "password": PASSWORD,
+    "phone_number": "12025550100",
+    "sender": "99222",
+    "message": "Hello",
+    "message_id": "m-1",
+}
+
+
+def params(**changes):
+    result = dict(VALID)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def submit(client, method, data):
+    if method == "GET":
+        response = client.get("/httpapi/receiver", query_string=data)
+    else:
+        response = client.post("/httpapi/receiver", data=data)
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    body = response.get_data(as_text=True)
+    assert body.startswith("result_code=")
+    return int(body.split("=", 1)[1])
+
+
+def queued(redis_client, queue="mt.bulk"):
+    return [json.loads(raw) for raw in redis_client.lrange(queue, 0, -1)]
+
+
+def task_payload(envelope):
+    return json.loads(base64.b64decode(envelope["body"]))[0][0]
+
+
+METHODS = pytest.mark.parametrize("method", ["GET", "POST"])
+
+# (case id, parameters, expected result_code): seed 000, "HTTP API Response" table.
+CASES = [
+    ("queued", params(), 0),
+    ("queued-shortcode-name", params(sender=None, shortcode="99222"), 0),
+    ("queued-trusted-carrier", params(carrier="99901"), 0),
+    ("queued-priority", params(priority="INTERACTIVE"), 0),
+    ("queued-receipt", params(receipt="TRUE", app_id="app", conversation_id="c1"), 0),
+    ("missing-login", params(login=None), 1),
+    ("missing-password", params(password=None), 1),
+    ("missing-phone", params(phone_number=None), 1),
+    ("missing-sender", params(sender=None), 1),
+    ("missing-message", params(message=None), 1),
+    ("missing-message-id", params(message_id=None), 1),
+    ("phone-not-numeric", params(phone_number="1202555O100"), 1),
+    ("phone-national", params(phone_number="07700900000"), 1),
+    ("phone-plus", params(phone_number="+12025550100"), 1),
+    ("bad-priority", params(priority="HIGH"), 1),
+    ("bad-receipt", params(receipt="YES"), 1),
+    ("attachments-not-from-0", params(**{"mms_attachment[1].content_type": "image/png",
+                                         "mms_attachment[1].content": "eA=="}), 1),
+    ("bad-base64", params(**{"mms_attachment[0].content_type": "image/png", "mms_attachment[0].content": "%%%"}), 1),
+    ("content-without-type", params(**{"mms_attachment[0].content": "eA=="}), 1),
+    ("unknown-login", params(login="nobody"), 2),
+    ("wrong-password", params(password="wrong"), 2),
+    ("carrier-not-integer", params(carrier="att"), 3),
+    ("carrier-unknown", params(carrier="12345"), 3),
+    ("sender-unknown", params(sender="31337"), 4),
+    ("sender-malformed", params(sender="!!"), 4),
+    ("sender-of-another-account", params(sender="55555"), 5),
+    ("sender-unowned", params(sender="77777"), 5),
+    ("too-long", params(message="x" * 161), 8),
+]
+
+
+@METHODS
+@pytest.mark.parametrize("case,data,expected", CASES, ids=[c[0] for c in CASES])
+def test_result_codes(client, redis_client, method, case, data, expected):
+    assert submit(client, method, data) == expected
+    assert len(queued(redis_client)) + len(queued(redis_client, "mt.interactive")) == (1 if expected == 0 else 0)
+
+
+@METHODS
+def test_rejected_request_leaves_no_claim_and_spends_no_token(gateway, redis_client, method):
+    with session_scope(gateway.database_url) as session:
+        svc.update_account(session, "acme", options=AccountOptions(rate=1, burst=1))
+    client = create_app(gateway).test_client()
+    assert submit(client, method, params(sender="55555")) == 5
+    assert not list(redis_client.scan_iter(f"{gateway.key_prefix}idem:*"))
+    # The token was not spent: the next valid request (same message_id) is queued.
+    assert submit(client, method, params()) == 0
+
+
+@METHODS
+def test_duplicate_message_id_is_7_and_queues_once(client, redis_client, method):
+    assert submit(client, method, params()) == 0
+    assert submit(client, method, params(message="different text")) == 7
+    assert len(queued(redis_client)) == 1
+
+
+def test_message_ids_are_per_account(gateway, redis_client):
+    client = create_app(gateway).test_client()
+    assert submit(client, "POST", params()) == 0
+    assert submit(client, "POST", params(login="other", sender="55555")) == 0
+
+
+@METHODS
+def test_throttled_when_over_the_account_rate(gateway, redis_client, method):
+    with session_scope(gateway.database_url) as session:
+        svc.update_account(session, "acme", options=AccountOptions(rate=1, burst=2))
+    client = create_app(gateway).test_client()
+    codes = [submit(client, method, params(message_id=f"t{i}")) for i in range(3)]
+    assert codes == [0, 0, 6]
+    assert redis_client.get(f"{gateway.key_prefix}idem:1:t2") is None
+
+
+def test_optional_message_id_account_needs_none(gateway, redis_client):
+    with session_scope(gateway.database_url) as session:
+        svc.update_account(session, "acme", options=AccountOptions(message_id_optional=True))
+    client = create_app(gateway).test_client()
+    assert submit(client, "POST", params(message_id=None)) == 0
+    assert submit(client, "POST", params(message_id=None)) == 0
+    assert len(queued(redis_client)) == 2
+
+
+def test_disabled_account_is_2(gateway):
+    with session_scope(gateway.database_url) as session:
+        svc.update_account(session, "acme", enabled=False, options=AccountOptions())
+    assert submit(create_app(gateway).test_client(), "POST", params()) == 2
+
+
+def test_client_ip_outside_allowlist_is_2(gateway):
+    with session_scope(gateway.database_url) as session:
+        svc.update_account(session, "acme", options=AccountOptions(allowed_ips=("10.1.0.0/16",)))
+    client = create_app(gateway).test_client()
+    assert submit(client, "POST", params()) == 2
+    inside = client.post("/httpapi/receiver", data=params(message_id="m-2"), environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert inside.get_data(as_text=True) == "result_code=0"
+
+
+@pytest.mark.parametrize("priority", ["INTERACTIVE", "INTERACTIVE_LOW", "BULK", "BULK_LOW"])
+def test_priority_selects_its_queue(client, redis_client, priority):
+    assert submit(client, "POST", params(priority=priority)) == 0
+    queue = "mt." + priority.lower()
+    [envelope] = queued(redis_client, queue)
+    assert envelope["headers"]["task"] == "smsagg." + queue
+    assert envelope["properties"]["delivery_info"]["routing_key"] == queue
+
+
+def test_default_priority_is_the_accounts(gateway, redis_client):
+    with session_scope(gateway.database_url) as session:
+        svc.update_account(session, "acme", options=AccountOptions(priority="INTERACTIVE_LOW"))
+    assert submit(create_app(gateway).test_client(), "POST", params()) == 0
+    assert len(queued(redis_client, "mt.interactive_low")) == 1
+
+
+def test_queued_payload_carries_the_whole_request(client, redis_client):
+    data = params(receipt="true", app_id="a1", conversation_id="c9", carrier="99901", message="Grüße €",
+                  **{"mms_attachment[0].content_type": "image/png", "mms_attachment[0].content": "iVBORw=="})
+    assert submit(client, "POST", data) == 0
+    payload = task_payload(queued(redis_client)[0])
+    assert payload["message"] == "Grüße €" and payload["receipt"] is True
+    assert payload["app_id"] == "a1" and payload["conversation_id"] == "c9" and payload["carrier"] == 99901
+    assert payload["attachments"] == [["image/png", "iVBORw=="]]
+    assert payload["client_message_id"] == "m-1" and len(payload["id"]) == 32
+
+
+def test_post_body_with_invalid_utf8_is_1(client):
+    response = client.post("/httpapi/receiver", data=b"login=acme&message=%C3%28",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.get_data(as_text=True) == "result_code=1"
+
+
+def test_multipart_post_is_accepted(client):
+    response = client.post("/httpapi/receiver", data=params(), content_type="multipart/form-data")
+    assert response.get_data(as_text=True) == "result_code=0"
+
+
+def test_unsupported_content_type_is_1(client):
+    response = client.post("/httpapi/receiver", data=json.dumps(VALID), content_type="application/json")
+    assert response.get_data(as_text=True) == "result_code=1"
+
+
+def test_oversize_body_is_8(gateway):
+    client = create_app(gateway.with_overrides(max_request_bytes=1024)).test_client()
+    response = client.post("/httpapi/receiver", data=params(message="x" * 5000))
+    assert response.status_code == 200 and response.get_data(as_text=True) == "result_code=8"
+
+
+def test_redis_unreachable_is_98_and_nothing_is_half_accepted(gateway, redis_client):
+    client = create_app(gateway.with_overrides(redis_url="redis://127.0.0.1:1/0")).test_client()
+    assert submit(client, "POST", params()) == 98
+    assert queued(redis_client) == []
+
+
+def test_database_unreachable_is_98(gateway):
+    broken = gateway.with_overrides(database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
+    assert submit(create_app(broken).test_client(), "POST", params()) == 98
+
+
+def test_concurrent_submits_of_one_message_id_yield_exactly_one_0(gateway, redis_client):
+    """Seed 000, "MT Retries": the id decides. 40 simultaneous submits over real
+    sockets to a threaded server: exactly one 0, the rest 7."""
+    import requests
+
+    app = create_app(gateway)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/httpapi/receiver"
+    barrier = threading.Barrier(40)
+
+    def one(_):
+        barrier.wait()
+        return requests.post(url, data=params(message_id="same-id"), timeout=10).text
+
+    try:
+        with ThreadPoolExecutor(40) as pool:
+            answers = list(pool.map(one, range(40)))
+    finally:
+        server.shutdown()
+    assert sorted(answers) == ["result_code=0"] + ["result_code=7"] * 39
+    assert len(queued(redis_client)) == 1
+
+
+def test_healthz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
