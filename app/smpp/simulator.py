@@ -372,9 +372,14 @@ class SmscSimulator:
     async def start(self) -> None:
         config = self.config
         smpp = await asyncio.start_server(self._serve_smpp, config.host, config.port)
-        control = await asyncio.start_server(self._serve_control, config.host, config.resolved_control_port,
-                                             limit=_CONTROL_LINE_LIMIT)
-        self._servers = [smpp, control]
+        self._servers = [smpp]
+        try:
+            control = await asyncio.start_server(self._serve_control, config.host, config.resolved_control_port,
+                                                 limit=_CONTROL_LINE_LIMIT)
+        except OSError:
+            await self.stop()
+            raise
+        self._servers.append(control)
         self.port = smpp.sockets[0].getsockname()[1]
         self.control_port = control.sockets[0].getsockname()[1]
         if config.throttle_per_second:
