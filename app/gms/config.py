@@ -1,0 +1,184 @@
+"""``SMSAGG_HOME/gms.ini``: the mobile services' configuration file (docs/gms.md).
+
+Parsing is pure (:func:`parse_config` takes the text); :func:`load_config` only
+reads the file. A missing file is an empty configuration; a malformed one is a
+:class:`ConfigError` naming the section and option, raised at startup rather than
+on the first request.
+
+Sections::
+
+    [gms]                      global options (all optional)
+    [service:NAME]             a custom service built on a built-in
+    [resource-group:NAME]      a pool of access numbers
+"""
+
+from __future__ import annotations
+
+import configparser
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.gms.domain import (
+    BUILTINS,
+    CONFIGURABLE,
+    DEFAULT_ACCESS_CODE_LENGTH,
+    MAX_ACCESS_CODE_LENGTH,
+    Builtin,
+    GmsError,
+    ResourceGroup,
+    ServiceDefinition,
+    Strategy,
+    normalise_access_number,
+    parse_bool,
+    parse_int,
+    validate_name,
+)
+
+CONFIG_FILE = "gms.ini"
+
+
+class ConfigError(ValueError):
+    """gms.ini holds something that cannot be used."""
+
+
+@dataclass(frozen=True)
+class GmsOptions:
+    access_code_length: int = DEFAULT_ACCESS_CODE_LENGTH
+    # Default reservation time of an access number when neither the request, the
+    # service nor the group says otherwise (GMS's _booking_expiration_timeout).
+    booking_expiration_timeout: int = 30
+    max_ttl: int = 30 * 24 * 3600  # longest service or storage TTL accepted
+    max_upload_bytes: int = 5 * 1024 * 1024  # a whole create/storage request body
+    cometd_timeout: float = 25.0  # longest a /meta/connect long-poll is held, seconds
+    cometd_session_timeout: int = 120  # a CometD client not heard from for this long is dropped
+    chat_ttl: int = 3600  # a chat session lives this long after its last activity
+
+
+@dataclass(frozen=True)
+class GmsConfig:
+    options: GmsOptions = field(default_factory=GmsOptions)
+    services: dict[str, ServiceDefinition] = field(default_factory=dict)
+    groups: dict[str, ResourceGroup] = field(default_factory=dict)
+
+    def service(self, name: str) -> ServiceDefinition | None:
+        return self.services.get(name) or BUILTINS.get(name)
+
+
+def _int(section: str, parser: configparser.ConfigParser, option: str, low: int, high: int, default):
+    try:
+        return parse_int(option, parser.get(section, option, fallback=None), minimum=low, maximum=high, default=default)
+    except GmsError as exc:
+        raise ConfigError(f"[{section}] {exc.message}") from None
+
+
+def parse_config(text: str, source: str = CONFIG_FILE) -> GmsConfig:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    parser.optionxform = str.lower  # type: ignore[assignment]
+    try:
+        parser.read_string(text, source=source)
+    except configparser.Error as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+    options = GmsOptions()
+    if parser.has_section("gms"):
+        s = "gms"
+        try:
+            cometd_timeout = float(parser.get(s, "cometd_timeout", fallback=str(options.cometd_timeout)))
+        except ValueError:
+            raise ConfigError("[gms] cometd_timeout is not a number") from None
+        if not 0.1 <= cometd_timeout <= 300:
+            raise ConfigError("[gms] cometd_timeout must be within 0.1..300 seconds")
+        options = GmsOptions(
+            access_code_length=_int(s, parser, "access_code_length", 1, MAX_ACCESS_CODE_LENGTH, options.access_code_length),
+            booking_expiration_timeout=_int(s, parser, "booking_expiration_timeout", 1, 86400, options.booking_expiration_timeout),
+            max_ttl=_int(s, parser, "max_ttl", 1, 366 * 24 * 3600, options.max_ttl),
+            max_upload_bytes=_int(s, parser, "max_upload_bytes", 1024, 1024**3, options.max_upload_bytes),
+            cometd_timeout=cometd_timeout,
+            cometd_session_timeout=_int(s, parser, "cometd_session_timeout", 5, 86400, options.cometd_session_timeout),
+            chat_ttl=_int(s, parser, "chat_ttl", 10, 7 * 24 * 3600, options.chat_ttl),
+        )
+
+    services: dict[str, ServiceDefinition] = {}
+    groups: dict[str, ResourceGroup] = {}
+    for section in parser.sections():
+        if section == "gms":
+            continue
+        kind, _, name = section.partition(":")
+        name = name.strip()
+        try:
+            if kind.strip() == "service" and name:
+                validate_name(name, "service", "service")
+                services[name] = _service(parser, section, name, options)
+            elif kind.strip() == "resource-group" and name:
+                validate_name(name, "resource group", "resource_group")
+                groups[name] = _group(parser, section, name)
+            else:
+                raise ConfigError(f"[{section}] unknown section (use [gms], [service:NAME], [resource-group:NAME])")
+        except GmsError as exc:
+            raise ConfigError(f"[{section}] {exc.message}") from None
+    return GmsConfig(options=options, services=services, groups=groups)
+
+
+def _service(parser: configparser.ConfigParser, section: str, name: str, options: GmsOptions) -> ServiceDefinition:
+    if name in BUILTINS:
+        raise ConfigError(f"[{section}] a custom service cannot take a built-in's name")
+    values = dict(parser.items(section))
+    kind = values.pop("type", "builtin").strip().lower()
+    if kind not in {"builtin", "built-in"}:
+        raise ConfigError(f"[{section}] type={kind!r} is not supported (only builtin)")
+    builtin_name = (values.pop("service", None) or values.pop("name", None) or "").strip()
+    try:
+        builtin = Builtin(builtin_name)
+    except ValueError:
+        raise ConfigError(f"[{section}] service={builtin_name!r} is not a built-in service "
+                          f"({', '.join(b.value for b in Builtin)})") from None
+    ttl = _int(section, parser, "ttl", 1, options.max_ttl, None)
+    values.pop("ttl", None)
+    code_length = _int(section, parser, "access_code_length", 1, MAX_ACCESS_CODE_LENGTH, None)
+    values.pop("access_code_length", None)
+    fixed: dict[str, str] = {}
+    for option in list(values):
+        if option in CONFIGURABLE:
+            fixed[option] = values.pop(option).strip()
+    if "provide_code" in fixed:
+        parse_bool("provide_code", fixed["provide_code"])
+    if values:
+        raise ConfigError(f"[{section}] unknown option(s): {', '.join(sorted(values))}")
+    if builtin is Builtin.REQUEST_INTERACTION and not fixed.get("resource_group"):
+        raise ConfigError(f"[{section}] resource_group is mandatory for a request-interaction service")
+    return ServiceDefinition(name=name, builtin=builtin, ttl=ttl, options=fixed, access_code_length=code_length)
+
+
+def _group(parser: configparser.ConfigParser, section: str, name: str) -> ResourceGroup:
+    raw = parser.get(section, "numbers", fallback="")
+    numbers = parse_numbers(raw, parameter="numbers")
+    unknown = set(dict(parser.items(section))) - {"numbers", "strategy", "booking_timeout"}
+    if unknown:
+        raise ConfigError(f"[{section}] unknown option(s): {', '.join(sorted(unknown))}")
+    return ResourceGroup(
+        name=name,
+        numbers=numbers,
+        strategy=Strategy.parse(parser.get(section, "strategy", fallback="random")),
+        booking_timeout=_int(section, parser, "booking_timeout", 1, 86400, None),
+        source="config",
+    )
+
+
+def parse_numbers(raw: str, parameter: str = "numbers") -> tuple[str, ...]:
+    """A comma/whitespace separated list of access numbers, duplicates refused."""
+    from app.gms.domain import InvalidParameter
+
+    parts = [p for p in raw.replace("\n", ",").replace(" ", ",").split(",") if p.strip()]
+    if not parts:
+        raise InvalidParameter(parameter, "at least one access number is needed")
+    numbers = tuple(normalise_access_number(parameter, p.strip()) for p in parts)
+    if len(set(numbers)) != len(numbers):
+        raise InvalidParameter(parameter, "an access number is listed twice")
+    return numbers
+
+
+def load_config(home: Path) -> GmsConfig:
+    path = Path(home) / CONFIG_FILE
+    if not path.exists():
+        return GmsConfig()
+    return parse_config(path.read_text(encoding="utf-8"), source=str(path))
