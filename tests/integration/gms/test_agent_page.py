@@ -1,0 +1,155 @@
+"""The agent page in a real headless Chromium (driven over the DevTools protocol),
+with a customer chatting through the Chat API on the other side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import requests
+
+from tests.integration.gms.conftest import AGENT, AGENT_PASSWORD
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHAT = "/genesys/1/service/{id}/ixn/chat"
+
+
+class Cdp:
+    """The few DevTools protocol calls the test needs."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.last_id = 0
+
+    async def call(self, method: str, **params):
+        self.last_id += 1
+        await self.ws.send_json({"id": self.last_id, "method": method, "params": params})
+        while True:
+            message = await self.ws.receive_json(timeout=15)
+            if message.get("id") == self.last_id:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                return message["result"]
+
+    async def eval(self, expression: str):
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = await self.eval(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {expression}")
+
+
+def _start_chromium(user_data: Path) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", f"--user-data-dir={user_data}", "--remote-debugging-address=127.0.0.1",
+         "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port_file = user_data / "DevToolsActivePort"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if port_file.exists() and port_file.read_text().strip():
+            port = port_file.read_text().split()[0]
+            for target in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json():
+                if target["type"] == "page":
+                    return process, target["webSocketDebuggerUrl"]
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("chromium did not open its DevTools port")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_agent_page_in_chromium(gms, live_server, tmp_path):
+    base = live_server()
+    customer = {**gms.auth()}
+    sid = requests.post(f"{base}/genesys/1/service/request-chat", headers=customer, timeout=5).json()["_id"]
+    requests.post(f"{base}{CHAT.format(id=sid)}", headers=customer, timeout=5,
+                  data={"nickname": "Kristi", "subject": "Broken <b>phone</b>"}).raise_for_status()
+    requests.post(f"{base}{CHAT.format(id=sid)}/send", headers=customer, timeout=5,
+                  data={"message": "Hello, my phone <script>x()</script> is broken"}).raise_for_status()
+
+    process, ws_url = _start_chromium(tmp_path / "chromium")
+    try:
+        asyncio.run(asyncio.wait_for(_agent_session(base, ws_url, sid, customer, tmp_path), 45))
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def _agent_session(base: str, ws_url: str, sid: str, customer: dict, tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url, max_msg_size=0) as ws:
+        page = Cdp(ws)
+        await page.call("Page.enable")
+        await page.call("Page.navigate", url=f"{base}/genesys/agent/")
+        await page.wait_for("document.readyState === 'complete' && !!document.getElementById('login')")
+
+        await page.eval(f"""
+            document.getElementById('login-name').value = {json.dumps(AGENT)};
+            document.getElementById('login-password').value = {json.dumps(AGENT_PASSWORD)};
+            document.getElementById('login-button').click(); true""")
+        await page.wait_for("document.getElementById('status').textContent === 'signed in as Alice'")
+        assert await page.eval("getComputedStyle(document.getElementById('login')).display") == "none"
+        await page.wait_for(f"!!document.querySelector('#waiting li[data-id=\"{sid}\"] button.accept')")
+        # customer text is shown as text, never as markup
+        assert await page.eval("document.querySelector('#waiting li span').textContent") == \
+            "Kristi — Broken <b>phone</b>"
+        await page.eval(f"document.querySelector('#waiting li[data-id=\"{sid}\"] button.accept').click(); true")
+
+        await page.wait_for("[...document.querySelectorAll('#transcript .entry.CLIENT .text')]"
+                            ".some(e => e.textContent.includes('<script>x()</script> is broken'))")
+        assert await page.eval("document.querySelectorAll('#transcript script').length") == 0
+        await page.wait_for(f"!!document.querySelector('#active li[data-id=\"{sid}\"]')")
+
+        await page.eval("""
+            const box = document.getElementById('message');
+            box.value = 'Sorry to hear that, Kristi. Let me help.';
+            box.dispatchEvent(new Event('input'));
+            document.getElementById('send').click(); true""")
+
+        def customer_sees(text: str) -> bool:
+            body = requests.post(f"{base}{CHAT.format(id=sid)}/refresh", headers=customer, timeout=5).json()
+            return any(e[0] == "Message.Text" and e[4] == "AGENT" and e[2] == text for e in body["transcriptToShow"])
+
+        for _ in range(50):
+            if await asyncio.to_thread(customer_sees, "Sorry to hear that, Kristi. Let me help."):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the customer never received the agent's reply")
+
+        await asyncio.to_thread(lambda: requests.post(
+            f"{base}{CHAT.format(id=sid)}/startTyping", headers=customer, timeout=5).raise_for_status())
+        await page.wait_for("document.getElementById('typing').textContent === 'Kristi is typing…'")
+        await asyncio.to_thread(lambda: requests.post(
+            f"{base}{CHAT.format(id=sid)}/send", headers=customer, timeout=5,
+            data={"message": "Thanks!"}).raise_for_status())
+        await page.wait_for("[...document.querySelectorAll('#transcript .entry.CLIENT .text')]"
+                            ".some(e => e.textContent === 'Thanks!')")
+
+        shot = await page.call("Page.captureScreenshot", format="png")
+        (tmp_path / "agent-page.png").write_bytes(__import__("base64").b64decode(shot["data"]))
+
+        await page.eval("document.getElementById('end').click(); true")
+        await page.wait_for("document.getElementById('conversation').dataset.state === 'DISCONNECTED'")
+        final = await asyncio.to_thread(lambda: requests.post(
+            f"{base}{CHAT.format(id=sid)}/refresh", headers=customer, timeout=5).json())
+        assert final["chatIxnState"] == "DISCONNECTED"
+        assert final["transcriptToShow"][-1][:2] == ["Notice.Left", "Alice"]
