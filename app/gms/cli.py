@@ -193,8 +193,15 @@ def group_show(name, as_json) -> None:
             "yes" if r and r.code else ("no" if r else None),
             round((r.expires_ms - now_ms) / 1000, 1) if r else None,
         ])
-    title = f"resource group {group.name} ({group.strategy.value}, {group.source})"
-    print_table(title, ["number", "state", "service", "app", "phone", "code", "expires_in_s"], rows, as_json)
+    columns = ["number", "state", "service", "app", "phone", "code", "expires_in_s"]
+    if as_json:
+        print_table(group.name, columns, rows, True)
+        return
+    booking = f"{group.booking_timeout} s" if group.booking_timeout else "default"
+    click.echo(f"resource group {group.name}: {group.strategy.value}, booking {booking}, from the {group.source}")
+    for row in rows:
+        details = "  ".join(f"{k}={v}" for k, v in zip(columns[2:], row[2:]) if v is not None)
+        click.echo(f"  {row[0]:<16} {row[1]:<9} {details}".rstrip())
 
 
 @gms.group("config")

@@ -25,6 +25,7 @@ from app.gms.domain import (
     MAX_ACCESS_CODE_LENGTH,
     Builtin,
     GmsError,
+    InvalidParameter,
     ResourceGroup,
     ServiceDefinition,
     Strategy,
@@ -165,10 +166,9 @@ def _group(parser: configparser.ConfigParser, section: str, name: str) -> Resour
 
 
 def parse_numbers(raw: str, parameter: str = "numbers") -> tuple[str, ...]:
-    """A comma/whitespace separated list of access numbers, duplicates refused."""
-    from app.gms.domain import InvalidParameter
-
-    parts = [p for p in raw.replace("\n", ",").replace(" ", ",").split(",") if p.strip()]
+    """A comma (or newline) separated list of access numbers, duplicates refused;
+    formatting inside a number (``+1 800 555-0100``) is dropped."""
+    parts = [p for p in raw.replace("\n", ",").split(",") if p.strip()]
     if not parts:
         raise InvalidParameter(parameter, "at least one access number is needed")
     numbers = tuple(normalise_access_number(parameter, p.strip()) for p in parts)
