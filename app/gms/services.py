@@ -56,7 +56,7 @@ from app.gms.domain import (
     reservation_matches,
 )
 from app.gms.registry import Registry
-from app.gms.store import Exhausted, GmsStore
+from app.gms.store import CodesExhausted, Exhausted, GmsStore
 
 GENESYS_CHANNEL = "/_genesys"
 CLIENT_PARTY = "1"
@@ -169,10 +169,10 @@ class MobileServices:
             booking_seconds=booking,
             codes=codes,
         )
+        if isinstance(result, CodesExhausted):
+            raise AccessCodesExhausted(f"no free access code for resource group {group.name}", retry_after=1)
         if isinstance(result, Exhausted):
             retry = max(1, math.ceil(result.retry_after_ms / 1000))
-            if codes and result.retry_after_ms == 1000:
-                raise AccessCodesExhausted(f"no free access code for resource group {group.name}", retry_after=1)
             raise ResourceExhausted(
                 f"every access number of resource group {group.name} is reserved; retry in {retry} s",
                 parameter="_resource_group", retry_after=retry)

@@ -189,6 +189,11 @@ class Exhausted:
     retry_after_ms: int
 
 
+@dataclass(frozen=True)
+class CodesExhausted:
+    """Every candidate access code is in use on the number chosen."""
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -243,10 +248,20 @@ class GmsStore:
         return _texts(fields), int(pttl)
 
     def touch_service(self, service_id: str, ttl: int) -> None:
-        """Extend a service (and its data) to live at least ``ttl`` more seconds."""
+        """Extend a service and its data to live at least ``ttl`` more seconds, never
+        shortening a longer TTL (no ``EXPIRE ... GT``: the embedded Redis is 6.2)."""
         key = self.service_key(service_id)
-        if self.client.ttl(key) < ttl:
-            self.client.expire(key, ttl)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.ttl(key)
+            pipe.hget(key, "data_id")
+            remaining, data_id = pipe.execute()
+        if remaining < 0 or remaining >= ttl:
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.expire(key, ttl)
+            if data_id:
+                pipe.expire(self.data_key(_text(data_id)), ttl)
+            pipe.execute()
 
     def delete_service(self, service_id: str) -> None:
         self.client.delete(self.service_key(service_id))
@@ -265,7 +280,7 @@ class GmsStore:
         round_robin: bool,
         booking_seconds: int,
         codes: list[str],
-    ) -> Reserved | Exhausted | None:
+    ) -> Reserved | Exhausted | CodesExhausted | None:
         """Take a number of ``group`` for ``service_id``. ``create_fields`` set: create
         the service in the same script; unset: the service must exist (``None`` back
         if it does not). ``codes`` are candidates; empty = no access code."""
@@ -294,7 +309,7 @@ class GmsStore:
         if status == -1:
             return None
         if status == -3:
-            return Exhausted(1000)
+            return CodesExhausted()
         raise ValueError("reserve called with no numbers")
 
     def reservation(self, number: str) -> tuple[Reservation, str] | None:
