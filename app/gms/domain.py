@@ -310,7 +310,7 @@ class Strategy(str, enum.Enum):
     ROUND_ROBIN = "round-robin"
 
     @classmethod
-    def parse(cls, raw: str, parameter: str = "strategy") -> "Strategy":
+    def parse(cls, raw: str, parameter: str = "strategy") -> Strategy:
         lowered = (raw or "").strip().lower().replace("_", "-")
         if lowered in {"roundrobin", "rr"}:
             lowered = "round-robin"
@@ -353,7 +353,7 @@ class Reservation:
     expires_ms: int
 
     @classmethod
-    def from_json(cls, number: str, payload: Mapping) -> "Reservation":
+    def from_json(cls, number: str, payload: Mapping) -> Reservation:
         return cls(
             number=number,
             service_id=str(payload.get("service", "")),
@@ -377,9 +377,7 @@ def reservation_matches(reservation: Reservation, *, app: str, phone: str | None
             return False
     elif code is not None:
         return False
-    if phone is not None and reservation.phone is not None and not phones_match(phone, reservation.phone):
-        return False
-    return True
+    return phone is None or reservation.phone is None or phones_match(phone, reservation.phone)
 
 
 # --- chat ------------------------------------------------------------------------------
@@ -420,7 +418,7 @@ class TranscriptEntry:
         return [self.event.value, self.nickname, self.text, self.party_id, self.party_type.value]
 
     @classmethod
-    def from_wire(cls, row: list[str]) -> "TranscriptEntry":
+    def from_wire(cls, row: list[str]) -> TranscriptEntry:
         event, nickname, text, party_id, party_type = row
         return cls(ChatEvent(event), nickname, text, party_id, PartyType(party_type))
 

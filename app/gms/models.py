@@ -52,7 +52,7 @@ class GmsResourceGroup(Base):
     booking_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)  # seconds
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    numbers: Mapped[list["GmsAccessNumber"]] = relationship(
+    numbers: Mapped[list[GmsAccessNumber]] = relationship(
         back_populates="group", order_by="GmsAccessNumber.position", cascade="all, delete-orphan"
     )
 

@@ -25,7 +25,13 @@ from importlib import resources
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.gms.cometd import BayeuxServer, Identity, MalformedBayeux, malformed_reply, parse_messages
+from app.gms.cometd import (
+    BayeuxServer,
+    Identity,
+    MalformedBayeux,
+    malformed_reply,
+    parse_messages,
+)
 from app.gms.config import load_config
 from app.gms.domain import (
     GmsError,
