@@ -238,29 +238,24 @@ def storage_delete(data_id: str, key: str | None = None):
     return _json(runtime().services.storage_delete(_caller(), data_id, key))
 
 
+_API_ROUTES = [
+    # (path under the prefix, method, view, endpoint name)
+    ("/service/<service>", "POST", create_service, "create_service"),
+    ("/service/<service_id>", "GET", show_service, "show_service"),
+    ("/service/<service_id>", "DELETE", delete_service, "delete_service"),
+    ("/service/<service_id>/ixn/chat", "POST", chat_start, "chat_start"),
+    (f"/service/<service_id>/ixn/chat/<any({', '.join(CHAT_ACTIONS)}):action>", "POST", chat_action, "chat_action"),
+    ("/storage/<ttl>", "POST", storage_create, "storage_create"),
+    ("/storage/<data_id>/<ttl>", "POST", storage_update, "storage_update"),
+    ("/storage/<data_id>", "GET", storage_get, "storage_get"),
+    ("/storage/<data_id>/<key>", "GET", storage_get_key, "storage_get_key"),
+    ("/storage/<data_id>", "DELETE", storage_delete, "storage_delete"),
+    ("/storage/<data_id>/<key>", "DELETE", storage_delete, "storage_delete_key"),
+]
+
 for _prefix in PREFIXES:
-    blueprint.add_url_rule(f"{_prefix}/service/<service>", view_func=create_service, methods=["POST"],
-                           endpoint=f"create_service{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/service/<service_id>", view_func=show_service, methods=["GET"],
-                           endpoint=f"show_service{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/service/<service_id>", view_func=delete_service, methods=["DELETE"],
-                           endpoint=f"delete_service{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/service/<service_id>/ixn/chat", view_func=chat_start, methods=["POST"],
-                           endpoint=f"chat_start{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/service/<service_id>/ixn/chat/<any({', '.join(CHAT_ACTIONS)}):action>",
-                           view_func=chat_action, methods=["POST"], endpoint=f"chat_action{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/storage/<ttl>", view_func=storage_create, methods=["POST"],
-                           endpoint=f"storage_create{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/storage/<data_id>/<ttl>", view_func=storage_update, methods=["POST"],
-                           endpoint=f"storage_update{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/storage/<data_id>", view_func=storage_get, methods=["GET"],
-                           endpoint=f"storage_get{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/storage/<data_id>/<key>", view_func=storage_get_key, methods=["GET"],
-                           endpoint=f"storage_get_key{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/storage/<data_id>", view_func=storage_delete, methods=["DELETE"],
-                           endpoint=f"storage_delete{_prefix}")
-    blueprint.add_url_rule(f"{_prefix}/storage/<data_id>/<key>", view_func=storage_delete, methods=["DELETE"],
-                           endpoint=f"storage_delete_key{_prefix}")
+    for _path, _method, _view, _name in _API_ROUTES:
+        blueprint.add_url_rule(_prefix + _path, view_func=_view, methods=[_method], endpoint=f"{_name}{_prefix}")
 
 
 # --- CometD ---------------------------------------------------------------------------
