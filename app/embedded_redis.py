@@ -42,7 +42,9 @@ def start_embedded_redis(data_dir: Path, port: int) -> subprocess.Popen:
         "--protected-mode", "yes",
         "--logfile", str((data_dir / "redis.log").resolve()),
     ]
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     _wait_for_port(port, process)
     return process
 

@@ -7,18 +7,18 @@ import json
 
 import click
 
-BENCHMARKS = ("ingress",)
+from app.bench import ingress
+
+BENCHMARKS = {"ingress": ingress.run}
 
 
 @click.command()
-@click.argument("name", type=click.Choice(BENCHMARKS))
-@click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per run.")
-@click.option("--concurrency", type=int, default=32, show_default=True)
+@click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per round.")
+@click.option("--concurrency", type=int, default=32, show_default=True, help="Client connections.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
 def bench(name, seconds, concurrency, as_json) -> None:
-    """Run a benchmark."""
-    from app.benchmarks import run_benchmark
-
-    figures = run_benchmark(name, seconds=seconds, concurrency=concurrency, echo=click.echo)
+    """Run a benchmark and print its figures."""
+    figures = BENCHMARKS[name](seconds=seconds, concurrency=concurrency, echo=click.echo)
     if as_json:
         click.echo(json.dumps(figures))

@@ -1,0 +1,92 @@
+"""A throwaway gateway for benchmarks: an embedded Redis of its own (so a benchmark
+never touches an operator's Redis), SQLite in a temporary ``SMSAGG_HOME``, one
+provisioned account, and real ``smsagg`` processes started and stopped around it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from app.db import migrate
+from app.db.session import session_scope
+from app.embedded_redis import start_embedded_redis
+from app.services import accounts as svc
+from app.services.accounts import AccountOptions
+
+BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BENCH_CARRIER = "bench", "bench-password", "12345", 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class BenchGateway:
+    """``with BenchGateway() as gw: gw.start("web", ...)``; everything is removed after."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self.home = Path(tempfile.mkdtemp(prefix="smsagg-bench-"))
+        self.database_url = f"sqlite:///{self.home / 'smsagg.db'}"
+        self.redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def __enter__(self) -> "BenchGateway":
+        redis = start_embedded_redis(self.home / "redis", self.redis_port)
+        self._stack.callback(self._stop, redis)
+        migrate.upgrade(self.database_url)
+        with session_scope(self.database_url) as session:
+            svc.create_account(session, BENCH_LOGIN, BENCH_PASSWORD, senders=(BENCH_SENDER,),
+                               options=AccountOptions(), default_max_length=1600)
+            svc.add_carrier(session, BENCH_CARRIER, "bench-sink", connector="http",
+                            settings={"url": "http://127.0.0.1:9"}, throughput=None)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stack.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def environment(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMSAGG_")}
+        env.update(SMSAGG_HOME=str(self.home), SMSAGG_REDIS_URL=self.redis_url,
+                   SMSAGG_DATABASE_URL=self.database_url, SMSAGG_LOG_LEVEL="WARNING", **extra)
+        return env
+
+    def start(self, *args: str, **extra_env: str) -> subprocess.Popen:
+        """Start ``smsagg <args>``; it is stopped when the gateway closes."""
+        log = open(self.home / f"{args[0]}-{len(self._stack._exit_callbacks)}.log", "wb")
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=self.environment(**extra_env),
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._stack.callback(log.close)
+        self._stack.callback(self._stop, process)
+        return process
+
+    @staticmethod
+    def _stop(process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
