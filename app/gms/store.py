@@ -46,6 +46,9 @@ import redis
 from app.adapters.redis_scripts import _Script
 from app.gms.domain import Reservation
 
+# A CometD client that stops polling keeps at most this many undelivered messages.
+MAX_QUEUED = 1000
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -538,6 +541,7 @@ class GmsStore:
                     pipe.srem(self.cometd_user_key(app, user), client_id)
                 elif channel in _text(sub).split(","):
                     pipe.rpush(self.cometd_queue(client_id), message_json)
+                    pipe.ltrim(self.cometd_queue(client_id), -MAX_QUEUED, -1)
                     pipe.expire(self.cometd_queue(client_id), ttl)
                     delivered += 1
             pipe.execute()
