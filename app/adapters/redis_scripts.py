@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import redis
 
 _BUCKET_LUA = """
-local function take_token(key, rate, burst, cost)
+local function take_token(key, rate, burst, cost, reserve)
   if rate <= 0 then return 0 end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -32,8 +32,8 @@ local function take_token(key, rate, burst, cost)
   local elapsed = now - at
   if elapsed < 0 then elapsed = 0 end
   tokens = math.min(burst, tokens + elapsed * rate)
-  if tokens < cost then
-    return math.ceil((cost - tokens) / rate * 1000)
+  if tokens - cost < reserve then
+    return math.max(1, math.ceil((cost + reserve - tokens) / rate * 1000))
   end
   redis.call('HSET', key, 'tokens', tostring(tokens - cost), 'at', tostring(now))
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
@@ -48,7 +48,7 @@ if ARGV[1] ~= '' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {7, existing} end
 end
-local wait_ms = take_token(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+local wait_ms = take_token(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0)
 if wait_ms > 0 then return {6, tostring(wait_ms)} end
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
@@ -58,8 +58,8 @@ return {0, ''}
 """
 
 TAKE_LUA = _BUCKET_LUA + """
--- KEYS: bucket key; ARGV: rate, burst, cost. Returns the wait in ms (0 = taken).
-return take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+-- KEYS: bucket key; ARGV: rate, burst, cost, reserve. Returns the wait in ms (0 = taken).
+return take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
 
 
@@ -145,9 +145,14 @@ class RedisStore:
             return AdmitResult(outcome, existing_message_id=_text(detail))
         return AdmitResult(outcome)
 
-    def take_carrier_token(self, carrier_id: int, rate: float, burst: float, cost: int = 1) -> float:
-        """Seconds to wait before this carrier may take ``cost`` more messages (0 = go)."""
-        wait_ms = self._take(self.client, [self.keys.carrier_bucket(carrier_id)], [rate, burst, cost])
+    def take_carrier_token(self, carrier_id: int, rate: float, burst: float, cost: int = 1, reserve: float = 0) -> float:
+        """Seconds to wait before this carrier may take ``cost`` more messages (0 = go).
+
+        ``reserve`` tokens must stay in the bucket after the take: bulk traffic passes
+        a reserve, interactive traffic none, so a bulk backlog can never use up a
+        carrier's capacity that an interactive message needs.
+        """
+        wait_ms = self._take(self.client, [self.keys.carrier_bucket(carrier_id)], [rate, burst, cost, reserve])
         return int(wait_ms) / 1000
 
     def ping(self) -> bool:

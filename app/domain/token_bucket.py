@@ -25,8 +25,11 @@ class Take:
     wait_seconds: float
 
 
-def take(state: BucketState | None, *, now: float, rate: float, burst: float, cost: float = 1.0) -> Take:
-    """Refill ``state`` up to ``now`` and try to take ``cost`` tokens.
+def take(
+    state: BucketState | None, *, now: float, rate: float, burst: float, cost: float = 1.0, reserve: float = 0.0
+) -> Take:
+    """Refill ``state`` up to ``now`` and try to take ``cost`` tokens, leaving at least
+    ``reserve`` tokens behind (how bulk traffic leaves room for interactive traffic).
 
     A missing state is a full bucket. Time running backwards (clock skew between
     hosts) refills nothing rather than draining the bucket.
@@ -37,6 +40,6 @@ def take(state: BucketState | None, *, now: float, rate: float, burst: float, co
         state = BucketState(tokens=burst, updated_at=now)
     elapsed = max(0.0, now - state.updated_at)
     tokens = min(burst, state.tokens + elapsed * rate)
-    if tokens >= cost:
+    if tokens - cost >= reserve:
         return Take(True, BucketState(tokens - cost, now), 0.0)
-    return Take(False, BucketState(tokens, now), (cost - tokens) / rate)
+    return Take(False, BucketState(tokens, now), (cost + reserve - tokens) / rate)

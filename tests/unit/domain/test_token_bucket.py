@@ -90,3 +90,19 @@ def test_carrier_token_wait():
     s = store()
     assert s.take_carrier_token(7, rate=1, burst=1) == 0
     assert 0 < s.take_carrier_token(7, rate=1, burst=1) <= 1
+
+
+def test_reserve_keeps_tokens_for_others():
+    state = BucketState(tokens=3, updated_at=0)
+    assert take(state, now=0, rate=1, burst=3, reserve=2).allowed
+    refused = take(BucketState(tokens=2, updated_at=0), now=0, rate=1, burst=3, reserve=2)
+    assert not refused.allowed and refused.wait_seconds == pytest.approx(1)
+    assert take(BucketState(tokens=2, updated_at=0), now=0, rate=1, burst=3).allowed
+
+
+def test_lua_carrier_reserve_matches_the_python():
+    s = store()
+    assert s.take_carrier_token(9, rate=1, burst=3, reserve=1) == 0
+    assert s.take_carrier_token(9, rate=1, burst=3, reserve=1) == 0
+    assert s.take_carrier_token(9, rate=1, burst=3, reserve=1) > 0  # bulk must leave one
+    assert s.take_carrier_token(9, rate=1, burst=3) == 0  # interactive takes the last one
