@@ -162,3 +162,8 @@ class MessageEvent(Base):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
     message: Mapped[Message] = relationship(back_populates="events")
+
+
+# Feature areas keep their models in their own packages; import them here so
+# ``Base.metadata`` always describes the whole schema (migrations, tests).
+import app.gms.models  # noqa: E402,F401

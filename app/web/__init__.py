@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from app.adapters.redis_scripts import RedisStore, connect
 from app.services.directory import Directory
@@ -36,8 +37,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(httpapi.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(gms_blueprint)
+    app.register_error_handler(HTTPException, _json_errors_for_json_apis)
     if settings.bench_endpoints:
         from app.web import bench
 
         app.register_blueprint(bench.blueprint)
     return app
+
+
+_JSON_API_PREFIXES = ("/genesys", "/gms-web", "/api/")
+
+
+def _json_errors_for_json_apis(error: HTTPException):
+    """Unknown paths and wrong methods under the JSON APIs answer JSON, not HTML."""
+    if request.path.startswith(_JSON_API_PREFIXES):
+        name = (error.name or "error").lower().replace(" ", "_")
+        return jsonify(error=name, message=error.description), error.code
+    return error

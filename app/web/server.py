@@ -37,5 +37,9 @@ def serve(host: str, port: int, *, workers: int, threads: int) -> None:
             "backlog": 2048,
             "accesslog": None,
             "graceful_timeout": 10,
+            # GMS mobile clients send a ``gms_user`` header; gunicorn drops header
+            # names with underscores unless told otherwise. smsagg trusts no proxy
+            # headers, so the usual underscore/dash spoofing risk does not apply.
+            "header_map": "dangerous",
         }
     ).run()
