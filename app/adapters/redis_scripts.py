@@ -11,6 +11,19 @@ Redis round trips are the ingress's cost unit (DESIGN.md), so admitting an MT is
 A refusal leaves nothing behind: no claim, no token spent, nothing queued. The token
 bucket follows :func:`app.domain.token_bucket.take` exactly, timed by Redis's own
 clock so every ingress and worker host shares one notion of "now".
+
+With the compliance keys given (``optouts``, ``credit``, ``journal``), ADMIT also refuses
+a destination that opted out of the account and, for a prepaid account, a message its
+balance does not cover; an accepted prepaid message is debited in the same step.
+
+The bulk SMS API (:mod:`app.bulk`) has scripts of its own (all under "Bulk" below):
+BULK_ADMIT (per-destination DND / opt-out / duplicate-window checks, the all-or-nothing
+credit debit, the batch stored and one task pushed or the batch scheduled), FANOUT_CHUNK
+(a worker pushes one chunk of per-destination task messages, resumable, never twice),
+RELEASE_DUE (due schedules into their queue: ZRANGEBYSCORE + ZREM + LPUSH), CANCEL
+(a scheduled batch withdrawn and refunded), REFUND (idempotent per message id) and
+JOURNAL_TRIM. They compute some keys from the prefix inside Lua, so they need a
+single Redis (not Redis Cluster), like the rest of the gateway.
 """
 
 from __future__ import annotations
@@ -42,16 +55,29 @@ end
 """
 
 ADMIT_LUA = _BUCKET_LUA + """
--- KEYS: idempotency key, bucket key, queue key
+-- KEYS: idempotency key, bucket key, queue key[, opt-out set, credit key, credit journal]
 -- ARGV: message id ('' = no claim), claim ttl s, rate, burst, cost, task message
+--       [, destination, price (credit units), prepaid '1'/'0', account id]
 if ARGV[1] ~= '' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {7, existing} end
+end
+local price = 0
+if #KEYS >= 6 then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[7]) == 1 then return {1042, ''} end
+  if ARGV[9] == '1' then
+    price = tonumber(ARGV[8])
+    if tonumber(redis.call('GET', KEYS[5]) or '0') < price then return {1725, ''} end
+  end
 end
 local wait_ms = take_token(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0)
 if wait_ms > 0 then return {6, tostring(wait_ms)} end
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+end
+if price > 0 then
+  redis.call('DECRBY', KEYS[5], price)
+  redis.call('RPUSH', KEYS[6], ARGV[10] .. '|' .. (-price) .. '|debit:' .. ARGV[11])
 end
 redis.call('LPUSH', KEYS[3], ARGV[6])
 return {0, ''}
@@ -67,6 +93,8 @@ class Admission(enum.IntEnum):
     QUEUED = 0
     THROTTLED = 6
     DUPLICATE = 7
+    OPTED_OUT = 1042
+    INSUFFICIENT_CREDIT = 1725
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,37 @@ class _Script:
             self.sha = client.script_load(self.source)
             return client.evalsha(self.sha, len(keys), *keys, *args)
 
+    def call_once(self, client: redis.Redis, keys: list[str], args: list) -> object:
+        """EVALSHA on one pooled connection, without redis-py's retries, telling apart
+        a request that never left (:class:`NotSent`) from one whose answer was lost
+        (:class:`OutcomeUnknown`)."""
+        pool = client.connection_pool
+        try:
+            if self.sha is None:
+                self.sha = client.script_load(self.source)
+            connection = pool.get_connection()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise NotSent(str(exc)) from exc
+        try:
+            for attempt in range(2):
+                try:
+                    connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                    connection.disconnect()
+                    raise NotSent(str(exc)) from exc
+                try:
+                    return connection.read_response()
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    self.sha = client.script_load(self.source)
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                    connection.disconnect()
+                    raise OutcomeUnknown(str(exc)) from exc
+            raise AssertionError("unreachable")
+        finally:
+            pool.release(connection)
+
 
 class RedisKeys:
     """Every key name the gateway uses, derived from one prefix."""
@@ -107,6 +166,38 @@ class RedisKeys:
 
     def carrier_bucket(self, carrier_id: int) -> str:
         return f"{self.prefix}bucket:carrier:{carrier_id}"
+
+    # Bulk API, credit and compliance (app.bulk). Lua builds batch:/schedule:account:/
+    # credit: keys from the prefix with exactly these shapes.
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}batch:{batch_id}"
+
+    def batch_destinations(self, batch_id: str) -> str:
+        return f"{self.prefix}batch:{batch_id}:dests"
+
+    def credit(self, account_id: int) -> str:
+        return f"{self.prefix}credit:{account_id}"
+
+    def credit_journal(self) -> str:
+        return f"{self.prefix}credit:journal"
+
+    def refund_marker(self, message_id: str) -> str:
+        return f"{self.prefix}refund:{message_id}"
+
+    def optouts(self, account_id: int) -> str:
+        return f"{self.prefix}optout:{account_id}"
+
+    def dnd(self) -> str:
+        return f"{self.prefix}dnd"
+
+    def duplicate_prefix(self, account_id: int, text_digest: str) -> str:
+        return f"{self.prefix}dup:{account_id}:{text_digest}:"
+
+    def schedule(self) -> str:
+        return f"{self.prefix}schedule"
+
+    def account_schedule(self, account_id: int | str) -> str:
+        return f"{self.prefix}schedule:account:{account_id}"
 
 
 class RedisStore:
@@ -129,15 +220,21 @@ class RedisStore:
         burst: int | None,
         queue: str,
         task_message: str,
+        phone_number: str | None = None,
+        price: int = 0,
+        prepaid: bool = False,
     ) -> AdmitResult:
+        """Admit one MT. With ``phone_number`` the account's opt-outs are checked and,
+        for a ``prepaid`` account, ``price`` credit units are debited (or 1725)."""
         claim_key = self.keys.idempotency(account_id, client_message_id) if client_message_id else ""
         rate_value = rate or 0
         burst_value = burst or max(1, int(rate_value))
-        code, detail = self._admit(
-            self.client,
-            [claim_key, self.keys.account_bucket(account_id), queue],
-            [message_id if client_message_id else "", claim_ttl_seconds, rate_value, burst_value, 1, task_message],
-        )
+        keys = [claim_key, self.keys.account_bucket(account_id), queue]
+        args = [message_id if client_message_id else "", claim_ttl_seconds, rate_value, burst_value, 1, task_message]
+        if phone_number is not None:
+            keys += [self.keys.optouts(account_id), self.keys.credit(account_id), self.keys.credit_journal()]
+            args += [phone_number, price, "1" if prepaid else "0", account_id, message_id]
+        code, detail = self._admit(self.client, keys, args)
         outcome = Admission(int(code))
         if outcome is Admission.THROTTLED:
             return AdmitResult(outcome, wait_seconds=int(detail) / 1000)
@@ -157,6 +254,237 @@ class RedisStore:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+
+# --- Bulk ---------------------------------------------------------------------------------
+
+BULK_ADMIT_LUA = """
+-- KEYS: 1 batch hash, 2 batch destinations, 3 credit, 4 opt-outs, 5 DND registry, 6 queue,
+--       7 schedule index, 8 account's schedule index, 9 credit journal
+-- ARGV: 1 batch id, 2 mode direct|fanout|schedule, 3 due epoch, 4 duplicate-key prefix,
+--       5 duplicate window s (0 = off), 6 task to push now, 7 task to push on release,
+--       8 batch metadata (JSON), 9 account id, 10 prepaid 1|0, 11 check DND 1|0,
+--       12 n, then n x (destination, message id, price)
+-- Returns {outcome, codes}: outcome accepted|refused|again, codes comma-separated per
+-- destination in ARGV order. A batch id seen before answers what it answered then.
+local previous = redis.call('HGET', KEYS[1], 'results')
+if previous then return {'again', previous} end
+local n = tonumber(ARGV[12])
+local codes, total, accepted = {}, 0, 0
+for i = 1, n do
+  local b = 12 + (i - 1) * 3
+  local dest = ARGV[b + 1]
+  local code = 1701
+  if ARGV[11] == '1' and redis.call('SISMEMBER', KEYS[5], dest) == 1 then code = 1732
+  elseif redis.call('SISMEMBER', KEYS[4], dest) == 1 then code = 1042
+  elseif ARGV[5] ~= '0' and redis.call('EXISTS', ARGV[4] .. dest) == 1 then code = 1041 end
+  codes[i] = code
+  if code == 1701 then total = total + tonumber(ARGV[b + 3]); accepted = accepted + 1 end
+end
+if accepted > 0 and ARGV[10] == '1' and tonumber(redis.call('GET', KEYS[3]) or '0') < total then
+  for i = 1, n do if codes[i] == 1701 then codes[i] = 1725 end end
+  accepted = 0
+end
+local joined = table.concat(codes, ',')
+if accepted == 0 then return {'refused', joined} end
+if ARGV[10] == '1' and total > 0 then
+  redis.call('DECRBY', KEYS[3], total)
+  redis.call('RPUSH', KEYS[9], ARGV[9] .. '|' .. (-total) .. '|debit:' .. ARGV[1])
+end
+for i = 1, n do
+  if codes[i] == 1701 then
+    local b = 12 + (i - 1) * 3
+    if ARGV[5] ~= '0' then redis.call('SET', ARGV[4] .. ARGV[b + 1], ARGV[1], 'EX', tonumber(ARGV[5])) end
+    if ARGV[2] ~= 'direct' then
+      redis.call('RPUSH', KEYS[2], ARGV[b + 1] .. '|' .. ARGV[b + 2] .. '|' .. ARGV[b + 3])
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'results', joined, 'meta', ARGV[8], 'account', ARGV[9], 'cost', total,
+           'prepaid', ARGV[10], 'count', accepted, 'due', ARGV[3], 'dup', ARGV[4], 'queue', KEYS[6],
+           'mode', ARGV[2])
+if ARGV[2] == 'schedule' then
+  redis.call('HSET', KEYS[1], 'state', 'scheduled', 'task', ARGV[7])
+  redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
+  redis.call('ZADD', KEYS[8], ARGV[3], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'state', 'released', 'released_at', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], 604800)
+  if ARGV[2] ~= 'direct' then redis.call('EXPIRE', KEYS[2], 604800) end
+end
+redis.call('LPUSH', KEYS[6], ARGV[6])
+return {'accepted', joined}
+"""
+
+FANOUT_CHUNK_LUA = """
+-- KEYS: batch hash, queue. ARGV: expected cursor, new cursor, task messages...
+-- Pushes the chunk only if the batch's cursor is where the caller read from; returns
+-- -1 when pushed, else the cursor as it is (another delivery of the task got there).
+local cursor = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
+if cursor ~= tonumber(ARGV[1]) then return cursor end
+for i = 3, #ARGV do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+redis.call('HSET', KEYS[1], 'cursor', ARGV[2])
+return -1
+"""
+
+RELEASE_DUE_LUA = """
+-- KEYS: schedule index. ARGV: now, limit, key prefix. Returns the batch ids released.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local released = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = ARGV[3] .. 'batch:' .. id
+  local f = redis.call('HMGET', key, 'state', 'task', 'queue', 'account')
+  if f[1] == 'scheduled' and f[2] then
+    redis.call('LPUSH', f[3], f[2])
+    redis.call('HSET', key, 'state', 'released', 'released_at', ARGV[1])
+    redis.call('ZREM', ARGV[3] .. 'schedule:account:' .. f[4], id)
+    redis.call('EXPIRE', key, 604800)
+    redis.call('EXPIRE', key .. ':dests', 604800)
+    released[#released + 1] = id
+  end
+end
+return released
+"""
+
+CANCEL_LUA = """
+-- KEYS: batch hash, batch destinations, schedule index, credit journal
+-- ARGV: account id ('' = operator: any account), batch id, key prefix
+-- Returns cancelled, or the state that prevents it (released, cancelled, missing).
+local f = redis.call('HMGET', KEYS[1], 'state', 'account', 'cost', 'prepaid', 'dup')
+if not f[1] or (ARGV[1] ~= '' and f[2] ~= ARGV[1]) then return 'missing' end
+if f[1] ~= 'scheduled' then return f[1] end
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZREM', ARGV[3] .. 'schedule:account:' .. f[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'cancelled')
+local cost = tonumber(f[3] or '0')
+if f[4] == '1' and cost > 0 then
+  redis.call('INCRBY', ARGV[3] .. 'credit:' .. f[2], cost)
+  redis.call('RPUSH', KEYS[4], f[2] .. '|' .. cost .. '|cancel:' .. ARGV[2])
+end
+for _, entry in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local dest = string.match(entry, '^([^|]*)')
+  if redis.call('GET', f[5] .. dest) == ARGV[2] then redis.call('DEL', f[5] .. dest) end
+end
+redis.call('EXPIRE', KEYS[1], 604800)
+redis.call('EXPIRE', KEYS[2], 604800)
+return 'cancelled'
+"""
+
+REFUND_LUA = """
+-- KEYS: credit, refund marker, credit journal. ARGV: amount, account id, message id, marker ttl
+-- Credits the amount back once per message id; returns 1 if this call refunded.
+if tonumber(ARGV[1]) <= 0 then return 0 end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[4])) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
+redis.call('RPUSH', KEYS[3], ARGV[2] .. '|' .. ARGV[1] .. '|refund:' .. ARGV[3])
+return 1
+"""
+
+JOURNAL_TRIM_LUA = """
+-- KEYS: journal. ARGV: count, first entry read. Trims what was read, unless another
+-- drainer already did (then the head differs).
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[2] then
+  redis.call('LTRIM', KEYS[1], tonumber(ARGV[1]), -1)
+  return 1
+end
+return 0
+"""
+
+
+class OutcomeUnknown(Exception):
+    """Redis received a request and its answer was lost: it may or may not have run."""
+
+
+class NotSent(Exception):
+    """Redis could not be reached: the request certainly did not run."""
+
+
+@dataclass(frozen=True)
+class BulkAdmission:
+    outcome: str  # accepted | refused | again
+    codes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BulkCandidate:
+    destination: str
+    message_id: str
+    price: int
+
+
+class BulkStore:
+    """Redis operations of the bulk API, the fan-out, the scheduler and credit."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str):
+        self.client = client
+        self.keys = RedisKeys(key_prefix)
+        self._admit = _Script(BULK_ADMIT_LUA)
+        self._chunk = _Script(FANOUT_CHUNK_LUA)
+        self._release = _Script(RELEASE_DUE_LUA)
+        self._cancel = _Script(CANCEL_LUA)
+        self._refund = _Script(REFUND_LUA)
+        self._trim = _Script(JOURNAL_TRIM_LUA)
+
+    def admit_batch(
+        self,
+        *,
+        batch_id: str,
+        mode: str,
+        due: float,
+        account_id: int,
+        prepaid: bool,
+        check_dnd: bool,
+        duplicate_prefix: str,
+        duplicate_window: int,
+        queue: str,
+        task_now: str,
+        task_on_release: str,
+        meta: str,
+        candidates: list[BulkCandidate],
+    ) -> BulkAdmission:
+        """One EVALSHA. A lost answer is asked again once (the script answers a batch id
+        it has seen with what it decided then); raises :class:`NotSent` when nothing
+        ran and :class:`OutcomeUnknown` when the outcome cannot be learned."""
+        keys = [
+            self.keys.batch(batch_id), self.keys.batch_destinations(batch_id), self.keys.credit(account_id),
+            self.keys.optouts(account_id), self.keys.dnd(), queue, self.keys.schedule(),
+            self.keys.account_schedule(account_id), self.keys.credit_journal(),
+        ]
+        args: list = [batch_id, mode, repr(due), duplicate_prefix, duplicate_window, task_now, task_on_release,
+                      meta, account_id, "1" if prepaid else "0", "1" if check_dnd else "0", len(candidates)]
+        for candidate in candidates:
+            args += [candidate.destination, candidate.message_id, candidate.price]
+        try:
+            reply = self._admit.call_once(self.client, keys, args)
+        except OutcomeUnknown:
+            try:
+                reply = self._admit.call_once(self.client, keys, args)
+            except NotSent as exc:
+                raise OutcomeUnknown("no answer, and Redis unreachable for the follow-up") from exc
+        outcome, codes = _text(reply[0]), _text(reply[1])
+        return BulkAdmission(outcome, tuple(int(code) for code in codes.split(",")) if codes else ())
+
+    def fanout_chunk(self, batch_id: str, queue: str, expected_cursor: int, messages: list[str]) -> int:
+        """Push one chunk; -1 when pushed, else the batch's actual cursor."""
+        return int(self._chunk(self.client, [self.keys.batch(batch_id), queue],
+                               [expected_cursor, expected_cursor + len(messages), *messages]))
+
+    def release_due(self, now: float, limit: int = 1000) -> list[str]:
+        return [_text(b) for b in self._release(self.client, [self.keys.schedule()], [repr(now), limit, self.keys.prefix])]
+
+    def cancel(self, batch_id: str, account_id: int | None = None) -> str:
+        keys = [self.keys.batch(batch_id), self.keys.batch_destinations(batch_id), self.keys.schedule(),
+                self.keys.credit_journal()]
+        return _text(self._cancel(self.client, keys, ["" if account_id is None else str(account_id), batch_id,
+                                                      self.keys.prefix]))
+
+    def refund(self, account_id: int, amount: int, message_id: str, marker_ttl: int = 30 * 86400) -> bool:
+        keys = [self.keys.credit(account_id), self.keys.refund_marker(message_id), self.keys.credit_journal()]
+        return bool(self._refund(self.client, keys, [int(amount), account_id, message_id, marker_ttl]))
+
+    def trim_journal(self, count: int, first: bytes) -> bool:
+        return bool(self._trim(self.client, [self.keys.credit_journal()], [count, first]))
 
 
 def _text(value: object) -> str:

@@ -8,6 +8,17 @@ will record it and carry it to a final state.
 
 The task carries the whole accepted request (it exists nowhere else yet); from the
 worker on, every stage passes only the message id.
+
+Controls shared with the bulk API (``docs/bulk.md``), answered with this API's codes:
+
+* a client IP on the operator's denylist gets ``2``, like one outside the account's
+  allowlist (one answer for every authentication refusal);
+* a destination that opted out of the account (an MO ``STOP``) gets ``99`` (the seed
+  has no opt-out code; 99 is its "any other error", and not retrying is right);
+* a prepaid account whose balance does not cover the message gets ``99``; an accepted
+  message of a prepaid account is debited (parts x per-segment price) in the same
+  atomic Redis step, and ``price`` in the task payload says how much, so a refund is
+  exact. The operator's DND registry does not apply here: it is for bulk campaigns.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.adapters.celery_wire import task_message
 from app.adapters.redis_scripts import Admission, RedisStore
+from app.domain.encoding import UnencodableText, plan_encoding
 from app.domain.mt_request import MtRequest, check_length, classify_sender, parse_mt_request
 from app.domain.result_codes import Rejected, ResultCode
 from app.services.directory import AccountView, Directory
@@ -69,7 +81,7 @@ class SubmitService:
 
     def _authorize(self, request: MtRequest, client_ip: str | None) -> AccountView:
         account = self.directory.authenticate(request.login, request.password)
-        if account is None or not account.allows_ip(client_ip):
+        if account is None or not account.allows_ip(client_ip) or self.directory.ip_denied(client_ip):
             raise Rejected(ResultCode.AUTHENTICATION_FAILED, f"credentials refused for {request.login!r}")
         if request.message_id is None and not account.message_id_optional:
             raise Rejected(ResultCode.REQUEST_INVALID, "message_id is missing")
@@ -89,7 +101,10 @@ class SubmitService:
     def _enqueue(self, account: AccountView, request: MtRequest) -> ResultCode:
         message_id = self.make_id()
         priority = request.priority or account.default_priority
+        prepaid = self.directory.policy(account.id).prepaid
+        price = self._price(request) if prepaid else 0
         payload = accepted_payload(message_id, account, request, priority.value, self.clock())
+        payload["price"] = price
         result = self.store.admit(
             account_id=account.id,
             client_message_id=request.message_id,
@@ -99,18 +114,37 @@ class SubmitService:
             burst=account.burst,
             queue=priority.queue,
             task_message=task_message(priority.task_name, priority.queue, [payload], task_id=message_id),
+            phone_number=request.phone_number,
+            price=price,
+            prepaid=prepaid,
         )
+        if result.outcome is Admission.OPTED_OUT:
+            raise Rejected(ResultCode.OTHER_ERROR, f"{request.phone_number} opted out of {account.login!r}")
+        if result.outcome is Admission.INSUFFICIENT_CREDIT:
+            raise Rejected(ResultCode.OTHER_ERROR, f"{account.login!r} has too little credit for {price} units")
         if result.outcome is Admission.DUPLICATE:
             raise Rejected(ResultCode.DUPLICATE, f"message_id {request.message_id!r} already accepted")
         if result.outcome is Admission.THROTTLED:
             raise Rejected(ResultCode.THROTTLED, f"{account.login!r} over its rate, wait {result.wait_seconds:.3f}s")
         return ResultCode.QUEUED
 
+    def _price(self, request: MtRequest) -> int:
+        """Parts x the destination's per-segment price; an MMS counts as one part."""
+        try:
+            parts = 1 if request.attachments else plan_encoding(request.message).segments
+        except UnencodableText:
+            parts = 1
+        return parts * self.directory.price_per_segment(request.phone_number)
+
 
 def accepted_payload(
     message_id: str, account: AccountView, request: MtRequest, priority: str, accepted_at: float
 ) -> dict[str, Any]:
-    """The task argument: everything the worker needs to record the message."""
+    """The task argument: everything the worker needs to record the message.
+
+    The keys after ``accepted_at`` are shared with the bulk API (``docs/bulk.md``);
+    their values here mean "Genesys behaviour": automatic encoding, no flash, no WAP
+    Push, no batch, the price debited (0 unless the account is prepaid)."""
     return {
         "id": message_id,
         "account_id": account.id,
@@ -127,4 +161,11 @@ def accepted_payload(
             [a.content_type, base64.b64encode(a.content).decode("ascii")] for a in request.attachments
         ],
         "accepted_at": accepted_at,
+        "encoding": None,
+        "flash": False,
+        "wap_push": False,
+        "batch_id": None,
+        "api": "genesys",
+        "price": 0,
+        "dlr": request.receipt,
     }
