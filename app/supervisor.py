@@ -2,8 +2,10 @@
 command, on embedded defaults.
 
 Parts: an embedded Redis (unless ``SMSAGG_REDIS_URL`` is set), the SQLite schema
-brought up to date, the ingress, one worker for the interactive queues, one for the
-bulk queues, one for inbound and callbacks, and beat. If any part dies the others
+brought up to date, the SMSC simulator (unless ``--no-smsc-sim``; on a gateway with
+no carriers yet it becomes carrier 1 with a catch-all route, so a first message goes
+out and its receipt comes back), the ingress, one worker for the interactive queues,
+one for the bulk queues, one for inbound and callbacks, and beat. If any part dies the others
 are stopped too (a half-running gateway is worse than a stopped one). Ctrl-C or
 SIGTERM stops everything, Redis last so it can flush its append-only file.
 """
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from app.db import migrate
+from app.db.session import session_scope
+from app.services.accounts import SIMULATOR_CARRIER_ID, ensure_simulator_carrier
 from app.domain.priorities import BULK_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, INTERACTIVE_QUEUES
 from app.embedded_redis import start_embedded_redis
 from app.settings import Settings
@@ -38,8 +42,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "app.cli", *args]
 
 
-def _worker(queues: tuple[str, ...]) -> list[str]:
-    return _cli("worker", "--queues", ",".join(queues))
+def _worker(queues: tuple[str, ...], concurrency: int = 1) -> list[str]:
+    """MT workers run a thread pool as wide as an SMPP window: tasks in flight share
+    the process's binds, so several submit_sm are outstanding at once."""
+    pool = ["--pool", "threads", "--concurrency", str(concurrency)] if concurrency > 1 else []
+    return _cli("worker", "--queues", ",".join(queues), *pool)
 
 
 def _child_environment(settings: Settings, redis_url: str) -> dict[str, str]:
@@ -72,6 +79,8 @@ def _banner(settings: Settings, redis_url: str, web_port: int, embedded: bool) -
     console.print(f"  database  {settings.database_url}")
     console.print(f"  workers   {','.join(INTERACTIVE_QUEUES)} | {','.join(BULK_QUEUES)} | {INBOUND_QUEUE},{CALLBACK_QUEUE}")
     console.print("  first account:  smsagg account create --login demo --password secret --sender 12345")
+    console.print("  send one:       curl 'http://127.0.0.1:%d/httpapi/receiver?login=demo&password=secret"
+                  "&phone_number=12025550100&sender=12345&message=Hello&message_id=1'" % web_port)
     console.print("[dim]Ctrl-C stops everything.[/]")
 
 
@@ -85,10 +94,16 @@ def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int, sm
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
     migrate.upgrade(settings.database_url)
     env = _child_environment(settings, redis_url)
-    commands = {
+    commands = {}
+    if smsc_sim:
+        commands["smsc-sim"] = _cli("smsc-sim", "--port", str(settings.smsc_sim_port))
+        with session_scope(settings.database_url) as session:
+            if ensure_simulator_carrier(session, settings.smsc_sim_port):
+                console.print(f"carrier {SIMULATOR_CARRIER_ID} is the SMSC simulator; every number routes to it")
+    commands |= {
         "web": _cli("web", "--port", str(web_port)),
-        "worker-interactive": _worker(INTERACTIVE_QUEUES),
-        "worker-bulk": _worker(BULK_QUEUES),
+        "worker-interactive": _worker(INTERACTIVE_QUEUES, concurrency=10),
+        "worker-bulk": _worker(BULK_QUEUES, concurrency=10),
         "worker-inbound": _worker((INBOUND_QUEUE, CALLBACK_QUEUE)),
         "beat": _cli("beat"),
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from app.db.session import dispose_engines
 
@@ -15,6 +15,15 @@ celery.config_from_object("celeryconfig")
 def _fresh_connections_after_fork(**_kwargs) -> None:
     """Children of a prefork pool must not share the parent's pooled sockets."""
     dispose_engines()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _unbind_carriers(**_kwargs) -> None:
+    """Unbind SMPP links cleanly when a worker (or a pool child) stops."""
+    from workers.services import close_worker_services
+
+    close_worker_services()
 
 
 import workers.tasks  # noqa: E402,F401  (registers the tasks on this app)

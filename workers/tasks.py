@@ -10,10 +10,10 @@ from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from app.db.session import session_scope
-from app.domain.priorities import Priority
+from app.domain.priorities import INTERACTIVE_QUEUES, Priority
 from app.services.intake import record_accepted
-from app.settings import get_settings
 from workers.celery_app import celery
+from workers.services import worker_services
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +31,19 @@ class SmsaggTask(Task):
     retry_jitter = True
 
 
-def _process_accepted(payload: dict) -> dict:
-    with session_scope(get_settings().database_url) as session:
-        recorded = record_accepted(session, payload, now=datetime.now(timezone.utc))
-    return {"id": recorded.message_id, "state": int(recorded.state), "carrier": recorded.carrier_id}
+def _process_mt(task: Task, payload: dict, priority: Priority) -> None:
+    services = worker_services()
+    with session_scope(services.settings.database_url) as session:
+        record_accepted(session, payload, now=datetime.now(timezone.utc), route=services.carriers.route)
+    outcome = services.delivery.deliver(payload["id"], interactive=priority.queue in INTERACTIVE_QUEUES)
+    if outcome.retry_in is not None:
+        raise task.retry(countdown=outcome.retry_in, max_retries=None)
 
 
 def _register_mt_task(priority: Priority) -> Task:
-    @celery.task(name=priority.task_name, base=SmsaggTask, queue=priority.queue)
-    def process_mt(payload: dict) -> dict:
-        return _process_accepted(payload)
+    @celery.task(name=priority.task_name, base=SmsaggTask, queue=priority.queue, bind=True)
+    def process_mt(self, payload: dict) -> None:
+        _process_mt(self, payload, priority)
 
     return process_mt
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from app.cli import bench, manage, run
+from app.cli.smsc_sim import smsc_sim
 from app.gms.cli import gms
 
 
@@ -16,5 +17,5 @@ def main() -> None:
     """smsagg: an SMS aggregation gateway."""
 
 
-for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms):
+for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms, smsc_sim):
     main.add_command(command)

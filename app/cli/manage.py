@@ -197,14 +197,18 @@ def route() -> None:
 
 
 @route.command("add")
-@click.option("--prefix", required=True, help="Digits of an E.164 prefix, starting with a country code.")
+@click.option("--prefix", help="Digits of an E.164 prefix, starting with a country code.")
+@click.option("--default", "catch_all", is_flag=True, help="The catch-all route, for numbers no prefix matches.")
 @click.option("--carrier", "carrier_id", type=int, required=True)
 @click.option("--weight", type=int, default=1, show_default=True, help="Share among carriers of one prefix.")
 @click.option("--position", type=int, default=0, show_default=True, help="Failover order (lower first).")
-def route_add(prefix, carrier_id, weight, position) -> None:
+def route_add(prefix, catch_all, carrier_id, weight, position) -> None:
+    if bool(prefix) == catch_all:
+        raise click.UsageError("give exactly one of --prefix DIGITS or --default")
+    prefix = svc.DEFAULT_ROUTE_PREFIX if catch_all else prefix
     with unit_of_work() as session:
         added = svc.add_route(session, prefix, carrier_id, weight=weight, position=position)
-        digits = added.prefix
+        digits = added.prefix or "(default)"
     click.echo(f"route {digits} -> carrier {carrier_id} added")
 
 

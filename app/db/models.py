@@ -120,7 +120,14 @@ class Message(Base):
     requested_carrier_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id"), nullable=True)
     mms_content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # How the text goes out: None = decided by the text; bulk ``type`` asks for one.
+    encoding: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    flash: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Extra per-API delivery options (bulk batch id, WAP push, price), as given.
+    options: Mapped[dict] = mapped_column(JSON, default=dict)
     segments: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    concat_ref: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[int] = mapped_column(Integer)
     result_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -131,6 +138,9 @@ class Message(Base):
     )
     parts: Mapped[list["MessagePart"]] = relationship(
         back_populates="message", order_by="MessagePart.position", cascade="all, delete-orphan"
+    )
+    submits: Mapped[list["SegmentSubmit"]] = relationship(
+        back_populates="message", order_by="SegmentSubmit.seq", cascade="all, delete-orphan"
     )
 
 
@@ -147,6 +157,31 @@ class MessagePart(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
 
     message: Mapped[Message] = relationship(back_populates="parts")
+
+
+class SegmentSubmit(Base):
+    """One segment (submit_sm) of a message at a carrier: the SMSC's message id once it
+    acknowledged it (so a redelivered task never submits it again), and the state its
+    delivery receipts report."""
+
+    __tablename__ = "segment_submits"
+    __table_args__ = (
+        UniqueConstraint("message_id", "seq", name="uq_segment_submits_message_seq"),
+        Index("ix_segment_submits_carrier_smsc_id", "carrier_id", "smsc_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    smsc_message_id: Mapped[str | None] = mapped_column(String(65), nullable=True)
+    state: Mapped[int] = mapped_column(Integer)
+    command_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    message: Mapped[Message] = relationship(back_populates="submits")
 
 
 class MessageEvent(Base):

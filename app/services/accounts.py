@@ -224,8 +224,15 @@ def remove_carrier(session: Session, carrier_id: int) -> bool:
     return True
 
 
+DEFAULT_ROUTE_PREFIX = ""
+"""The catch-all route: the empty prefix matches every number, and loses to any other."""
+
+
 def validate_prefix(prefix: str) -> str:
-    """A route prefix is E.164 digits that begin with a real country code."""
+    """A route prefix is E.164 digits that begin with a real country code (or the
+    empty catch-all prefix)."""
+    if prefix == DEFAULT_ROUTE_PREFIX:
+        return prefix
     digits = prefix.lstrip("+")
     if not digits.isascii() or not digits.isdigit() or len(digits) > 15:
         raise InvalidValue(f"route prefix must be digits: {prefix!r}")
@@ -258,3 +265,20 @@ def remove_route(session: Session, prefix: str, carrier_id: int) -> None:
 
 def list_routes(session: Session) -> list[Route]:
     return list(session.scalars(select(Route).order_by(Route.prefix, Route.position, Route.carrier_id)))
+
+
+SIMULATOR_CARRIER_ID = 1
+SIMULATOR_SYSTEM_ID = SIMULATOR_PASSWORD = "smsagg"
+
+
+def ensure_simulator_carrier(session: Session, port: int) -> bool:
+    """On a gateway with no carriers yet, make the SMSC simulator carrier 1 and route
+    every number to it (``smsagg up``'s first run). Returns whether it did."""
+    if session.scalar(select(Carrier.id).limit(1)) is not None:
+        return False
+    add_carrier(session, SIMULATOR_CARRIER_ID, "smsc-sim", connector="smpp", throughput=None, settings={
+        "host": "127.0.0.1", "port": port, "system_id": SIMULATOR_SYSTEM_ID, "password": SIMULATOR_PASSWORD,
+        "system_type": ""})
+    if session.scalar(select(Route.id).limit(1)) is None:
+        add_route(session, DEFAULT_ROUTE_PREFIX, SIMULATOR_CARRIER_ID)
+    return True

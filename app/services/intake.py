@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Message, MessageEvent, MessagePart, Route
+from app.db.models import Message, MessageEvent, MessagePart
 from app.domain.mms import build_mms
 from app.domain.mt_request import Attachment
 from app.domain.states import MessageState
 
 log = logging.getLogger(__name__)
 
+DELIVERY_OPTION_KEYS = ("api", "batch_id", "wap_push", "price", "dlr")
 NO_ROUTE_RESULT_CODE = 3  # seed 000, DR Result Code table: "The carrier is invalid."
 
 
@@ -39,17 +40,11 @@ def _utc(epoch_seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc)
 
 
-def longest_prefix_carrier(session: Session, phone_number: str) -> int | None:
-    """The carrier of the longest route prefix of ``phone_number`` (first by position)."""
-    return session.scalar(
-        select(Route.carrier_id)
-        .where(literal(phone_number).like(Route.prefix + "%"))
-        .order_by(func.length(Route.prefix).desc(), Route.position, Route.id)
-        .limit(1)
-    )
-
-
-def record_accepted(session: Session, payload: dict[str, Any], *, now: datetime) -> Recorded:
+def record_accepted(
+    session: Session, payload: dict[str, Any], *, now: datetime, route: Callable[[str], int | None]
+) -> Recorded:
+    """Record the accepted ``payload``; ``route(phone_number)`` picks the carrier when the
+    client did not (longest prefix, weighted round robin: :mod:`app.domain.routing`)."""
     existing = session.get(Message, payload["id"])
     if existing is not None:
         return Recorded(existing.id, MessageState(existing.state), existing.carrier_id, already_recorded=True)
@@ -57,7 +52,7 @@ def record_accepted(session: Session, payload: dict[str, Any], *, now: datetime)
     session.add(message)
     session.add(MessageEvent(message=message, at=message.accepted_at, kind="accepted", state=MessageState.ACCEPTED,
                              detail={"priority": message.priority}))
-    _route(session, message, payload.get("carrier"), now)
+    _route(session, message, payload.get("carrier"), route, now)
     try:
         session.flush()
     except IntegrityError:
@@ -83,6 +78,9 @@ def _new_message(payload: dict[str, Any]) -> Message:
         app_id=payload["app_id"],
         conversation_id=payload["conversation_id"],
         requested_carrier_id=payload["carrier"],
+        encoding=payload.get("encoding"),
+        flash=bool(payload.get("flash", False)),
+        options={key: payload[key] for key in DELIVERY_OPTION_KEYS if payload.get(key) is not None},
         state=MessageState.ACCEPTED,
         accepted_at=_utc(payload["accepted_at"]),
     )
@@ -97,10 +95,12 @@ def _new_message(payload: dict[str, Any]) -> Message:
     return message
 
 
-def _route(session: Session, message: Message, requested_carrier: int | None, now: datetime) -> None:
+def _route(
+    session: Session, message: Message, requested_carrier: int | None, route: Callable[[str], int | None], now: datetime
+) -> None:
     """A requested carrier is trusted (seed 000, ``carrier``); otherwise the longest
     matching route prefix decides. No route ends the message rejected."""
-    carrier_id = requested_carrier if requested_carrier is not None else longest_prefix_carrier(session, message.phone_number)
+    carrier_id = requested_carrier if requested_carrier is not None else route(message.phone_number)
     if carrier_id is None:
         message.state = MessageState.REJECTED
         message.result_code = NO_ROUTE_RESULT_CODE

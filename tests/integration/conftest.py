@@ -16,7 +16,7 @@ PASSWORD = "s3cret-pw"
 def provision(database_url: str, login: str = "acme", *, senders=("99222",), **options) -> None:
     with session_scope(database_url) as session:
         svc.create_account(session, login, PASSWORD, senders=senders, options=AccountOptions(**options),
-                           default_max_length=160)
+                           default_max_length=1600)
 
 
 @pytest.fixture

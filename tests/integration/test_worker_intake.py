@@ -1,5 +1,6 @@
 """A real Celery worker consumes the real priority queues the ingress fills, and
-records each accepted message with its events (idempotently)."""
+records each accepted message with its events (idempotently). The carrier here
+(HTTP on a closed port) never answers, so delivery only retries."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_worker_records_messages_from_every_priority_queue(gateway, client, tmp_
 
     message, events, _ = recorded(gateway.database_url, "p-INTERACTIVE")
     assert message.state == MessageState.ACCEPTED and message.carrier_id == 99901
-    assert message.priority == "INTERACTIVE" and events == ["accepted", "routed"]
+    assert message.priority == "INTERACTIVE" and events[:2] == ["accepted", "routed"]
 
     unrouted, events, _ = recorded(gateway.database_url, "routed-to-nowhere")
     assert unrouted.state == MessageState.REJECTED and unrouted.result_code == 3
@@ -50,7 +51,6 @@ def test_worker_records_messages_from_every_priority_queue(gateway, client, tmp_
     mms, _, parts = recorded(gateway.database_url, "mms")
     assert mms.receipt and mms.app_id == "app-7" and mms.mms_content_type.startswith("multipart/related")
     assert [p.content_type for p in sorted(parts, key=lambda p: p.position)][:2] == ["application/smil", "text/plain; charset=utf-8"]
-    assert redis_client.llen("mt.bulk") == 0
 
 
 def test_redelivered_task_records_nothing_twice(gateway, client, tmp_path, redis_client):
@@ -59,8 +59,7 @@ def test_redelivered_task_records_nothing_twice(gateway, client, tmp_path, redis
     redis_client.lpush("mt.bulk", envelope)  # what acks_late redelivery looks like
     log = tmp_path / "worker.log"
     with running(["worker", "--queues", "mt.bulk"], gateway, log, ready=worker_ready(log)):
-        wait_until(lambda: redis_client.llen("mt.bulk") == 0 and b"succeeded" in log.read_bytes()
-                   and log.read_bytes().count(b"succeeded") >= 2)
+        wait_until(lambda: log.read_bytes().count(b"retry: Retry in") + log.read_bytes().count(b"succeeded") >= 2)
     message, events, _ = recorded(gateway.database_url, "twice")
-    assert events == ["accepted", "routed"]
+    assert events.count("accepted") == 1 and events.count("routed") == 1
     assert json.loads(envelope)["headers"]["id"] == message.id

@@ -65,7 +65,7 @@ def port_open(port: int):
     return check
 
 
-def wait_until(condition, timeout: float = 15.0, interval: float = 0.05):
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

@@ -1,0 +1,117 @@
+"""The HTTP carrier connector: one request per message to a carrier's HTTP API,
+described by a parameter template, so one smsagg can use another smsagg (the Genesys
+API) or a ``/bulksms/bulksms``-style provider as its carrier.
+
+Carrier settings (``smsagg carrier add --http URL`` plus the stored settings):
+
+``url``            the endpoint
+``preset``         ``genesys`` (default) or ``bulksms``: the template, success test
+                   and error table of that API; anything below overrides it
+``method``         ``POST`` (form body) or ``GET`` (query string)
+``params``         name -> template; ``{destination}``, ``{source}``, ``{text}``,
+                   ``{message_id}``, ``{receipt}`` (TRUE/FALSE), ``{dlr}`` (1/0) are
+                   filled in, everything else is sent as written (credentials)
+``success``        regex on the body that means "accepted"; group ``id`` (if any) is
+                   the carrier's message id
+``codes``          regex with group ``code`` finding the carrier's error code, and
+``code_status``    that code -> SMPP command_status (so :mod:`app.domain.smpp_status`
+                   classifies it like any SMPP answer; unknown codes -> 0x45, transient)
+
+``timeout``        seconds for connecting and for each read (default 15)
+
+HTTP 429 is throttling (0x58), other non-2xx and unreadable bodies are transient
+system errors (0x08); no answer within the timeout is ``CONNECTION_LOST``. Every
+segment of the message shares the one answer.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from app.connectors.base import CONNECTION_LOST, SegmentResult
+from app.domain.outbound import Submission
+
+DEFAULT_TIMEOUT = 15.0
+ESME_RSYSERR, ESME_RTHROTTLED, ESME_RSUBMITFAIL, ESME_RINVDSTADR = 0x08, 0x58, 0x45, 0x0B
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "genesys": {
+        "method": "POST",
+        "params": {"phone_number": "{destination}", "sender": "{source}", "message": "{text}",
+                   "message_id": "{message_id}", "receipt": "{receipt}"},
+        "success": r"^result_code=0\s*$",
+        "codes": r"result_code=(?P<code>\d+)",
+        # seed 000 result codes: 7 duplicate = it already has the message.
+        "code_status": {"1": 0x45, "2": 0x0E, "3": 0x0B, "4": 0x48, "5": 0x0A, "6": ESME_RTHROTTLED,
+                        "7": 0, "8": 0x01, "98": ESME_RSYSERR, "99": 0x45},
+    },
+    "bulksms": {
+        "method": "GET",
+        "params": {"type": "0", "dlr": "{dlr}", "destination": "{destination}", "source": "{source}",
+                   "message": "{text}"},
+        "success": r"^1701\|[^|]*\|(?P<id>[^,\s]+)",
+        "codes": r"^(?P<code>\d+)",
+        # seed 001 error table; only 1709 may be retried.
+        "code_status": {"1702": 0x45, "1703": 0x0E, "1704": 0x45, "1705": 0x01, "1706": ESME_RINVDSTADR,
+                        "1707": 0x0A, "1708": 0x45, "1709": 0x0E, "1710": ESME_RSYSERR, "1715": 0x45,
+                        "1725": 0x45, "1732": ESME_RINVDSTADR, "1028": 0x45, "1041": 0,
+                        "1042": ESME_RINVDSTADR, "1033": 0x45, "16": 0x0E, "18": 0x0E},
+    },
+}
+
+
+class HttpConnector:
+    def __init__(self, settings: dict[str, Any]):
+        preset = PRESETS[settings.get("preset", "genesys")]
+        self.url = settings["url"]
+        self.method = settings.get("method", preset["method"]).upper()
+        self.params = {**preset["params"], **settings.get("params", {})}
+        self.success = re.compile(settings.get("success", preset["success"]))
+        self.codes = re.compile(settings.get("codes", preset["codes"]))
+        self.code_status = {**preset["code_status"], **settings.get("code_status", {})}
+        self.timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
+
+    def submit(self, submission: Submission) -> list[SegmentResult]:
+        status, carrier_id, detail = self._send(submission)
+        return [SegmentResult(s.seq, status, carrier_id if status == 0 else None, detail) for s in submission.segments]
+
+    def _fields(self, submission: Submission) -> dict[str, str]:
+        values = {
+            "destination": submission.destination, "source": submission.source, "text": submission.text,
+            "message_id": submission.message_id, "receipt": "TRUE" if submission.registered_delivery else "FALSE",
+            "dlr": "1" if submission.registered_delivery else "0",
+        }
+        return {name: template.format_map(values) for name, template in self.params.items()}
+
+    def _send(self, submission: Submission) -> tuple[int, str | None, str]:
+        data = urllib.parse.urlencode(self._fields(submission)).encode()
+        if self.method == "GET":
+            request = urllib.request.Request(f"{self.url}{'&' if '?' in self.url else '?'}{data.decode()}")
+        else:
+            request = urllib.request.Request(self.url, data=data, method="POST",
+                                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return self._interpret(response.read(64 * 1024).decode("utf-8", "replace"))
+        except urllib.error.HTTPError as exc:
+            return (ESME_RTHROTTLED if exc.code == 429 else ESME_RSYSERR), None, f"HTTP {exc.code}"
+        except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as exc:
+            return CONNECTION_LOST, None, f"no answer: {exc}"
+
+    def _interpret(self, body: str) -> tuple[int, str | None, str]:
+        match = self.success.search(body)
+        if match:
+            return 0, (match.groupdict().get("id") or None), body[:200]
+        code = self.codes.search(body)
+        if code is None:
+            return ESME_RSYSERR, None, f"unreadable answer: {body[:200]!r}"
+        return int(self.code_status.get(code.group("code"), ESME_RSUBMITFAIL)), None, body[:200]
+
+    def close(self) -> None:
+        """Nothing is held open between requests."""
+

@@ -1,0 +1,173 @@
+"""The delivery stage against the in-memory connector, fakeredis and a real database:
+segments, idempotent retries, throttling, the error-class table and failover."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import fakeredis
+import pytest
+from sqlalchemy import select
+
+from app.adapters.redis_correlation import SmscIdIndex
+from app.adapters.redis_scripts import RedisStore
+from app.connectors.base import CONNECTION_LOST
+from app.connectors.loop import BackgroundLoop
+from app.connectors.memory import InMemoryConnector
+from app.db.models import Carrier, Message, MessageEvent, SegmentSubmit
+from app.db.session import session_scope
+from app.domain.states import MessageState
+from app.services import accounts as svc
+from app.services.accounts import AccountOptions
+from app.services.carriers import CarrierDirectory, ConnectorRegistry
+from app.services.delivery import MAX_TRANSIENT_ATTEMPTS, DeliveryService
+from app.services.intake import record_accepted
+
+
+@pytest.fixture
+def world(database_url):
+    with session_scope(database_url) as session:
+        svc.create_account(session, "acme", "pw", senders=("99222",), options=AccountOptions(), default_max_length=2000)
+        svc.add_carrier(session, 1, "primary", connector="http", settings={"url": "http://x"}, throughput=None)
+        svc.add_carrier(session, 2, "backup", connector="http", settings={"url": "http://y"}, throughput=None)
+        svc.add_route(session, "44", 1, position=0)
+        svc.add_route(session, "44", 2, position=1)
+    client = fakeredis.FakeRedis()
+    store = RedisStore(client, "t:")
+    carriers = CarrierDirectory(database_url, refresh_seconds=0)
+    registry = ConnectorRegistry(BackgroundLoop())
+    connectors = {1: InMemoryConnector(), 2: InMemoryConnector()}
+    for carrier_id, connector in connectors.items():
+        registry.install(carrier_id, carriers.current().carriers[carrier_id], connector)
+    service = DeliveryService(database_url, store, SmscIdIndex(client, "t:"), carriers, registry)
+    return database_url, service, connectors, store
+
+
+def accept(database_url, message_id="m1", text="Hello", **extra):
+    carriers = CarrierDirectory(database_url, refresh_seconds=0)
+    payload = {"id": message_id, "account_id": 1, "client_message_id": message_id, "phone_number": "447700900123",
+               "sender": "99222", "message": text, "carrier": None, "receipt": True, "app_id": None,
+               "conversation_id": None, "priority": "BULK", "attachments": [], "accepted_at": time.time(), **extra}
+    with session_scope(database_url) as session:
+        record_accepted(session, payload, now=datetime.now(timezone.utc), route=carriers.route)
+    return message_id
+
+
+def message(database_url, message_id="m1"):
+    with session_scope(database_url) as session:
+        found = session.get(Message, message_id)
+        events = [e.kind for e in session.scalars(select(MessageEvent).where(MessageEvent.message_id == message_id)
+                                                   .order_by(MessageEvent.id))]
+        submits = sorted((s.seq, s.smsc_message_id) for s in session.scalars(
+            select(SegmentSubmit).where(SegmentSubmit.message_id == message_id)))
+        return found, events, submits
+
+
+def test_single_segment_goes_en_route_with_its_smsc_id(world):
+    database_url, service, connectors, store = world
+    accept(database_url)
+    assert service.deliver("m1", interactive=False).retry_in is None
+    found, events, submits = message(database_url)
+    assert found.state == MessageState.ENROUTE and found.segments == 1 and found.carrier_id == 1
+    assert events == ["accepted", "routed", "submitted"]
+    assert submits == [(1, "mem000001")]
+    [submission] = connectors[1].submissions
+    assert submission.registered_delivery == 1 and submission.destination == "447700900123"
+    assert SmscIdIndex(store.client, "t:").lookup(1, "mem000001") == ("m1", 1)
+
+
+def test_long_message_is_three_udh_segments_with_one_reference(world):
+    database_url, service, connectors, _ = world
+    accept(database_url, text="x" * 400)
+    service.deliver("m1", interactive=False)
+    segments = connectors[1].submissions[0].segments
+    assert [s.seq for s in segments] == [1, 2, 3]
+    assert len({s.short_message[3] for s in segments}) == 1  # one concatenation reference
+    assert all(s.esm_class & 0x40 for s in segments)
+    assert message(database_url)[0].segments == 3
+
+
+def test_retry_never_resubmits_an_acknowledged_segment(world):
+    database_url, service, connectors, _ = world
+    connectors[1]._statuses.extend([0, 0x08, 0])  # segment 2 hits a transient system error
+    accept(database_url, text="y" * 400)
+    first = service.deliver("m1", interactive=False)
+    assert first.retry_in == 1.0
+    assert message(database_url)[0].state == MessageState.ACCEPTED
+    service.deliver("m1", interactive=False)
+    second = connectors[1].submissions[1]
+    assert [s.seq for s in second.segments] == [2]
+    found, events, submits = message(database_url)
+    assert found.state == MessageState.ENROUTE and [seq for seq, _ in submits] == [1, 2, 3]
+    assert events == ["accepted", "routed", "retry", "submitted"]
+
+
+def test_redelivered_task_after_success_sends_nothing(world):
+    database_url, service, connectors, _ = world
+    accept(database_url)
+    service.deliver("m1", interactive=False)
+    service.deliver("m1", interactive=False)
+    assert len(connectors[1].submissions) == 1
+
+
+def test_permanent_error_rejects_with_the_mapped_result_code(world):
+    database_url, service, connectors, _ = world
+    connectors[1]._statuses.append(0x0B)  # ESME_RINVDSTADR
+    accept(database_url)
+    assert service.deliver("m1", interactive=False).retry_in is None
+    found, events, _ = message(database_url)
+    assert found.state == MessageState.REJECTED and found.result_code == 1
+    assert events[-1] == "rejected"
+
+
+def test_throttled_answer_retries_without_counting_an_attempt(world):
+    database_url, service, connectors, _ = world
+    connectors[1]._statuses.append(0x58)
+    accept(database_url)
+    assert service.deliver("m1", interactive=False).retry_in == 1.0
+    assert message(database_url)[0].submit_attempts == 0
+
+
+def test_carrier_that_keeps_failing_fails_over_to_the_next(world):
+    database_url, service, connectors, _ = world
+    connectors[1]._statuses.extend([CONNECTION_LOST] * MAX_TRANSIENT_ATTEMPTS)
+    accept(database_url)
+    outcomes = [service.deliver("m1", interactive=False) for _ in range(MAX_TRANSIENT_ATTEMPTS)]
+    assert outcomes[-1].retry_in == 0.0 and outcomes[-1].reason == "failover"
+    service.deliver("m1", interactive=False)
+    found, events, submits = message(database_url)
+    assert found.carrier_id == 2 and found.state == MessageState.ENROUTE
+    assert "failover" in events and len(connectors[2].submissions) == 1
+
+
+def test_trusted_carrier_is_never_swapped(world):
+    database_url, service, connectors, _ = world
+    connectors[1]._statuses.extend([CONNECTION_LOST] * MAX_TRANSIENT_ATTEMPTS)
+    accept(database_url, carrier=1)
+    for _ in range(MAX_TRANSIENT_ATTEMPTS):
+        service.deliver("m1", interactive=False)
+    found, events, _ = message(database_url)
+    assert found.state == MessageState.REJECTED and found.result_code == 98
+    assert connectors[2].submissions == []
+
+
+def test_carrier_bucket_throttles_with_the_computed_wait(world):
+    database_url, service, connectors, store = world
+    with session_scope(database_url) as session:
+        session.get(Carrier, 1).throughput = 10.0
+    service.connectors.install(1, service.carriers.current().carriers[1], connectors[1])
+    accept(database_url, "a")
+    accept(database_url, "b", text="z" * 2000)  # 14 segments, more than the bucket holds
+    assert service.deliver("a", interactive=False).retry_in is None
+    outcome = service.deliver("b", interactive=False)
+    assert outcome.retry_in is not None and 0 < outcome.retry_in <= 10
+    assert message(database_url, "b")[0].state == MessageState.ACCEPTED
+
+
+def test_unencodable_text_for_a_requested_encoding_is_rejected(world):
+    database_url, service, _, _ = world
+    accept(database_url, text="中文", encoding="latin1")
+    service.deliver("m1", interactive=False)
+    found = message(database_url)[0]
+    assert found.state == MessageState.REJECTED and found.result_code == 99
