@@ -13,7 +13,8 @@ from app.services.accounts import AccountOptions
 
 
 def _account_options(
-    rate, burst, max_length, priority, dr_url, mo_url, message_id_optional, allow_ip
+    rate, burst, max_length, priority, dr_url, mo_url, message_id_optional, allow_ip, callback_interval,
+    callback_retries,
 ) -> AccountOptions:
     return AccountOptions(
         rate=rate,
@@ -24,6 +25,8 @@ def _account_options(
         mo_url=mo_url,
         message_id_optional=message_id_optional,
         allowed_ips=tuple(allow_ip) if allow_ip else None,
+        callback_retry_interval=callback_interval,
+        callback_max_retries=callback_retries,
     )
 
 
@@ -38,6 +41,8 @@ def account_option_flags(function):
         click.option("--message-id-optional/--message-id-required", default=None,
                      help="Whether requests may omit message_id."),
         click.option("--allow-ip", multiple=True, help="Client IP or CIDR allowed to submit (repeatable)."),
+        click.option("--callback-interval", type=int, help="Seconds between DR/MO callback retries (default 600)."),
+        click.option("--callback-retries", type=int, help="DR/MO callback retries before dead-lettering (default 25)."),
     ]
     for option in reversed(options):
         function = option(function)

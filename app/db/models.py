@@ -49,6 +49,9 @@ class Account(Base):
     callback_secret: Mapped[str] = mapped_column(String(128))
     message_id_optional: Mapped[bool] = mapped_column(Boolean, default=False)
     allowed_ips: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # DR/MO callback retries (seed 000, "MO and DR Retry Strategy": every 10 minutes, 25 times).
+    callback_retry_interval: Mapped[int] = mapped_column(Integer, default=600)
+    callback_max_retries: Mapped[int] = mapped_column(Integer, default=25)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -182,6 +185,99 @@ class SegmentSubmit(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     message: Mapped[Message] = relationship(back_populates="submits")
+
+
+class Callback(Base):
+    """One DR or MO POST owed to a client (the outbox): written in the same transaction
+    as the state change it reports, sent by the callbacks queue, retried until
+    delivered or dead-lettered, and replayable."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    message_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    mo_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "dr" | "mo"
+    url: Mapped[str] = mapped_column(String(2048))
+    fields: Mapped[list] = mapped_column(JSON)  # [[name, value], ...] in sending order
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_retries: Mapped[int] = mapped_column(Integer)
+    retry_interval: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+    attempt_log: Mapped[list["CallbackAttempt"]] = relationship(
+        back_populates="callback", order_by="CallbackAttempt.id", cascade="all, delete-orphan"
+    )
+
+
+class CallbackAttempt(Base):
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    callback_id: Mapped[str] = mapped_column(ForeignKey("callbacks.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+    callback: Mapped[Callback] = relationship(back_populates="attempt_log")
+
+
+class UnmatchedReceipt(Base):
+    """A delivery receipt whose SMSC id matched no segment yet: held (it may have
+    overtaken its submit_sm_resp), re-matched, and kept visible if it never matches."""
+
+    __tablename__ = "unmatched_receipts"
+    __table_args__ = (Index("ix_unmatched_receipts_status", "status", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    carrier_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    smsc_message_id: Mapped[str] = mapped_column(String(65))
+    fields: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending | matched | unmatched
+    matched_message_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class MoMessage(Base):
+    """A mobile-originated message, whole (concatenated parts joined). ``account_id``
+    is None when no account owns the destination: kept and visible, not dropped."""
+
+    __tablename__ = "mo_messages"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), nullable=True, index=True)
+    carrier_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phone_number: Mapped[str] = mapped_column(String(32))
+    shortcode: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[list] = mapped_column(JSON, default=list)  # [[content_type, base64], ...]
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MoPart(Base):
+    """One part of a concatenated MO, held until every part has arrived."""
+
+    __tablename__ = "mo_parts"
+    __table_args__ = (
+        UniqueConstraint("carrier_id", "phone_number", "shortcode", "ref", "seq", name="uq_mo_parts_part"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    carrier_id: Mapped[int] = mapped_column(Integer)
+    phone_number: Mapped[str] = mapped_column(String(32))
+    shortcode: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    fields: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class MessageEvent(Base):

@@ -34,6 +34,13 @@ class AccountOptions:
     mo_url: str | None = None
     message_id_optional: bool | None = None
     allowed_ips: tuple[str, ...] | None = None
+    callback_retry_interval: int | None = None
+    callback_max_retries: int | None = None
+
+
+MAX_CALLBACK_INTERVAL_SECONDS = 15 * 60
+"""Callback retries are Celery countdowns, which must stay well under the broker's
+visibility timeout (celeryconfig: one hour)."""
 
 
 def _valid_priority(value: str) -> str:
@@ -83,6 +90,8 @@ def create_account(
         callback_secret=secrets.token_hex(32),
         message_id_optional=False,
         allowed_ips=[],
+        callback_retry_interval=600,
+        callback_max_retries=25,
     )
     session.add(account)
     _apply_options(account, options)
@@ -133,6 +142,14 @@ def _apply_options(account: Account, options: AccountOptions) -> None:
         account.message_id_optional = options.message_id_optional
     if options.allowed_ips is not None:
         account.allowed_ips = _valid_networks(options.allowed_ips)
+    if options.callback_retry_interval is not None:
+        if not 1 <= options.callback_retry_interval <= MAX_CALLBACK_INTERVAL_SECONDS:
+            raise InvalidValue(f"callback retry interval must be 1 to {MAX_CALLBACK_INTERVAL_SECONDS} seconds")
+        account.callback_retry_interval = options.callback_retry_interval
+    if options.callback_max_retries is not None:
+        if not 0 <= options.callback_max_retries <= 1000:
+            raise InvalidValue("callback retries must be 0 to 1000")
+        account.callback_max_retries = options.callback_max_retries
 
 
 def list_accounts(session: Session) -> list[Account]:
@@ -153,6 +170,8 @@ def describe_account(account: Account) -> dict[str, Any]:
         "mo_url": account.mo_url,
         "message_id_optional": account.message_id_optional,
         "allowed_ips": list(account.allowed_ips or []),
+        "callback_retry_interval": account.callback_retry_interval,
+        "callback_max_retries": account.callback_max_retries,
         "callback_secret": account.callback_secret,
     }
 
