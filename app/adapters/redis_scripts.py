@@ -362,9 +362,11 @@ if f[4] == '1' and cost > 0 then
   redis.call('INCRBY', ARGV[3] .. 'credit:' .. f[2], cost)
   redis.call('RPUSH', KEYS[4], f[2] .. '|' .. cost .. '|cancel:' .. ARGV[2])
 end
-for _, entry in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-  local dest = string.match(entry, '^([^|]*)')
-  if redis.call('GET', f[5] .. dest) == ARGV[2] then redis.call('DEL', f[5] .. dest) end
+if f[5] and f[5] ~= '' then
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    local dest = string.match(entry, '^([^|]*)')
+    if redis.call('GET', f[5] .. dest) == ARGV[2] then redis.call('DEL', f[5] .. dest) end
+  end
 end
 redis.call('EXPIRE', KEYS[1], 604800)
 redis.call('EXPIRE', KEYS[2], 604800)

@@ -9,6 +9,7 @@ import click
 
 from app.cli import bench, manage, run
 from app.cli.smsc_sim import smsc_sim
+from app.bulk.cli import attach as attach_bulk
 from app.gms.cli import gms
 
 
@@ -19,3 +20,4 @@ def main() -> None:
 
 for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms, smsc_sim):
     main.add_command(command)
+attach_bulk(main)

@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(httpapi.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(gms_blueprint)
+    from app.bulk.web import blueprint as bulk_blueprint
+
+    app.register_blueprint(bulk_blueprint)
     app.register_error_handler(HTTPException, _json_errors_for_json_apis)
     if settings.bench_endpoints:
         from app.web import bench
