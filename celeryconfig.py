@@ -16,7 +16,7 @@ Decisions (DESIGN.md, "Queues and priority" and "Time"):
 
 from kombu import Exchange, Queue
 
-from app.domain.priorities import ALL_QUEUES, Priority
+from app.domain.priorities import ALL_QUEUES, INBOUND_QUEUE, Priority
 from app.settings import get_settings
 
 MAX_COUNTDOWN_SECONDS = 15 * 60
@@ -47,3 +47,9 @@ task_routes = {priority.task_name: {"queue": priority.queue} for priority in Pri
 worker_hijack_root_logger = False
 worker_send_task_events = False
 task_send_sent_event = False
+
+# Periodic work run by ``smsagg beat``. Each area adds its entries here.
+beat_schedule = {
+    "rematch-held-receipts": {"task": "smsagg.inbound.rematch", "schedule": 5.0},
+}
+task_routes |= {"smsagg.inbound.batch": {"queue": INBOUND_QUEUE}, "smsagg.inbound.rematch": {"queue": INBOUND_QUEUE}}
