@@ -350,10 +350,10 @@ return released
 CANCEL_LUA = """
 -- KEYS: batch hash, batch destinations, schedule index, credit journal
 -- ARGV: account id ('' = operator: any account), batch id, key prefix
--- Returns cancelled, or the state that prevents it (released, cancelled, missing).
+-- Returns {1, 'cancelled'}, or {0, the state that prevents it: released|cancelled|missing}.
 local f = redis.call('HMGET', KEYS[1], 'state', 'account', 'cost', 'prepaid', 'dup')
-if not f[1] or (ARGV[1] ~= '' and f[2] ~= ARGV[1]) then return 'missing' end
-if f[1] ~= 'scheduled' then return f[1] end
+if not f[1] or (ARGV[1] ~= '' and f[2] ~= ARGV[1]) then return {0, 'missing'} end
+if f[1] ~= 'scheduled' then return {0, f[1]} end
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('ZREM', ARGV[3] .. 'schedule:account:' .. f[2], ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'cancelled')
@@ -370,7 +370,7 @@ if f[5] and f[5] ~= '' then
 end
 redis.call('EXPIRE', KEYS[1], 604800)
 redis.call('EXPIRE', KEYS[2], 604800)
-return 'cancelled'
+return {1, 'cancelled'}
 """
 
 REFUND_LUA = """
@@ -475,11 +475,13 @@ class BulkStore:
     def release_due(self, now: float, limit: int = 1000) -> list[str]:
         return [_text(b) for b in self._release(self.client, [self.keys.schedule()], [repr(now), limit, self.keys.prefix])]
 
-    def cancel(self, batch_id: str, account_id: int | None = None) -> str:
+    def cancel(self, batch_id: str, account_id: int | None = None) -> tuple[bool, str]:
+        """(whether this call cancelled it, the batch's state: cancelled|released|missing)."""
         keys = [self.keys.batch(batch_id), self.keys.batch_destinations(batch_id), self.keys.schedule(),
                 self.keys.credit_journal()]
-        return _text(self._cancel(self.client, keys, ["" if account_id is None else str(account_id), batch_id,
-                                                      self.keys.prefix]))
+        done, state = self._cancel(self.client, keys, ["" if account_id is None else str(account_id), batch_id,
+                                                       self.keys.prefix])
+        return bool(done), _text(state)
 
     def refund(self, account_id: int, amount: int, message_id: str, marker_ttl: int = 30 * 86400) -> bool:
         keys = [self.keys.credit(account_id), self.keys.refund_marker(message_id), self.keys.credit_journal()]

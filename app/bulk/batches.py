@@ -170,13 +170,13 @@ def _restore(store: BulkStore, row: Batch) -> None:
     log.warning("scheduled batch %s restored into Redis from the database", row.id)
 
 
-def cancel(session: Session, store: BulkStore, batch_id: str, account_id: int | None = None) -> str:
-    """Withdraw a scheduled batch (refunding a prepaid account); returns ``cancelled`` or
-    the state that prevents it (``released``, ``cancelled``, ``missing``)."""
-    outcome = store.cancel(batch_id, account_id)
-    if outcome in ("cancelled", "released"):
+def cancel(session: Session, store: BulkStore, batch_id: str, account_id: int | None = None) -> tuple[bool, str]:
+    """Withdraw a scheduled batch (refunding a prepaid account). Returns whether this
+    call cancelled it, and the batch's state (``cancelled``, ``released``, ``missing``)."""
+    done, state = store.cancel(batch_id, account_id)
+    if state in ("cancelled", "released"):
         ensure_record(session, store, batch_id)
-    return outcome
+    return done, state
 
 
 @dataclass(frozen=True)

@@ -407,9 +407,9 @@ def schedule_cancel(batch_id) -> None:
     """Withdraw a scheduled batch (a prepaid account gets its credit back)."""
     store = _store()
     with _common().unit_of_work() as session:
-        outcome = batches.cancel(session, store, batch_id[:24])
-    if outcome != "cancelled":
-        raise click.ClickException(f"batch {batch_id[:24]} not cancelled: {outcome}")
+        done, state = batches.cancel(session, store, batch_id[:24])
+    if not done:
+        raise click.ClickException(f"batch {batch_id[:24]} not cancelled: {state}")
     click.echo(f"batch {batch_id[:24]} cancelled")
 
 

@@ -130,11 +130,11 @@ def cancelschedule() -> Response:
             raise BulkRejected(BulkCode.INVALID_URL, "batch_id missing or malformed")
         settings = current_app.extensions["smsagg"]["settings"]
         with session_scope(settings.database_url) as session:
-            outcome = batches.cancel(session, _service().store, batch_id, account.id)
+            done, state = batches.cancel(session, _service().store, batch_id, account.id)
     except BulkRejected as rejected:
         return _reply(format_refusal(rejected.code))
     except Exception:
         current_app.logger.exception("cancelling a schedule failed")
         return _reply(format_refusal(BulkCode.INTERNAL_ERROR))
-    code = BulkCode.SUBMITTED if outcome == "cancelled" else BulkCode.INVALID_URL
-    return _reply(f"{int(code)}|{batch_id}|{outcome}")
+    code = BulkCode.SUBMITTED if done else BulkCode.INVALID_URL
+    return _reply(f"{int(code)}|{batch_id}|{state}")
