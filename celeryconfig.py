@@ -16,7 +16,7 @@ Decisions (DESIGN.md, "Queues and priority" and "Time"):
 
 from kombu import Exchange, Queue
 
-from app.domain.priorities import ALL_QUEUES, INBOUND_QUEUE, Priority
+from app.domain.priorities import ALL_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, Priority
 from app.settings import get_settings
 
 MAX_COUNTDOWN_SECONDS = 15 * 60
@@ -51,5 +51,9 @@ task_send_sent_event = False
 # Periodic work run by ``smsagg beat``. Each area adds its entries here.
 beat_schedule = {
     "rematch-held-receipts": {"task": "smsagg.inbound.rematch", "schedule": 5.0},
+    # Re-enqueue pending DR/MO callbacks whose task was lost (the outbox guarantee).
+    "callbacks-sweep": {"task": "smsagg.callbacks.sweep", "schedule": 60.0},
 }
 task_routes |= {"smsagg.inbound.batch": {"queue": INBOUND_QUEUE}, "smsagg.inbound.rematch": {"queue": INBOUND_QUEUE}}
+task_routes |= {name: {"queue": CALLBACK_QUEUE}
+                for name in ("smsagg.callbacks.send_batch", "smsagg.callbacks.send_one", "smsagg.callbacks.sweep")}
