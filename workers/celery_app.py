@@ -29,3 +29,4 @@ def _unbind_carriers(**_kwargs) -> None:
 import workers.tasks  # noqa: E402,F401  (registers the tasks on this app)
 import workers.callback_tasks  # noqa: E402,F401  (DR/MO callbacks: send, retry, sweep)
 import workers.bulk_tasks  # noqa: E402,F401  (bulk fan-out, schedule release in beat)
+import workers.inbound_tasks  # noqa: E402,F401  (receipts and MO)

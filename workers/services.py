@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.adapters.inbound_queue import enqueue_deliver_sm
+from app.adapters.inbound_queue import InboundBatcher, deliver_sm_item, enqueue_inbound
+from app.adapters.callback_queue import enqueue_callbacks
 from app.adapters.redis_correlation import SmscIdIndex
 from app.adapters.redis_scripts import RedisStore, connect
 from app.connectors.loop import BackgroundLoop
 from app.connectors.smpp import DeliverHandler
 from app.services.carriers import CarrierDirectory, ConnectorRegistry
 from app.services.delivery import DeliveryService
+from app.services.inbound import InboundService
 from app.settings import Settings, get_settings
 
 
@@ -24,12 +26,17 @@ class WorkerServices:
     carriers: CarrierDirectory
     connectors: ConnectorRegistry
     delivery: DeliveryService
+    inbound: InboundService
+    notify_callbacks: Callable[[list[str]], None]
 
 
 def _inbound_handler(store: RedisStore):
+    """deliver_sm of every carrier goes through one batcher on the connector loop."""
+    batcher = InboundBatcher(lambda items: enqueue_inbound(store.client, items))
+
     def for_carrier(carrier_id: int) -> DeliverHandler:
         async def on_deliver(pdu) -> None:
-            await asyncio.get_running_loop().run_in_executor(None, enqueue_deliver_sm, store.client, carrier_id, pdu)
+            await batcher.add(deliver_sm_item(carrier_id, pdu))
 
         return on_deliver
 
@@ -43,8 +50,21 @@ def worker_services() -> WorkerServices:
     smsc_ids = SmscIdIndex(store.client, settings.key_prefix)
     carriers = CarrierDirectory(settings.database_url, settings.directory_refresh_seconds)
     connectors = ConnectorRegistry(BackgroundLoop(), _inbound_handler(store))
-    delivery = DeliveryService(settings.database_url, store, smsc_ids, carriers, connectors)
-    return WorkerServices(settings, store, smsc_ids, carriers, connectors, delivery)
+
+    def notify_callbacks(ids: list[str]) -> None:
+        if ids:
+            enqueue_callbacks(store.client, ids)
+
+    delivery = DeliveryService(settings.database_url, store, smsc_ids, carriers, connectors, notify=notify_callbacks)
+    inbound = InboundService(smsc_ids, stop_keywords=_stop_keywords())
+    return WorkerServices(settings, store, smsc_ids, carriers, connectors, delivery, inbound, notify_callbacks)
+
+
+def _stop_keywords():
+    """STOP/START MOs opt a number out of (back into) the account: app.bulk owns the lists."""
+    from app.bulk.compliance import record_mo_keyword
+
+    return record_mo_keyword
 
 
 def close_worker_services() -> None:

@@ -1,14 +1,18 @@
-"""Handing a received deliver_sm (a receipt or an MO) to the ``inbound`` queue.
+"""Handing received deliver_sm PDUs (receipts, MO) and carrier webhooks to the
+``inbound`` queue, as one task per batch.
 
-The SMPP client acknowledges a deliver_sm only after this returns, so once the SMSC
-has its deliver_sm_resp the PDU is durable in Redis as a task of its own; nothing is
-parsed here (the inbound worker does that, and keeps what it cannot parse).
+The SMPP client acknowledges a deliver_sm only after its batch is pushed, so once
+the SMSC has its deliver_sm_resp the PDU is durable in Redis; nothing is parsed here
+(the inbound worker does that, and keeps what it cannot parse). Batching keeps the
+Celery cost per receipt far below one task (DESIGN.md: ~1k tasks/s per worker).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -17,26 +21,64 @@ from app.adapters.celery_wire import task_message
 from app.domain.priorities import INBOUND_QUEUE
 from app.smpp.pdu import DeliverSm
 
-DELIVER_SM_TASK = "smsagg.inbound.deliver_sm"
+INBOUND_BATCH_TASK = "smsagg.inbound.batch"
 
 
-def deliver_sm_fields(pdu: DeliverSm) -> dict[str, Any]:
+def deliver_sm_item(carrier_id: int, pdu: DeliverSm) -> dict[str, Any]:
     """The PDU as JSON-able data: bytes as base64, TLVs by numeric tag."""
     return {
-        "source_addr": pdu.source_addr,
-        "destination_addr": pdu.destination_addr,
-        "esm_class": pdu.esm_class,
-        "data_coding": pdu.data_coding,
-        "short_message": base64.b64encode(pdu.short_message).decode("ascii"),
-        "tlvs": {
-            str(int(tag)): (
-                {"b64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value
-            )
-            for tag, value in (pdu.tlvs or {}).items()
-        },
+        "source": "smpp",
+        "carrier": carrier_id,
         "received_at": time.time(),
+        "pdu": {
+            "source_addr": pdu.source_addr,
+            "destination_addr": pdu.destination_addr,
+            "esm_class": pdu.esm_class,
+            "data_coding": pdu.data_coding,
+            "short_message": base64.b64encode(pdu.short_message).decode("ascii"),
+            "tlvs": {
+                str(int(tag)): ({"b64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value)
+                for tag, value in (pdu.tlvs or {}).items()
+            },
+        },
     }
 
 
-def enqueue_deliver_sm(client: redis.Redis, carrier_id: int, pdu: DeliverSm) -> None:
-    client.lpush(INBOUND_QUEUE, task_message(DELIVER_SM_TASK, INBOUND_QUEUE, [carrier_id, deliver_sm_fields(pdu)]))
+def enqueue_inbound(client: redis.Redis, items: list[dict[str, Any]]) -> None:
+    client.lpush(INBOUND_QUEUE, task_message(INBOUND_BATCH_TASK, INBOUND_QUEUE, [items]))
+
+
+class InboundBatcher:
+    """Collects deliver_sm items on the connector loop for up to ``window`` seconds
+    (or ``max_items``) and pushes them as one task; every ``add`` returns only once
+    its item is in Redis."""
+
+    def __init__(self, push: Callable[[list[dict[str, Any]]], None], window: float = 0.02, max_items: int = 200):
+        self._push = push
+        self.window = window
+        self.max_items = max_items
+        self._items: list[dict[str, Any]] = []
+        self._flushed: asyncio.Future | None = None
+
+    async def add(self, item: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._flushed is None:
+            self._flushed = loop.create_future()
+            loop.call_later(self.window, lambda: asyncio.ensure_future(self._flush()))
+        self._items.append(item)
+        flushed = self._flushed
+        if len(self._items) >= self.max_items:
+            await self._flush()
+        await flushed
+
+    async def _flush(self) -> None:
+        items, flushed = self._items, self._flushed
+        if flushed is None or flushed.done():
+            return
+        self._items, self._flushed = [], None
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._push, items)
+        except Exception as exc:  # every waiter's deliver_sm is then answered with a temporary error
+            flushed.set_exception(exc)
+        else:
+            flushed.set_result(None)

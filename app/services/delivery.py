@@ -19,14 +19,17 @@ Per attempt, in order:
    the client and nothing was acknowledged yet) or end the message rejected;
    permanent errors end it rejected with the mapped DR result code.
 
-The message state only moves forward: 6 accepted -> 1 en-route once every segment is
-acknowledged, or -> 8 rejected.
+The message state only moves forward. It stays 6 ("accepted by an Aggregator") when
+the SMSC acknowledges every segment — that event is recorded as ``submitted`` and, for
+``receipt=TRUE``, reported with a DR callback of state 6; delivery receipts then move
+it on (1 en-route, then a final state). A refusal ends it 8 rejected.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -40,10 +43,11 @@ from app.db.models import Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
 from app.domain.encoding import UnencodableText
 from app.domain.outbound import build_submission, plan_for
-from app.domain.receipts import may_transition
+from app.domain.receipts import may_transition, normalize_smsc_id
 from app.domain.smpp_status import DrResultCode, StatusClass, classify
 from app.domain.states import MessageState
 from app.services.carriers import CarrierDirectory, CarrierInfo, ConnectorRegistry
+from app.services.callback_outbox import queue_dr_callback, take_new_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,7 @@ class DeliveryService:
         carriers: CarrierDirectory,
         connectors: ConnectorRegistry,
         clock=None,
+        notify: Callable[[list[str]], None] = lambda _ids: None,
     ):
         self.database_url = database_url
         self.store = store
@@ -96,10 +101,13 @@ class DeliveryService:
         self.carriers = carriers
         self.connectors = connectors
         self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.notify = notify  # hands committed callback ids to the callbacks queue
 
     def deliver(self, message_id: str, *, interactive: bool) -> Outcome:
         with session_scope(self.database_url) as session:
             attempt = self._prepare(session, message_id)
+            callbacks = take_new_callbacks(session)
+        self.notify(callbacks)
         if isinstance(attempt, Outcome):
             return attempt
         wait = self._throttle(attempt, interactive)
@@ -107,7 +115,10 @@ class DeliveryService:
             return Outcome(retry_in=wait, reason="carrier throughput")
         results = self.connectors.for_carrier(attempt.carrier).submit(attempt.submission)
         with session_scope(self.database_url) as session:
-            return self._record(session, attempt, results)
+            outcome = self._record(session, attempt, results)
+            callbacks = take_new_callbacks(session)
+        self.notify(callbacks)
+        return outcome
 
     def _prepare(self, session: Session, message_id: str) -> _Attempt | Outcome:
         message = session.get(Message, message_id)
@@ -129,7 +140,7 @@ class DeliveryService:
             receipt=message.receipt, concat_ref=message.concat_ref, concat_mode=carrier.concat_mode, skip_seqs=acked,
         )
         if not submission.segments:
-            return _all_submitted(session, message, self.clock())
+            return DONE  # every segment was acknowledged by an earlier attempt
         return _Attempt(message.id, carrier, acked, submission)
 
     def _throttle(self, attempt: _Attempt, interactive: bool) -> float:
@@ -161,7 +172,7 @@ class DeliveryService:
         for result in accepted:
             submit = existing.get(result.seq) or SegmentSubmit(message=message, seq=result.seq, total=total,
                                                               carrier_id=carrier_id, state=MessageState.ACCEPTED)
-            submit.smsc_message_id = result.smsc_message_id or f"{message.id}:{result.seq}"
+            submit.smsc_message_id = normalize_smsc_id(result.smsc_message_id or f"{message.id}:{result.seq}")
             submit.command_status = 0
             submit.submitted_at = now
             submit.carrier_id = carrier_id
@@ -211,11 +222,10 @@ def _event(session: Session, message: Message, now: datetime, kind: str, *, stat
 
 
 def _all_submitted(session: Session, message: Message, now: datetime) -> Outcome:
-    if may_transition(MessageState(message.state), MessageState.ENROUTE):
-        message.state = MessageState.ENROUTE
-        smsc_ids = [s.smsc_message_id for s in sorted(message.submits, key=lambda s: s.seq)]
-        _event(session, message, now, "submitted", state=MessageState.ENROUTE, carrier=message.carrier_id,
-               segments=message.segments, smsc_ids=smsc_ids)
+    smsc_ids = [s.smsc_message_id for s in sorted(message.submits, key=lambda s: s.seq)]
+    _event(session, message, now, "submitted", state=MessageState.ACCEPTED, carrier=message.carrier_id,
+           segments=message.segments, smsc_ids=smsc_ids)
+    queue_dr_callback(session, message, MessageState.ACCEPTED, 0, now)
     return DONE
 
 
@@ -225,6 +235,7 @@ def _reject(session: Session, message: Message, now: datetime, code: int, reason
         message.result_code = int(code)
         _event(session, message, now, "rejected", state=MessageState.REJECTED, reason=reason,
                result_code=int(code), **detail)
+        queue_dr_callback(session, message, MessageState.REJECTED, int(code), now)
     log.info("message %s rejected (%s): %s", message.id, int(code), reason)
     return DONE
 

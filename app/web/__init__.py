@@ -8,6 +8,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.adapters.redis_scripts import RedisStore, connect
+from app.services.carriers import CarrierDirectory
 from app.services.directory import Directory
 from app.services.submit import SubmitService
 from app.settings import Settings, get_settings
@@ -28,14 +29,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["smsagg"] = {
         "settings": settings,
         "store": store,
+        "directory": directory,
+        "carriers": CarrierDirectory(settings.database_url, settings.directory_refresh_seconds),
         "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds),
     }
 
     from app.gms.web import blueprint as gms_blueprint
-    from app.web import health, httpapi
+    from app.web import carrier_webhooks, health, httpapi, status_api
 
     app.register_blueprint(httpapi.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(carrier_webhooks.blueprint)
+    app.register_blueprint(status_api.blueprint)
     app.register_blueprint(gms_blueprint)
     from app.bulk.web import blueprint as bulk_blueprint
 
@@ -48,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-_JSON_API_PREFIXES = ("/genesys", "/gms-web", "/api/")
+_JSON_API_PREFIXES = ("/genesys", "/gms-web", "/api/", "/carriers/")
 
 
 def _json_errors_for_json_apis(error: HTTPException):

@@ -1,0 +1,94 @@
+"""Writing the callbacks a client is owed (the outbox), in the same transaction as the
+state change they report. After the commit, the ids collected in the session are
+handed to the callbacks queue (:func:`take_new_callbacks`); a row whose task got lost
+is found again by the callbacks sweeper, so a committed callback is never lost.
+
+DR fields (seed 000, "Delivery Receipt Parameters"): ``type=receipt``, ``message_id``
+(the client's; smsagg's own id for bulk API messages, which is what their reply
+carried), ``message_state`` (seed "Message State" table), ``result_code`` (seed
+"Result Code" table), and ``app_id`` / ``conversation_id`` when the MT had them.
+Bulk API messages add ``destination`` and, for a multi-destination request,
+``batch_id``. Only messages sent with ``receipt=TRUE`` (bulk: ``dlr=1``) get DRs.
+
+MO fields (seed 000, "Receiving a Mobile Originated (MO) Message"): ``type=MO``,
+``message_id`` (unique, the same on every retry), ``shortcode``, ``phone_number``,
+``carrier``, ``message``, and ``mms_attachment[n].content_type`` /
+``mms_attachment[n].content`` for MMS.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from app.db.models import Account, Callback, Message, MoMessage
+from app.domain.states import MessageState
+
+log = logging.getLogger(__name__)
+_NEW_CALLBACKS = "smsagg.new_callbacks"
+
+
+def wants_receipts(message: Message) -> bool:
+    return bool(message.receipt or message.options.get("dlr"))
+
+
+def dr_fields(message: Message, state: MessageState, result_code: int) -> list[list[str]]:
+    is_bulk = message.options.get("api") == "bulk"
+    fields = [
+        ["type", "receipt"],
+        ["message_id", message.id if is_bulk or not message.client_message_id else message.client_message_id],
+        ["message_state", str(int(state))],
+        ["result_code", str(int(result_code))],
+    ]
+    fields += [[name, value] for name, value in (("app_id", message.app_id), ("conversation_id", message.conversation_id))
+               if value]
+    if is_bulk:
+        fields.append(["destination", message.phone_number])
+        if message.options.get("batch_id"):
+            fields.append(["batch_id", str(message.options["batch_id"])])
+    return fields
+
+
+def mo_fields(mo: MoMessage) -> list[list[str]]:
+    fields = [["type", "MO"], ["message_id", mo.id], ["shortcode", mo.shortcode], ["phone_number", mo.phone_number],
+              ["carrier", "" if mo.carrier_id is None else str(mo.carrier_id)], ["message", mo.text]]
+    for index, (content_type, content) in enumerate(mo.attachments or []):
+        fields += [[f"mms_attachment[{index}].content_type", content_type], [f"mms_attachment[{index}].content", content]]
+    return fields
+
+
+def _queue(session: Session, account: Account, url: str | None, kind: str, fields, now: datetime, **ids) -> Callback | None:
+    if not url:
+        log.info("account %s has no %s URL; %s callback not queued", account.login, kind.upper(), kind)
+        return None
+    callback = Callback(
+        id=uuid.uuid4().hex, account_id=account.id, kind=kind, url=url, fields=fields, status="pending", attempts=0,
+        max_retries=account.callback_max_retries, retry_interval=account.callback_retry_interval, created_at=now,
+        next_attempt_at=now, **ids,
+    )
+    session.add(callback)
+    session.info.setdefault(_NEW_CALLBACKS, []).append(callback.id)
+    return callback
+
+
+def queue_dr_callback(session: Session, message: Message, state: MessageState, result_code: int,
+                      now: datetime) -> Callback | None:
+    if not wants_receipts(message):
+        return None
+    account = session.get(Account, message.account_id)
+    return _queue(session, account, account.dr_url, "dr", dr_fields(message, state, result_code), now,
+                  message_id=message.id)
+
+
+def queue_mo_callback(session: Session, mo: MoMessage, now: datetime) -> Callback | None:
+    account = session.get(Account, mo.account_id)
+    return _queue(session, account, account.mo_url, "mo", mo_fields(mo), now, mo_id=mo.id)
+
+
+def take_new_callbacks(session: Session) -> list[str]:
+    """The ids of callbacks queued in this unit of work (call it before the commit,
+    hand them on after it)."""
+    return session.info.pop(_NEW_CALLBACKS, [])

@@ -1,0 +1,125 @@
+"""``POST /carriers/<carrier>/dr`` and ``/carriers/<carrier>/mo``: HTTP carriers report
+delivery receipts and MO messages here.
+
+Authentication: the carrier's ``webhook_token`` setting, sent as HTTP Basic (user =
+the carrier id, password = the token) or as the ``X-Smsagg-Carrier-Token`` header; a
+carrier without a token cannot use the webhooks. Bodies are
+``application/x-www-form-urlencoded`` UTF-8, at most 64 KiB (MMS MO: 2 MiB):
+
+* DR: ``message_id`` (the id the carrier returned at submit), ``status`` (a stat
+  word — DELIVRD, UNDELIV, EXPIRED, REJECTD, DELETED, ACCEPTD, ENROUTE, UNKNOWN — or a
+  message_state number 1-8), optional ``err``.
+* MO: ``from`` (the handset), ``to`` (the shortcode/number), ``text``, optional
+  ``mms_attachment[n].content_type`` / ``mms_attachment[n].content`` (base64).
+
+Answers: 200 ``OK`` once the report is queued (durably, in Redis); 400 JSON naming a
+missing or invalid field; 401 for a wrong or missing token; 404 for an unknown
+carrier; 413 for an oversize body. The view only checks and queues; the inbound
+worker matches, and keeps what matches nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from app.adapters.inbound_queue import enqueue_inbound
+from app.domain.mt_request import parse_attachments, parse_form
+from app.domain.result_codes import Rejected
+from app.domain.receipts import STAT_STATES
+
+blueprint = Blueprint("carrier_webhooks", __name__)
+
+MAX_WEBHOOK_BYTES = 64 * 1024
+MAX_MMS_WEBHOOK_BYTES = 2 * 1024 * 1024
+_STATE_NUMBERS = {str(n) for n in range(1, 9)}
+
+
+def _error(status: int, error: str, message: str, field: str | None = None):
+    body = {"error": error, "message": message}
+    if field:
+        body["field"] = field
+    return jsonify(body), status
+
+
+def _authorized(carrier_id: int) -> bool | None:
+    """None: no such carrier; False: wrong or missing token."""
+    carriers = current_app.extensions["smsagg"]["carriers"].current().carriers
+    carrier = carriers.get(carrier_id)
+    if carrier is None:
+        return None
+    expected = carrier.settings.get("webhook_token")
+    given = request.headers.get("X-Smsagg-Carrier-Token") or (request.authorization.password
+                                                              if request.authorization else None)
+    return bool(expected and given and hmac.compare_digest(str(expected).encode(), given.encode()))
+
+
+def _form(limit: int) -> dict[str, str]:
+    if request.content_length is not None and request.content_length > limit:
+        raise OverflowError
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise OverflowError
+    return parse_form(raw)
+
+
+def _receive(carrier_id: int, kind: str, limit: int, validate):
+    allowed = _authorized(carrier_id)
+    if allowed is None:
+        return _error(404, "unknown_carrier", f"no carrier {carrier_id}")
+    if not allowed:
+        return _error(401, "unauthorized", "wrong or missing carrier token")
+    try:
+        fields = _form(limit)
+    except OverflowError:
+        return _error(413, "too_large", f"body larger than {limit} bytes")
+    except Rejected as rejected:
+        return _error(400, "invalid_body", rejected.reason)
+    problem = validate(fields)
+    if problem:
+        return _error(400, "invalid_field", problem[1], problem[0])
+    if kind == "webhook_mo":
+        try:
+            fields["attachments"] = [[a.content_type, _b64(a.content)] for a in parse_attachments(fields)]
+        except Rejected as rejected:
+            return _error(400, "invalid_field", rejected.reason, "mms_attachment")
+    store = current_app.extensions["smsagg"]["store"]
+    enqueue_inbound(store.client, [{"source": kind, "carrier": carrier_id, "fields": fields}])
+    return Response("OK", status=200, mimetype="text/plain")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _validate_dr(fields: dict[str, str]):
+    if not fields.get("message_id", "").strip():
+        return "message_id", "message_id is missing"
+    status = fields.get("status", "").strip()
+    if not status:
+        return "status", "status is missing"
+    if status not in _STATE_NUMBERS and status.upper() not in STAT_STATES:
+        return "status", f"status {status!r} is not a stat word or a message_state 1-8"
+    return None
+
+
+def _validate_mo(fields: dict[str, str]):
+    for name in ("from", "to"):
+        if not fields.get(name, "").strip():
+            return name, f"{name} is missing"
+    if "text" not in fields and "mms_attachment[0].content" not in fields:
+        return "text", "text is missing"
+    fields.setdefault("text", "")
+    return None
+
+
+@blueprint.post("/carriers/<int:carrier_id>/dr")
+def delivery_receipt(carrier_id: int):
+    return _receive(carrier_id, "webhook_dr", MAX_WEBHOOK_BYTES, _validate_dr)
+
+
+@blueprint.post("/carriers/<int:carrier_id>/mo")
+def mobile_originated(carrier_id: int):
+    return _receive(carrier_id, "webhook_mo", MAX_MMS_WEBHOOK_BYTES, _validate_mo)

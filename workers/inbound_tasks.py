@@ -1,0 +1,32 @@
+"""Inbound tasks: receipts and MO in batches, and re-matching held receipts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from app.db.session import session_scope
+from app.domain.priorities import INBOUND_QUEUE
+from app.services.callback_outbox import take_new_callbacks
+from app.services.inbound import process_items
+from workers.celery_app import celery
+from workers.services import worker_services
+from workers.tasks import SmsaggTask
+
+
+def _in_unit_of_work(work) -> None:
+    services = worker_services()
+    with session_scope(services.settings.database_url) as session:
+        work(services, session, datetime.now(timezone.utc))
+        callbacks = take_new_callbacks(session)
+    services.notify_callbacks(callbacks)
+
+
+@celery.task(name="smsagg.inbound.batch", base=SmsaggTask, queue=INBOUND_QUEUE)
+def inbound_batch(items: list[dict]) -> None:
+    _in_unit_of_work(lambda services, session, now: process_items(services.inbound, session, items, now))
+
+
+@celery.task(name="smsagg.inbound.rematch", base=SmsaggTask, queue=INBOUND_QUEUE)
+def rematch_receipts() -> None:
+    """Beat, every few seconds: receipts that overtook their submit_sm_resp."""
+    _in_unit_of_work(lambda services, session, now: services.inbound.rematch_pending(session, now))
