@@ -1,0 +1,59 @@
+"""End to end, every part real: HTTP submit with receipt=TRUE -> Redis -> Celery worker
+-> SMPP over TCP -> the SMSC simulator -> deliver_sm receipt -> inbound worker ->
+callbacks worker -> the client's HTTP server receives the seed's DR fields, signed.
+And the MO direction: a two-part MO injected at the simulator reaches the client
+as one ``type=MO`` POST with the whole text."""
+
+from __future__ import annotations
+
+import time
+
+from app.db.models import Account, Carrier
+from app.db.session import session_scope
+from app.domain.callbacks import verify_signature
+from tests.integration.receiver import CallbackReceiver
+from tests.integration.simulator import running_simulator
+from tests.integration.test_httpapi import params, submit
+from tests.integration.workers import running, wait_until, worker_ready
+
+ALL = "mt.interactive,mt.interactive_low,mt.bulk,mt.bulk_low,inbound,callbacks"
+
+
+def configure(gateway, smsc_port: int, receiver_url: str) -> str:
+    with session_scope(gateway.database_url) as session:
+        carrier = session.get(Carrier, 99901)
+        carrier.connector = "smpp"
+        carrier.settings = {"host": "127.0.0.1", "port": smsc_port, "system_id": "smsagg", "password": "pw"}
+        account = session.get(Account, 1)
+        account.dr_url, account.mo_url = f"{receiver_url}/dr", f"{receiver_url}/mo"
+        return account.callback_secret
+
+
+def test_submit_to_signed_dr_callback_and_a_concatenated_mo(gateway, client, tmp_path):
+    log = tmp_path / "worker.log"
+    with CallbackReceiver() as receiver, running_simulator(dr_delay=0.2) as smsc, \
+            running(["worker", "--queues", ALL, "--pool", "threads", "--concurrency", "10"], gateway, log,
+                    ready=worker_ready(log)):
+        secret = configure(gateway, smsc.port, receiver.url)
+        assert submit(client, "POST", params(message_id="e2e-1", receipt="TRUE", app_id="my-app",
+                                             conversation_id="conv-9")) == 0
+        wait_until(lambda: any(p["fields"].get("message_state") == "2" for p in receiver.posts("/dr")), timeout=60)
+
+        smsc.inject_mo("447700900555", "99222", "This reply is long enough to need two parts. " * 4)
+        wait_until(lambda: receiver.posts("/mo"), timeout=60)
+        time.sleep(1)  # nothing else may arrive: exactly one MO callback
+
+    drs = receiver.posts("/dr")
+    assert [p["fields"]["message_state"] for p in drs] == ["6", "2"]  # accepted by the SMSC, then delivered
+    assert drs[-1]["fields"] == {"type": "receipt", "message_id": "e2e-1", "message_state": "2", "result_code": "0",
+                                 "app_id": "my-app", "conversation_id": "conv-9"}
+    for post in drs:
+        headers = {k.lower(): v for k, v in post["headers"].items()}
+        assert headers["content-type"].startswith("application/x-www-form-urlencoded")
+        assert verify_signature(secret, headers["x-smsagg-timestamp"], post["body"], headers["x-smsagg-signature"],
+                                now=time.time())
+
+    [mo] = receiver.posts("/mo")
+    assert mo["fields"]["type"] == "MO" and mo["fields"]["shortcode"] == "99222"
+    assert mo["fields"]["phone_number"] == "447700900555" and mo["fields"]["carrier"] == "99901"
+    assert mo["fields"]["message"] == "This reply is long enough to need two parts. " * 4
