@@ -6,14 +6,19 @@ import re
 import time
 from pathlib import Path
 
-from app.domain.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, encode_fields, signed_headers
+from app.domain.callbacks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    encode_fields,
+    signed_headers,
+)
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def readme_verify():
     section = README.read_text().split("## Callbacks (DR and MO)", 1)[1].split("\n## ", 1)[0]
-    [code] = re.findall(r"```python\n(.*?)```", section, re.S)
+    [code] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102  (our own README)
     return namespace["verify"]
