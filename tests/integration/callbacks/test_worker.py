@@ -104,7 +104,8 @@ def test_a_slow_client_does_not_delay_another_accounts_callbacks(settings, recei
     fast_recorded = time.monotonic() - started
     wait_until(lambda: len(receiver.received("/fast")) == 3, timeout=10)
     fast_received = max(r.at for r in receiver.received("/fast")) - started
-    assert fast_recorded < 1.5 and fast_received < 1.5, (fast_recorded, fast_received)
+    # The slow client answers 3 s after its first POST; the fast account must not wait for it.
+    assert fast_recorded < 2.0 and fast_received < 2.0, (fast_recorded, fast_received)
     assert all(status(settings, i) == "pending" for i in slow)  # still waiting for the slow client
 
     wait_until(lambda: all(status(settings, i) == "delivered" for i in slow), timeout=30)
