@@ -473,7 +473,8 @@ class BulkStore:
                                [expected_cursor, expected_cursor + len(messages), *messages]))
 
     def release_due(self, now: float, limit: int = 1000) -> list[str]:
-        return [_text(b) for b in self._release(self.client, [self.keys.schedule()], [repr(now), limit, self.keys.prefix])]
+        released = self._release(self.client, [self.keys.schedule()], [repr(now), limit, self.keys.prefix])
+        return [_text(b) for b in released]
 
     def cancel(self, batch_id: str, account_id: int | None = None) -> tuple[bool, str]:
         """(whether this call cancelled it, the batch's state: cancelled|released|missing)."""

@@ -160,7 +160,8 @@ def _restore(store: BulkStore, row: Batch) -> None:
         pipe.rpush(store.keys.batch_destinations(row.id), *(f"{n}|{m}|{p}" for n, m, p in row.destinations))
     pipe.hset(key, mapping={
         "results": "", "meta": payloads.dumps(meta), "account": row.account_id, "cost": row.cost,
-        "prepaid": "1" if row.cost else "0", "count": row.total, "due": repr(due), "dup": meta.get("duplicate_prefix", ""),
+        "prepaid": "1" if row.cost else "0", "count": row.total, "due": repr(due),
+        "dup": meta.get("duplicate_prefix", ""),
         "queue": Priority(meta["priority"]).queue, "mode": "schedule", "state": "scheduled",
         "task": payloads.batch_task(payloads.FANOUT_TASK, meta, row.id),
     })

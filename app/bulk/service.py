@@ -113,7 +113,8 @@ class BulkSubmitService:
     def _check_content(self, account: AccountView, request: BulkRequest) -> None:
         sender = self.directory.sender(request.source)
         if sender is None or sender.account_id != account.id or not sender.enabled:
-            raise BulkRejected(BulkCode.INVALID_SOURCE, f"source {request.source!r} is not registered to {account.login!r}")
+            raise BulkRejected(BulkCode.INVALID_SOURCE,
+                               f"source {request.source!r} is not registered to {account.login!r}")
         if len(request.message) > account.max_message_length:
             raise BulkRejected(BulkCode.INVALID_MESSAGE, f"message longer than {account.max_message_length}")
         if self.directory.policy(account.id).templates_only and not matches_template(

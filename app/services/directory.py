@@ -210,7 +210,8 @@ class Directory:
                 templates.setdefault(account_id, []).append(rules.compile_template(body))
             spam = tuple(rules.compile_spam_rule(pattern, is_regex)
                          for pattern, is_regex in session.execute(select(SpamRule.pattern, SpamRule.is_regex)))
-            denied = tuple(ipaddress.ip_network(n, strict=False) for n in session.scalars(select(DeniedNetwork.network)))
+            denied = tuple(ipaddress.ip_network(n, strict=False)
+                           for n in session.scalars(select(DeniedNetwork.network)))
             prices = rules.price_table(session.execute(select(Price.prefix, Price.carrier_id, Price.price)).all(),
                                        self.default_price_units)
             routes = rules.route_index(

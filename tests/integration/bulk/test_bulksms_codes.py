@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from app.adapters.redis_scripts import BulkStore
 from app.bulk import compliance, credit
 from app.bulk.models import BulkAccountPolicy
 from app.bulk.runtime import ingress_store
@@ -27,7 +26,8 @@ MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def nothing_left(redis_client, bulk_store) -> bool:
-    return redis_client.llen("mt.bulk") == 0 and not list(redis_client.scan_iter(match=bulk_store.keys.prefix + "batch:*"))
+    batches = list(redis_client.scan_iter(match=bulk_store.keys.prefix + "batch:*"))
+    return redis_client.llen("mt.bulk") == 0 and not batches
 
 
 # (case id, parameters, expected whole-request code): seed 001 table rows 2-9 (1702-1709).
@@ -78,7 +78,8 @@ GARBLED = [
 
 @METHODS
 @pytest.mark.parametrize("case,raw,expected", GARBLED, ids=[c[0] for c in GARBLED])
-def test_garbled_percent_encoding_blames_its_parameter(bulk_client, redis_client, bulk_store, method, case, raw, expected):
+def test_garbled_percent_encoding_blames_its_parameter(bulk_client, redis_client, bulk_store, method, case, raw,
+                                                       expected):
     """Bad input: malformed escapes and invalid UTF-8 get the code of the parameter they
     are in (1702 when it is a parameter name)."""
     name = raw.split("=", 1)[0]

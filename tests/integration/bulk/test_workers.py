@@ -57,9 +57,10 @@ def test_scheduled_batch_survives_restarts_and_goes_out_once_on_time(bulk_client
     """One real short-horizon run: submit (due at the next minute), restart the worker
     and beat, bring the due time to a few seconds from now (the API has minute
     resolution), and watch beat release it and the worker record every message once."""
+    later = time.gmtime(time.time() + 120)
     body = call(bulk_client, "GET", "/bulksms/schedulemsg", params(
-        destination="12025550100,12025550101,12025550102", date=time.strftime("%m/%d/%Y", time.gmtime(time.time() + 120)),
-        time=time.strftime("%I:%M %p", time.gmtime(time.time() + 120)), gmt="+00:00"))
+        destination="12025550100,12025550101,12025550102", date=time.strftime("%m/%d/%Y", later),
+        time=time.strftime("%I:%M %p", later), gmt="+00:00"))
     assert codes(body) == [1701, 1701, 1701]
     batch_id = entries(body)[0][2][:24]
     keys_schedule = f"{gateway.key_prefix}schedule"
