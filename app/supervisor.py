@@ -43,8 +43,9 @@ def _cli(*args: str) -> list[str]:
 
 
 def _worker(queues: tuple[str, ...], concurrency: int = 1) -> list[str]:
-    """MT workers run a thread pool as wide as an SMPP window: tasks in flight share
-    the process's binds, so several submit_sm are outstanding at once."""
+    """Thread pools: MT tasks in flight share the process's SMPP binds (several
+    submit_sm outstanding at once), and callbacks to one slow client cannot hold up
+    the others."""
     pool = ["--pool", "threads", "--concurrency", str(concurrency)] if concurrency > 1 else []
     return _cli("worker", "--queues", ",".join(queues), *pool)
 
@@ -104,7 +105,7 @@ def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int, sm
         "web": _cli("web", "--port", str(web_port)),
         "worker-interactive": _worker(INTERACTIVE_QUEUES, concurrency=10),
         "worker-bulk": _worker(BULK_QUEUES, concurrency=10),
-        "worker-inbound": _worker((INBOUND_QUEUE, CALLBACK_QUEUE)),
+        "worker-inbound": _worker((INBOUND_QUEUE, CALLBACK_QUEUE), concurrency=16),
         "beat": _cli("beat"),
     }
     parts = [Part(name, subprocess.Popen(command, env=env)) for name, command in commands.items()]

@@ -27,7 +27,7 @@ from app.bulk.settings import get_bulk_settings
 from app.db.session import session_scope
 from app.settings import get_settings
 from workers.celery_app import celery
-from workers.tasks import SmsaggTask
+from workers.base import SmsaggTask
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from app.services.callbacks import (
 from app.settings import get_settings
 from celeryconfig import MAX_COUNTDOWN_SECONDS
 from workers.celery_app import celery
-from workers.tasks import SmsaggTask
+from workers.base import SmsaggTask
 
 log = logging.getLogger(__name__)
 PER_ACCOUNT_IN_FLIGHT = 4

@@ -10,7 +10,7 @@ from app.services.callback_outbox import take_new_callbacks
 from app.services.inbound import process_items
 from workers.celery_app import celery
 from workers.services import worker_services
-from workers.tasks import SmsaggTask
+from workers.base import SmsaggTask
 
 
 def _in_unit_of_work(work) -> None:

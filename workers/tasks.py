@@ -3,33 +3,16 @@ function, map errors to retry or fail. One task per priority queue."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timezone
 
 from celery import Task
-from sqlalchemy.exc import OperationalError
 
 from app.db.session import session_scope
 from app.domain.priorities import INTERACTIVE_QUEUES, Priority
 from app.services.intake import record_accepted
+from workers.base import SmsaggTask
 from workers.celery_app import celery
 from workers.services import worker_services
-
-log = logging.getLogger(__name__)
-
-
-class SmsaggTask(Task):
-    """Cross-cutting policy: a database that is briefly unavailable (locked SQLite,
-    PostgreSQL failover) is retried with capped exponential backoff, forever — an
-    accepted message must never be dropped because of it."""
-
-    abstract = True
-    max_retries = None
-    autoretry_for = (OperationalError,)
-    retry_backoff = 1
-    retry_backoff_max = 60
-    retry_jitter = True
-
 
 def _process_mt(task: Task, payload: dict, priority: Priority) -> None:
     services = worker_services()

@@ -47,9 +47,12 @@ class BenchGateway:
     def __init__(self) -> None:
         self._stack = ExitStack()
         self.home = Path(tempfile.mkdtemp(prefix="smsagg-bench-"))
-        self.database_url = f"sqlite:///{self.home / 'smsagg.db'}"
+        # SQLite by default, like ``smsagg up``; SMSAGG_BENCH_DATABASE_URL names an empty
+        # database to measure another one (e.g. PostgreSQL, as in production).
+        self.database_url = os.environ.get("SMSAGG_BENCH_DATABASE_URL") or f"sqlite:///{self.home / 'smsagg.db'}"
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.logs: dict[int, Path] = {}
 
     def __enter__(self) -> "BenchGateway":
         redis = start_embedded_redis(self.home / "redis", self.redis_port)
@@ -68,15 +71,18 @@ class BenchGateway:
 
     def environment(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMSAGG_")}
-        env.update(SMSAGG_HOME=str(self.home), SMSAGG_REDIS_URL=self.redis_url,
-                   SMSAGG_DATABASE_URL=self.database_url, SMSAGG_LOG_LEVEL="WARNING", **extra)
+        env.update({"SMSAGG_HOME": str(self.home), "SMSAGG_REDIS_URL": self.redis_url,
+                    "SMSAGG_DATABASE_URL": self.database_url, "SMSAGG_LOG_LEVEL": "WARNING", **extra})
         return env
 
-    def start(self, *args: str, **extra_env: str) -> subprocess.Popen:
-        """Start ``smsagg <args>``; it is stopped when the gateway closes."""
-        log = open(self.home / f"{args[0]}-{len(self._stack._exit_callbacks)}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=self.environment(**extra_env),
+    def start(self, *args: str, module: str = "app.cli", **extra_env: str) -> subprocess.Popen:
+        """Start ``python -m <module> <args>`` (default: ``smsagg <args>``); it is
+        stopped when the gateway closes. Its output goes to ``self.log_path(process)``."""
+        log_path = self.home / f"{args[0]}-{len(self._stack._exit_callbacks)}.log"
+        log = open(log_path, "wb")
+        process = subprocess.Popen([sys.executable, "-m", module, *args], env=self.environment(**extra_env),
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.logs[process.pid] = log_path
         self._stack.callback(log.close)
         self._stack.callback(self._stop, process)
         return process

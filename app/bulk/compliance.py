@@ -12,25 +12,20 @@ snapshot (re-read every ``SMSAGG_DIRECTORY_REFRESH_SECONDS``).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.adapters.redis_scripts import BulkStore
 from app.bulk.models import DeniedNetwork, DndNumber, OptOut, SpamRule, Template
+from app.db.session import after_commit
 from app.bulk.rules import InvalidRule, compile_spam_rule, compile_template, stop_keyword_action
 from app.domain.bulk_request import normalize_destination
 from app.services.errors import InvalidValue, NotFound
 
 _CHUNK = 5000
-
-
-def after_commit(session: Session, action: Callable[[], None]) -> None:
-    """Run ``action`` once the session's transaction has committed (Redis follows the
-    database, never the other way round)."""
-    event.listen(session, "after_commit", lambda _session: action(), once=True)
 
 
 def _numbers(values: Iterable[str]) -> list[str]:

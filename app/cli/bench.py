@@ -7,9 +7,9 @@ import json
 
 import click
 
-from app.bench import ingress
+from app.bench import bulk, e2e, ingress
 
-BENCHMARKS = {"ingress": ingress.run}
+BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run}
 
 
 @click.command()

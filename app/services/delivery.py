@@ -48,6 +48,7 @@ from app.domain.smpp_status import DrResultCode, StatusClass, classify
 from app.domain.states import MessageState
 from app.services.carriers import CarrierDirectory, CarrierInfo, ConnectorRegistry
 from app.services.callback_outbox import queue_dr_callback, take_new_callbacks
+from app.services.credit import refund_if_prepaid
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ def _reject(session: Session, message: Message, now: datetime, code: int, reason
         _event(session, message, now, "rejected", state=MessageState.REJECTED, reason=reason,
                result_code=int(code), **detail)
         queue_dr_callback(session, message, MessageState.REJECTED, int(code), now)
+        refund_if_prepaid(session, message.account_id, message.id, message.options.get("price"))
     log.info("message %s rejected (%s): %s", message.id, int(code), reason)
     return DONE
 

@@ -21,6 +21,7 @@ from app.db.models import Message, MessageEvent, MessagePart
 from app.domain.mms import build_mms
 from app.domain.mt_request import Attachment
 from app.domain.states import MessageState
+from app.services.credit import refund_if_prepaid
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def _route(
         message.result_code = NO_ROUTE_RESULT_CODE
         session.add(MessageEvent(message=message, at=now, kind="rejected", state=MessageState.REJECTED,
                                  detail={"reason": "no route", "result_code": NO_ROUTE_RESULT_CODE}))
+        refund_if_prepaid(session, message.account_id, message.id, message.options.get("price"))
         return
     message.carrier_id = carrier_id
     session.add(MessageEvent(message=message, at=now, kind="routed", state=MessageState.ACCEPTED,

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from app.db.models import Carrier, Message, MessageEvent
 from app.db.session import session_scope
 from app.domain.states import MessageState
-from app.services import accounts as svc
 from tests.integration.simulator import running_simulator
 from tests.integration.test_httpapi import params, submit
 from tests.integration.workers import running, wait_until, worker_ready

@@ -1,0 +1,57 @@
+"""A client's callback endpoint for benchmarks: an aiohttp server (its own process)
+that answers 200 and appends ``<arrival epoch>\t<path>\t<message_id>\t<message_state>``
+per POST to a file, flushed every 0.2 s and on exit.
+
+``python -m app.bench.receiver --port N --out FILE``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.out))
+
+
+async def _serve(port: int, out_path: str) -> None:
+    lines: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        fields = dict(parse_qsl((await request.read()).decode(), keep_blank_values=True))
+        lines.append(f"{time.time():.6f}\t{request.path}\t{fields.get('message_id', '')}\t"
+                     f"{fields.get('message_state', '')}\n")
+        return web.Response(text="")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    with open(out_path, "a", encoding="utf-8") as out:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), 0.2)
+            except TimeoutError:
+                pass
+            out.writelines(lines)
+            out.flush()
+            lines.clear()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    main()
