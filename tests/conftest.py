@@ -1,14 +1,17 @@
 """Shared fixtures. Every test isolates itself:
 
-* Redis: the local server (``SMSAGG_TEST_REDIS_URL``, default db 13 of
-  127.0.0.1:6379) with a key prefix of its own; a test deletes only keys under its
-  prefix and the queue keys it created — never ``FLUSHDB``.
+* Redis: the local server on 127.0.0.1:6379, in a database this test session claims
+  for itself (the first of 15, 14 ... 8 whose claim key it can set), so two suites
+  running at once never share Celery's queues; or ``SMSAGG_TEST_REDIS_URL`` when set.
+  Each test also has a key prefix of its own and deletes only keys under it and the
+  queue keys it created — never ``FLUSHDB``.
 * Databases: a fresh SQLite file per test, and for tests marked ``postgres`` (or
   taking ``any_database_url``) a fresh PostgreSQL database dropped afterwards.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import uuid
@@ -20,7 +23,36 @@ import redis
 from app.db import migrate
 from app.settings import Settings
 
-TEST_REDIS_URL = os.environ.get("SMSAGG_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+_CLAIM_KEY = "smsagg:test-session-claim"
+_CLAIM_SECONDS = 3 * 3600
+
+
+def _claim_redis_database() -> str:
+    """The URL of a Redis database no other running test session uses."""
+    if os.environ.get("SMSAGG_TEST_REDIS_URL"):
+        return os.environ["SMSAGG_TEST_REDIS_URL"]
+    token = f"{os.getpid()}:{uuid.uuid4().hex}"
+    for db in range(15, 7, -1):
+        url = f"redis://127.0.0.1:6379/{db}"
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=1)
+            if client.set(_CLAIM_KEY, token, nx=True, ex=_CLAIM_SECONDS):
+                atexit.register(_release_claim, client, token)
+                return url
+        except redis.RedisError:
+            break
+    return "redis://127.0.0.1:6379/15"
+
+
+def _release_claim(client: redis.Redis, token: str) -> None:
+    try:
+        if client.get(_CLAIM_KEY) == token.encode():
+            client.delete(_CLAIM_KEY)
+    except redis.RedisError:
+        pass
+
+
+TEST_REDIS_URL = _claim_redis_database()
 TEST_POSTGRES_URL = os.environ.get("SMSAGG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 

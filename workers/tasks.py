@@ -3,22 +3,15 @@ function, map errors to retry or fail. One task per priority queue."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from celery import Task
 
-from app.db.session import session_scope
 from app.domain.priorities import INTERACTIVE_QUEUES, Priority
-from app.services.intake import record_accepted
 from workers.base import SmsaggTask
 from workers.celery_app import celery
 from workers.services import worker_services
 
 def _process_mt(task: Task, payload: dict, priority: Priority) -> None:
-    services = worker_services()
-    with session_scope(services.settings.database_url) as session:
-        record_accepted(session, payload, now=datetime.now(timezone.utc), route=services.carriers.route)
-    outcome = services.delivery.deliver(payload["id"], interactive=priority.queue in INTERACTIVE_QUEUES)
+    outcome = worker_services().delivery.process_accepted(payload, interactive=priority.queue in INTERACTIVE_QUEUES)
     if outcome.retry_in is not None:
         raise task.retry(countdown=outcome.retry_in, max_retries=None)
 

@@ -49,6 +49,7 @@ from app.domain.states import MessageState
 from app.services.carriers import CarrierDirectory, CarrierInfo, ConnectorRegistry
 from app.services.callback_outbox import queue_dr_callback, take_new_callbacks
 from app.services.credit import refund_if_prepaid
+from app.services.intake import record_accepted
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +105,25 @@ class DeliveryService:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.notify = notify  # hands committed callback ids to the callbacks queue
 
+    def process_accepted(self, payload: dict, *, interactive: bool) -> Outcome:
+        """The MT task's whole job: record the accepted message (idempotently) and
+        prepare it in one transaction, then submit and record the answer."""
+        with session_scope(self.database_url) as session:
+            record_accepted(session, payload, now=self.clock(), route=self.carriers.route)
+            attempt = self._prepare(session, payload["id"])
+            callbacks = take_new_callbacks(session)
+        self.notify(callbacks)
+        return self._submit(attempt, interactive)
+
     def deliver(self, message_id: str, *, interactive: bool) -> Outcome:
+        """Another attempt for a message already recorded."""
         with session_scope(self.database_url) as session:
             attempt = self._prepare(session, message_id)
             callbacks = take_new_callbacks(session)
         self.notify(callbacks)
+        return self._submit(attempt, interactive)
+
+    def _submit(self, attempt: _Attempt | Outcome, interactive: bool) -> Outcome:
         if isinstance(attempt, Outcome):
             return attempt
         wait = self._throttle(attempt, interactive)
@@ -160,7 +175,7 @@ class DeliveryService:
         self._remember_accepted(session, message, attempt.carrier.id, accepted, now)
         failures = [r for r in results if not r.accepted]
         if not failures:
-            return _all_submitted(session, message, now)
+            return _all_submitted(session, message, [r.smsc_message_id for r in accepted], now)
         return self._handle_failures(session, message, failures, now)
 
     def _remember_accepted(
@@ -168,16 +183,14 @@ class DeliveryService:
     ) -> None:
         if not accepted:
             return
-        total = message.segments or 1
-        existing = {s.seq: s for s in message.submits}
-        for result in accepted:
-            submit = existing.get(result.seq) or SegmentSubmit(message=message, seq=result.seq, total=total,
-                                                              carrier_id=carrier_id, state=MessageState.ACCEPTED)
-            submit.smsc_message_id = normalize_smsc_id(result.smsc_message_id or f"{message.id}:{result.seq}")
-            submit.command_status = 0
-            submit.submitted_at = now
-            submit.carrier_id = carrier_id
-            session.add(submit)
+        # Only segments without a row are ever submitted (acknowledged ones are skipped),
+        # so every acknowledgement is a new row.
+        session.add_all(
+            SegmentSubmit(message_id=message.id, seq=result.seq, total=message.segments or 1, carrier_id=carrier_id,
+                          state=MessageState.ACCEPTED, command_status=0, submitted_at=now,
+                          smsc_message_id=normalize_smsc_id(result.smsc_message_id or f"{message.id}:{result.seq}"))
+            for result in accepted
+        )
         self.smsc_ids.remember(carrier_id, [(r.smsc_message_id, message.id, r.seq) for r in accepted
                                             if r.smsc_message_id])
 
@@ -219,11 +232,10 @@ class DeliveryService:
 
 
 def _event(session: Session, message: Message, now: datetime, kind: str, *, state=None, **detail) -> None:
-    session.add(MessageEvent(message=message, at=now, kind=kind, state=state, detail=detail))
+    session.add(MessageEvent(message_id=message.id, at=now, kind=kind, state=state, detail=detail))
 
 
-def _all_submitted(session: Session, message: Message, now: datetime) -> Outcome:
-    smsc_ids = [s.smsc_message_id for s in sorted(message.submits, key=lambda s: s.seq)]
+def _all_submitted(session: Session, message: Message, smsc_ids: list[str | None], now: datetime) -> Outcome:
     _event(session, message, now, "submitted", state=MessageState.ACCEPTED, carrier=message.carrier_id,
            segments=message.segments, smsc_ids=smsc_ids)
     queue_dr_callback(session, message, MessageState.ACCEPTED, 0, now)

@@ -51,8 +51,8 @@ def record_accepted(
         return Recorded(existing.id, MessageState(existing.state), existing.carrier_id, already_recorded=True)
     message = _new_message(payload)
     session.add(message)
-    session.add(MessageEvent(message=message, at=message.accepted_at, kind="accepted", state=MessageState.ACCEPTED,
-                             detail={"priority": message.priority}))
+    session.add(MessageEvent(message_id=message.id, at=message.accepted_at, kind="accepted",
+                             state=MessageState.ACCEPTED, detail={"priority": message.priority}))
     _route(session, message, payload.get("carrier"), route, now)
     try:
         session.flush()
@@ -84,6 +84,7 @@ def _new_message(payload: dict[str, Any]) -> Message:
         options={key: payload[key] for key in DELIVERY_OPTION_KEYS if payload.get(key) is not None},
         state=MessageState.ACCEPTED,
         accepted_at=_utc(payload["accepted_at"]),
+        submits=[],
     )
     attachments = tuple(Attachment(ct, base64.b64decode(content)) for ct, content in payload["attachments"])
     if attachments:
@@ -105,10 +106,10 @@ def _route(
     if carrier_id is None:
         message.state = MessageState.REJECTED
         message.result_code = NO_ROUTE_RESULT_CODE
-        session.add(MessageEvent(message=message, at=now, kind="rejected", state=MessageState.REJECTED,
+        session.add(MessageEvent(message_id=message.id, at=now, kind="rejected", state=MessageState.REJECTED,
                                  detail={"reason": "no route", "result_code": NO_ROUTE_RESULT_CODE}))
         refund_if_prepaid(session, message.account_id, message.id, message.options.get("price"))
         return
     message.carrier_id = carrier_id
-    session.add(MessageEvent(message=message, at=now, kind="routed", state=MessageState.ACCEPTED,
+    session.add(MessageEvent(message_id=message.id, at=now, kind="routed", state=MessageState.ACCEPTED,
                              detail={"carrier": carrier_id, "trusted": requested_carrier is not None}))
