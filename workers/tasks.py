@@ -17,7 +17,10 @@ def _process_mt(task: Task, payload: dict, priority: Priority) -> None:
 
 
 def _register_mt_task(priority: Priority) -> Task:
-    @celery.task(name=priority.task_name, base=SmsaggTask, queue=priority.queue, bind=True)
+    # An accepted message is never dropped: whatever goes wrong is retried with backoff
+    # (a bug shows up as a retrying task in the logs, not as a lost message).
+    @celery.task(name=priority.task_name, base=SmsaggTask, queue=priority.queue, bind=True,
+                 autoretry_for=(Exception,))
     def process_mt(self, payload: dict) -> None:
         _process_mt(self, payload, priority)
 

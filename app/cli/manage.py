@@ -146,6 +146,9 @@ def sender_list(as_json) -> None:
     print_table("senders", ["address", "kind", "account", "enabled"], rows, as_json)
 
 
+SECRET_SETTINGS = frozenset({"password", "webhook_token"})
+
+
 @click.group()
 def carrier() -> None:
     """Upstream carriers (SMPP or HTTP)."""
@@ -191,7 +194,7 @@ def carrier_remove(carrier_id) -> None:
 def carrier_list(as_json) -> None:
     with unit_of_work() as session:
         rows = [[c.id, c.name, c.connector, c.throughput, c.enabled,
-                 json.dumps({k: v for k, v in c.settings.items() if k != "password"})]
+                 json.dumps({k: v for k, v in c.settings.items() if k not in SECRET_SETTINGS})]
                 for c in svc.list_carriers(session)]
     print_table("carriers", ["id", "name", "connector", "throughput", "enabled", "settings"], rows, as_json)
 
@@ -206,7 +209,8 @@ def route() -> None:
 @click.option("--default", "catch_all", is_flag=True, help="The catch-all route, for numbers no prefix matches.")
 @click.option("--carrier", "carrier_id", type=int, required=True)
 @click.option("--weight", type=int, default=1, show_default=True, help="Share among carriers of one prefix.")
-@click.option("--position", type=int, default=0, show_default=True, help="Failover order (lower first).")
+@click.option("--position", type=int, default=0, show_default=True,
+              help="Order among the prefix's carriers (the weighted round robin walks them in this order).")
 def route_add(prefix, catch_all, carrier_id, weight, position) -> None:
     if bool(prefix) == catch_all:
         raise click.UsageError("give exactly one of --prefix DIGITS or --default")
@@ -218,9 +222,13 @@ def route_add(prefix, catch_all, carrier_id, weight, position) -> None:
 
 
 @route.command("remove")
-@click.option("--prefix", required=True)
+@click.option("--prefix")
+@click.option("--default", "catch_all", is_flag=True, help="The catch-all route.")
 @click.option("--carrier", "carrier_id", type=int, required=True)
-def route_remove(prefix, carrier_id) -> None:
+def route_remove(prefix, catch_all, carrier_id) -> None:
+    if bool(prefix) == catch_all:
+        raise click.UsageError("give exactly one of --prefix DIGITS or --default")
+    prefix = svc.DEFAULT_ROUTE_PREFIX if catch_all else prefix
     with unit_of_work() as session:
         svc.remove_route(session, prefix, carrier_id)
     click.echo(f"route {prefix} -> carrier {carrier_id} removed")

@@ -38,6 +38,7 @@ from app.domain.outbound import Submission
 
 DEFAULT_TIMEOUT = 15.0
 ESME_RSYSERR, ESME_RTHROTTLED, ESME_RSUBMITFAIL, ESME_RINVDSTADR = 0x08, 0x58, 0x45, 0x0B
+UNMAPPED_REFUSAL = 0x0C  # a permanent refusal with no closer SMPP status: DR result code 99
 
 PRESETS: dict[str, dict[str, Any]] = {
     "genesys": {
@@ -46,9 +47,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "message_id": "{message_id}", "receipt": "{receipt}"},
         "success": r"^result_code=0\s*$",
         "codes": r"result_code=(?P<code>\d+)",
-        # seed 000 result codes: 7 duplicate = it already has the message.
-        "code_status": {"1": 0x45, "2": 0x0E, "3": 0x0B, "4": 0x48, "5": 0x0A, "6": ESME_RTHROTTLED,
-                        "7": 0, "8": 0x01, "98": ESME_RSYSERR, "99": 0x45},
+        # seed 000 result codes: 7 duplicate = it already has the message; 98 retried.
+        "code_status": {"1": UNMAPPED_REFUSAL, "2": 0x0E, "3": 0x0B, "4": 0x48, "5": 0x0A,
+                        "6": ESME_RTHROTTLED, "7": 0, "8": 0x01, "98": ESME_RSYSERR, "99": UNMAPPED_REFUSAL},
     },
     "bulksms": {
         "method": "GET",
@@ -56,11 +57,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "message": "{text}"},
         "success": r"^1701\|[^|]*\|(?P<id>[^,\s]+)",
         "codes": r"^(?P<code>\d+)",
-        # seed 001 error table; only 1709 may be retried.
-        "code_status": {"1702": 0x45, "1703": 0x0E, "1704": 0x45, "1705": 0x01, "1706": ESME_RINVDSTADR,
-                        "1707": 0x0A, "1708": 0x45, "1709": 0x0E, "1710": ESME_RSYSERR, "1715": 0x45,
-                        "1725": 0x45, "1732": ESME_RINVDSTADR, "1028": 0x45, "1041": 0,
-                        "1042": ESME_RINVDSTADR, "1033": 0x45, "16": 0x0E, "18": 0x0E},
+        # seed 001 error table, mapped to SMPP statuses so one table classifies them:
+        # what a retry can fix (1703/1709 credentials, 16/18 IP lists, 1710 internal,
+        # 1725 credit) is transient; 1715 ("do NOT re-submit": the outcome is unknown)
+        # and 1041 (a duplicate: it has the message) count as taken; the rest is final.
+        "code_status": {"1702": UNMAPPED_REFUSAL, "1703": 0x0E, "1704": UNMAPPED_REFUSAL, "1705": 0x01,
+                        "1706": ESME_RINVDSTADR, "1707": 0x0A, "1708": UNMAPPED_REFUSAL, "1709": 0x0E,
+                        "1710": ESME_RSYSERR, "1715": 0, "1725": ESME_RSUBMITFAIL, "1732": ESME_RINVDSTADR,
+                        "1028": UNMAPPED_REFUSAL, "1041": 0, "1042": ESME_RINVDSTADR, "1033": UNMAPPED_REFUSAL,
+                        "16": 0x0E, "18": 0x0E},
     },
 }
 
@@ -77,8 +82,12 @@ class HttpConnector:
         self.timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
 
     def submit(self, submission: Submission) -> list[SegmentResult]:
+        """One answer for every segment. A carrier that returns no id of its own (the
+        Genesys API answers just ``result_code=0``) knows the message by the
+        ``message_id`` we sent it: our id, which its receipts then carry."""
         status, carrier_id, detail = self._send(submission)
-        return [SegmentResult(s.seq, status, carrier_id if status == 0 else None, detail) for s in submission.segments]
+        accepted_id = carrier_id or submission.message_id
+        return [SegmentResult(s.seq, status, accepted_id if status == 0 else None, detail) for s in submission.segments]
 
     def _fields(self, submission: Submission) -> dict[str, str]:
         values = {

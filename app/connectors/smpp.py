@@ -74,7 +74,11 @@ class SmppConnector:
 
     def submit(self, submission: Submission) -> list[SegmentResult]:
         timeout = self.config.response_timeout + self.config.connect_timeout + 5
-        return self._loop.run(self._submit_all(submission), timeout)
+        try:
+            return self._loop.run(self._submit_all(submission), timeout)
+        except TimeoutError:  # a full window that never drained: the outcome is unknown
+            return [SegmentResult(s.seq, CONNECTION_LOST, detail=f"no answer within {timeout}s")
+                    for s in submission.segments]
 
     async def _submit_all(self, submission: Submission) -> list[SegmentResult]:
         try:

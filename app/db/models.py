@@ -87,8 +87,9 @@ class Carrier(Base):
 
 
 class Route(Base):
-    """An E.164 prefix served by a carrier; longest prefix wins, then ``position``
-    orders failover and ``weight`` spreads load among equals."""
+    """An E.164 prefix served by a carrier; the longest prefix wins, and traffic is
+    spread over that prefix's carriers by ``weight`` (smooth weighted round robin,
+    walking them in ``position`` order); failover takes the next one by the same rule."""
 
     __tablename__ = "routes"
     __table_args__ = (UniqueConstraint("prefix", "carrier_id", name="uq_routes_prefix_carrier"),)

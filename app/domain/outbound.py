@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from app.domain.encoding import ConcatMode, Encoding, EncodingPlan, plan_encoding, segment_message
+from app.domain import wap_push
 from app.domain.mt_request import SenderKind, classify_sender
 
 TON_INTERNATIONAL, TON_NETWORK_SPECIFIC, TON_ALPHANUMERIC = 1, 3, 5
@@ -73,14 +74,15 @@ def build_submission(
     concat_ref: int,
     concat_mode: ConcatMode | str = ConcatMode.UDH,
     skip_seqs: frozenset[int] = frozenset(),
+    wap_push: bool = False,
 ) -> Submission:
-    """The submission of every segment not in ``skip_seqs`` (already acknowledged)."""
+    """The submission of every segment not in ``skip_seqs`` (already acknowledged).
+
+    ``wap_push``: the text is ``URL [text]`` and goes out as a WAP Push Service
+    Indication (:mod:`app.domain.wap_push`: 8-bit, port-addressed UDH)."""
     ton, npi = source_address_type(sender)
-    segments = tuple(
-        OutboundSegment(s.seq, s.total, s.short_message, s.data_coding, s.esm_class, dict(s.tlvs))
-        for s in segment_message(plan, concat_mode=concat_mode, ref=concat_ref)
-        if s.seq not in skip_seqs
-    )
+    every = _wap_push_segments(plan.text, concat_ref) if wap_push else _text_segments(plan, concat_mode, concat_ref)
+    segments = tuple(segment for segment in every if segment.seq not in skip_seqs)
     return Submission(
         message_id=message_id,
         source=sender,
@@ -92,3 +94,15 @@ def build_submission(
         registered_delivery=1 if receipt else 0,
         segments=segments,
     )
+
+
+def _text_segments(plan: EncodingPlan, concat_mode: ConcatMode | str, ref: int) -> list[OutboundSegment]:
+    return [OutboundSegment(s.seq, s.total, s.short_message, s.data_coding, s.esm_class, dict(s.tlvs))
+            for s in segment_message(plan, concat_mode=concat_mode, ref=ref)]
+
+
+def _wap_push_segments(text: str, ref: int) -> list[OutboundSegment]:
+    _, payload, _ = wap_push.plan(text)
+    parts = wap_push.segment_payload(payload, ref)
+    return [OutboundSegment(seq, len(parts), part, wap_push.DATA_CODING_8BIT, wap_push.ESM_CLASS_UDHI)
+            for seq, part in enumerate(parts, start=1)]

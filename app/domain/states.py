@@ -1,9 +1,9 @@
 """Message states, numbered exactly as the seed's DR ``message_state`` table (seed 000,
 "Message State"), so the value stored with a message is the value a DR callback sends.
 
-A message accepted by smsagg is ``ACCEPTED`` (6: "accepted by an Aggregator" — smsagg is
-that aggregator); the SMSC acknowledging a submit makes it ``ENROUTE`` (1); a delivery
-receipt moves it to a final state.
+A message accepted by smsagg is ``ACCEPTED`` (6: "accepted by an Aggregator"), and stays
+so when the SMSC acknowledges it (reported to the client as a DR with state 6); the
+SMSC's receipts move it on: ``ENROUTE`` (1) when it reports one, then a final state.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.db.models import Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
 from app.domain.encoding import UnencodableText
+from app.domain.wap_push import InvalidWapPush
 from app.domain.outbound import build_submission, plan_for
 from app.domain.receipts import may_transition, normalize_smsc_id
 from app.domain.smpp_status import DrResultCode, StatusClass, classify
@@ -54,8 +55,8 @@ from app.services.intake import record_accepted
 log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_ATTEMPTS = 8
-"""Transient errors and lost links tolerated per carrier (retried after 1, 2, 4 ... 128 s,
-about four minutes in all) before failover or rejection."""
+"""Transient errors and lost links tolerated per carrier: seven retries after 1, 2, 4 ...
+64 s (about two minutes), then failover or rejection."""
 THROTTLED_RETRY_SECONDS = 1.0
 BULK_RESERVE_FRACTION = 0.1
 """Share of a carrier's burst that bulk traffic leaves for interactive traffic."""
@@ -143,18 +144,19 @@ class DeliveryService:
         carrier = self.carriers.current().carriers.get(message.carrier_id)
         if carrier is None or not carrier.enabled:
             return self._fail_over_or_reject(session, message, "carrier unavailable", DrResultCode.CARRIER_INVALID)
+        acked = frozenset(s.seq for s in message.submits if s.smsc_message_id is not None)
         try:
             plan = plan_for(message.text, encoding=message.encoding, flash=message.flash)
-        except UnencodableText as exc:
+            submission = build_submission(
+                message_id=message.id, sender=message.sender, destination=message.phone_number, plan=plan,
+                receipt=message.receipt, concat_ref=concat_reference(message.id), concat_mode=carrier.concat_mode,
+                skip_seqs=acked, wap_push=bool(message.options.get("wap_push")),
+            )
+        except (UnencodableText, InvalidWapPush) as exc:
             return _reject(session, message, self.clock(), DrResultCode.UNMAPPED, f"cannot encode: {exc}")
         if message.concat_ref is None:
             message.concat_ref = concat_reference(message.id)
             message.segments = plan.segments
-        acked = frozenset(s.seq for s in message.submits if s.smsc_message_id is not None)
-        submission = build_submission(
-            message_id=message.id, sender=message.sender, destination=message.phone_number, plan=plan,
-            receipt=message.receipt, concat_ref=message.concat_ref, concat_mode=carrier.concat_mode, skip_seqs=acked,
-        )
         if not submission.segments:
             return DONE  # every segment was acknowledged by an earlier attempt
         return _Attempt(message.id, carrier, acked, submission)
@@ -172,21 +174,24 @@ class DeliveryService:
         message = session.get(Message, attempt.message_id)
         now = self.clock()
         accepted = [r for r in results if r.accepted]
-        self._remember_accepted(session, message, attempt.carrier.id, accepted, now)
+        self._remember_accepted(session, message, attempt.carrier.id, accepted, now,
+                                pdus=attempt.submission.segments[0].total)
         failures = [r for r in results if not r.accepted]
         if not failures:
             return _all_submitted(session, message, [r.smsc_message_id for r in accepted], now)
         return self._handle_failures(session, message, failures, now)
 
     def _remember_accepted(
-        self, session: Session, message: Message, carrier_id: int, accepted: list[SegmentResult], now: datetime
+        self, session: Session, message: Message, carrier_id: int, accepted: list[SegmentResult], now: datetime,
+        pdus: int,
     ) -> None:
         if not accepted:
             return
         # Only segments without a row are ever submitted (acknowledged ones are skipped),
-        # so every acknowledgement is a new row.
+        # so every acknowledgement is a new row. ``total`` counts submit_sm PDUs (one for
+        # message_payload), which is what receipts come back for.
         session.add_all(
-            SegmentSubmit(message_id=message.id, seq=result.seq, total=message.segments or 1, carrier_id=carrier_id,
+            SegmentSubmit(message_id=message.id, seq=result.seq, total=pdus, carrier_id=carrier_id,
                           state=MessageState.ACCEPTED, command_status=0, submitted_at=now,
                           smsc_message_id=normalize_smsc_id(result.smsc_message_id or f"{message.id}:{result.seq}"))
             for result in accepted

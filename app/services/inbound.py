@@ -223,7 +223,8 @@ def apply_receipt(session: Session, segment: SegmentSubmit, receipt: Receipt, no
         segment.state = receipt.state
     message = session.get(Message, segment.message_id)
     states = {s.seq: MessageState(s.state) for s in message.submits}
-    overall = combine_segment_states([states.get(seq, MessageState.ACCEPTED) for seq in range(1, (message.segments or 1) + 1)])
+    pdus = segment.total or message.segments or 1  # receipts come per submit_sm PDU
+    overall = combine_segment_states([states.get(seq, MessageState.ACCEPTED) for seq in range(1, pdus + 1)])
     if not may_transition(MessageState(message.state), overall):
         return
     message.state = overall

@@ -21,6 +21,7 @@ from app.db.models import Message, MessageEvent, MessagePart
 from app.domain.mms import build_mms
 from app.domain.mt_request import Attachment
 from app.domain.states import MessageState
+from app.services.callback_outbox import queue_dr_callback
 from app.services.credit import refund_if_prepaid
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def _route(
         session.add(MessageEvent(message_id=message.id, at=now, kind="rejected", state=MessageState.REJECTED,
                                  detail={"reason": "no route", "result_code": NO_ROUTE_RESULT_CODE}))
         refund_if_prepaid(session, message.account_id, message.id, message.options.get("price"))
+        queue_dr_callback(session, message, MessageState.REJECTED, NO_ROUTE_RESULT_CODE, now)
         return
     message.carrier_id = carrier_id
     session.add(MessageEvent(message_id=message.id, at=now, kind="routed", state=MessageState.ACCEPTED,

@@ -8,7 +8,9 @@ carrier without a token cannot use the webhooks. Bodies are
 
 * DR: ``message_id`` (the id the carrier returned at submit), ``status`` (a stat
   word — DELIVRD, UNDELIV, EXPIRED, REJECTD, DELETED, ACCEPTD, ENROUTE, UNKNOWN — or a
-  message_state number 1-8), optional ``err``.
+  message_state number 1-8), optional ``err``. ``message_state`` is accepted in place
+  of ``status``, so another smsagg (or any Genesys-API aggregator) can point its DR
+  callbacks here: its ``message_id`` is the id we submitted with.
 * MO: ``from`` (the handset), ``to`` (the shortcode/number), ``text``, optional
   ``mms_attachment[n].content_type`` / ``mms_attachment[n].content`` (base64).
 
@@ -95,6 +97,8 @@ def _b64(data: bytes) -> str:
 
 
 def _validate_dr(fields: dict[str, str]):
+    if "status" not in fields and fields.get("message_state"):
+        fields["status"] = fields["message_state"]
     if not fields.get("message_id", "").strip():
         return "message_id", "message_id is missing"
     status = fields.get("status", "").strip()

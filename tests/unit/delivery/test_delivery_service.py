@@ -15,7 +15,7 @@ from app.adapters.redis_scripts import RedisStore
 from app.connectors.base import CONNECTION_LOST
 from app.connectors.loop import BackgroundLoop
 from app.connectors.memory import InMemoryConnector
-from app.db.models import Carrier, Message, MessageEvent, SegmentSubmit
+from app.db.models import Callback, Carrier, Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
 from app.domain.states import MessageState
 from app.services import accounts as svc
@@ -46,7 +46,8 @@ def world(database_url):
 
 def accept(database_url, message_id="m1", text="Hello", **extra):
     carriers = CarrierDirectory(database_url, refresh_seconds=0)
-    payload = {"id": message_id, "account_id": 1, "client_message_id": message_id, "phone_number": "447700900123",
+    payload = {"id": message_id, "account_id": 1, "client_message_id": message_id,
+               "phone_number": extra.pop("phone_number", "447700900123"),
                "sender": "99222", "message": text, "carrier": None, "receipt": True, "app_id": None,
                "conversation_id": None, "priority": "BULK", "attachments": [], "accepted_at": time.time(), **extra}
     with session_scope(database_url) as session:
@@ -171,3 +172,28 @@ def test_unencodable_text_for_a_requested_encoding_is_rejected(world):
     service.deliver("m1", interactive=False)
     found = message(database_url)[0]
     assert found.state == MessageState.REJECTED and found.result_code == 99
+
+
+def test_message_with_no_route_is_rejected_with_code_3_and_reported(world):
+    database_url, service, connectors, _ = world
+    with session_scope(database_url) as session:
+        svc.update_account(session, "acme", options=AccountOptions(dr_url="https://client.example/dr"))
+    accept(database_url, phone_number="12025550100")  # only 44 is routed
+    found, events, _ = message(database_url)
+    assert found.state == MessageState.REJECTED and found.result_code == 3 and events == ["accepted", "rejected"]
+    with session_scope(database_url) as session:
+        [callback] = session.scalars(select(Callback)).all()
+        assert dict(callback.fields)["message_state"] == "8" and dict(callback.fields)["result_code"] == "3"
+    assert service.deliver("m1", interactive=False).retry_in is None and connectors[1].submissions == []
+
+
+def test_every_state_change_report_is_queued_for_receipt_messages(world):
+    database_url, service, _, _ = world
+    with session_scope(database_url) as session:
+        svc.update_account(session, "acme", options=AccountOptions(dr_url="https://client.example/dr"))
+    accept(database_url)
+    service.deliver("m1", interactive=False)
+    with session_scope(database_url) as session:
+        [callback] = session.scalars(select(Callback)).all()
+        assert dict(callback.fields) == {"type": "receipt", "message_id": "m1", "message_state": "6",
+                                         "result_code": "0"}

@@ -1,0 +1,132 @@
+"""The HTTP carrier connector against a real local HTTP server: the genesys and
+bulksms presets (seed 000 result codes, seed 001 error table), HTTP failures and
+timeouts, all as SMPP-style statuses one table classifies."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from app.connectors.base import CONNECTION_LOST
+from app.connectors.http import HttpConnector
+from app.domain.encoding import Encoding
+from app.domain.outbound import OutboundSegment, Submission
+from app.domain.smpp_status import StatusClass, classify
+
+
+class Carrier:
+    """Answers every request with (status, body), after ``delay`` seconds."""
+
+    def __init__(self, status=200, body="result_code=0", delay=0.0):
+        self.status, self.body, self.delay, self.requests = status, body, delay, []
+        carrier = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, fields):
+                carrier.requests.append((self.command, fields))
+                time.sleep(carrier.delay)
+                payload = carrier.body.encode()
+                self.send_response(carrier.status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                self._answer(dict(parse_qsl(self.rfile.read(length).decode())))
+
+            def do_GET(self):
+                self._answer(dict(parse_qsl(urlsplit(self.path).query)))
+
+            def log_message(self, *_):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/send"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def carrier():
+    made = []
+
+    def make(**kwargs):
+        made.append(Carrier(**kwargs))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+SUBMISSION = Submission(
+    message_id="our-id-1", source="99222", source_ton=3, source_npi=0, destination="447700900123", text="Hello",
+    encoding=Encoding.GSM7, registered_delivery=1,
+    segments=(OutboundSegment(1, 2, b"a", 0, 0x40), OutboundSegment(2, 2, b"b", 0, 0x40)),
+)
+
+
+def test_genesys_preset_posts_the_seed_fields_and_uses_our_id(carrier):
+    upstream = carrier()
+    results = HttpConnector({"url": upstream.url, "params": {"login": "me", "password": "pw"}}).submit(SUBMISSION)
+    [(method, fields)] = upstream.requests
+    assert method == "POST"
+    assert fields == {"login": "me", "password": "pw", "phone_number": "447700900123", "sender": "99222",
+                      "message": "Hello", "message_id": "our-id-1", "receipt": "TRUE"}
+    assert [(r.seq, r.command_status, r.smsc_message_id) for r in results] == [(1, 0, "our-id-1"), (2, 0, "our-id-1")]
+
+
+@pytest.mark.parametrize("body,status_class", [
+    ("result_code=6", StatusClass.THROTTLED), ("result_code=98", StatusClass.TRANSIENT),
+    ("result_code=3", StatusClass.PERMANENT), ("result_code=1", StatusClass.PERMANENT),
+    ("result_code=2", StatusClass.TRANSIENT), ("garbage", StatusClass.TRANSIENT),
+])
+def test_genesys_result_codes_are_classified(carrier, body, status_class):
+    [first, _] = HttpConnector({"url": carrier(body=body).url}).submit(SUBMISSION)
+    assert classify(first.command_status).status_class is status_class and first.smsc_message_id is None
+
+
+def test_genesys_duplicate_means_it_already_has_the_message(carrier):
+    assert HttpConnector({"url": carrier(body="result_code=7").url}).submit(SUBMISSION)[0].accepted
+
+
+def test_bulksms_preset_gets_the_carrier_id(carrier):
+    upstream = carrier(body="1701|447700900123|abc123")
+    [first, _] = HttpConnector({"url": upstream.url, "preset": "bulksms"}).submit(SUBMISSION)
+    assert first.accepted and first.smsc_message_id == "abc123"
+    method, fields = upstream.requests[0]
+    assert method == "GET" and fields["destination"] == "447700900123" and fields["dlr"] == "1"
+
+
+@pytest.mark.parametrize("body,status_class", [
+    ("1709|447700900123|", StatusClass.TRANSIENT), ("1706|447700900123|", StatusClass.PERMANENT),
+    ("1732|447700900123|", StatusClass.PERMANENT), ("1710|x|", StatusClass.TRANSIENT),
+])
+def test_bulksms_error_codes(carrier, body, status_class):
+    [first, _] = HttpConnector({"url": carrier(body=body).url, "preset": "bulksms"}).submit(SUBMISSION)
+    assert classify(first.command_status).status_class is status_class
+
+
+def test_bulksms_1715_is_not_resubmitted(carrier):
+    assert HttpConnector({"url": carrier(body="1715|x|").url, "preset": "bulksms"}).submit(SUBMISSION)[0].accepted
+
+
+@pytest.mark.parametrize("status,status_class", [(429, StatusClass.THROTTLED), (500, StatusClass.TRANSIENT),
+                                                  (404, StatusClass.TRANSIENT)])
+def test_http_errors(carrier, status, status_class):
+    [first, _] = HttpConnector({"url": carrier(status=status, body="no").url}).submit(SUBMISSION)
+    assert classify(first.command_status).status_class is status_class
+
+
+def test_timeout_and_refused_connection_are_connection_lost(carrier):
+    slow = carrier(delay=2.0)
+    assert HttpConnector({"url": slow.url, "timeout": 0.5}).submit(SUBMISSION)[0].command_status == CONNECTION_LOST
+    assert HttpConnector({"url": "http://127.0.0.1:1/x"}).submit(SUBMISSION)[0].command_status == CONNECTION_LOST
