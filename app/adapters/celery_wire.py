@@ -11,6 +11,7 @@ reaches ~1.9k/s on this machine against ~41k/s for pushing pre-built messages
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import socket
@@ -24,15 +25,26 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 def task_message(task_name: str, queue: str, args: list[Any], task_id: str | None = None) -> str:
     """The serialized kombu envelope for ``task_name(*args)`` routed to ``queue``."""
     task_id = task_id or uuid.uuid4().hex
-    body = json.dumps([args, {}, _EMBED], separators=(",", ":")).encode("utf-8")
+    body = base64.b64encode(json.dumps([args, {}, _EMBED], separators=(",", ":")).encode("utf-8")).decode("ascii")
+    return _envelope_template(task_name, queue).replace(_BODY, body).replace(_ID, task_id)
+
+
+_BODY, _ID = "@smsagg-body@", "@smsagg-id@"
+
+
+@functools.lru_cache(maxsize=64)
+def _envelope_template(task_name: str, queue: str) -> str:
+    """The envelope with the body and the id left open: everything else is the same
+    for every message of a task and queue, so the hot path only fills two values
+    (base64 and ids never need JSON escaping). The id doubles as the delivery tag."""
     envelope = {
-        "body": base64.b64encode(body).decode("ascii"),
+        "body": _BODY,
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
             "lang": "py",
             "task": task_name,
-            "id": task_id,
+            "id": _ID,
             "shadow": None,
             "eta": None,
             "expires": None,
@@ -40,7 +52,7 @@ def task_message(task_name: str, queue: str, args: list[Any], task_id: str | Non
             "group_index": None,
             "retries": 0,
             "timelimit": [None, None],
-            "root_id": task_id,
+            "root_id": _ID,
             "parent_id": None,
             "argsrepr": "",
             "kwargsrepr": "{}",
@@ -48,13 +60,13 @@ def task_message(task_name: str, queue: str, args: list[Any], task_id: str | Non
             "ignore_result": True,
         },
         "properties": {
-            "correlation_id": task_id,
+            "correlation_id": _ID,
             "reply_to": "",
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": uuid.uuid4().hex,
+            "delivery_tag": _ID,
         },
     }
     return json.dumps(envelope, separators=(",", ":"))
