@@ -24,10 +24,10 @@ from app.bulk.runtime import ingress_store
 from app.bulk.service import BulkSubmitService
 from app.bulk.settings import get_bulk_settings
 from app.db.session import session_scope
+from app.web.forms import request_params
 from app.domain.bulk_request import (
     BulkCode,
     BulkRejected,
-    first_values,
     format_refusal,
     parse_form_strict,
 )
@@ -52,17 +52,7 @@ def _reply(body: str) -> Response:
 
 
 def _params() -> dict[str, str]:
-    """Query string and (for POST) the form body; the body wins."""
-    query = parse_form_strict(request.query_string)
-    if request.method != "POST":
-        return query
-    if request.mimetype == "multipart/form-data":
-        body = first_values(request.form.items(multi=True))
-    elif request.mimetype in ("", "application/x-www-form-urlencoded", "text/plain"):
-        body = parse_form_strict(request.get_data(cache=False))
-    else:
-        raise BulkRejected(BulkCode.INVALID_URL, f"unsupported content type {request.mimetype!r}")
-    return {**query, **body}
+    return request_params(parse_form_strict, lambda reason: BulkRejected(BulkCode.INVALID_URL, reason))
 
 
 def _read_params() -> dict[str, str] | Response:

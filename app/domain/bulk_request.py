@@ -224,13 +224,6 @@ def _decode(component: str) -> str:
         return GARBLED
 
 
-def first_values(pairs) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for key, value in pairs:
-        params.setdefault(key, value)
-    return params
-
-
 def wants_schedule(params: Mapping[str, str]) -> bool:
     """The seed's own scheduler examples call ``/bulksms/bulksms`` with date/time/gmt:
     any of them present makes a request a scheduled one, on either path."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.domain.mt_request import first_values, parse_form
+from app.domain.mt_request import parse_form
 from app.domain.result_codes import Rejected, ResultCode
+from app.web.forms import request_params
 
 blueprint = Blueprint("httpapi", __name__)
 
@@ -17,17 +18,7 @@ def _reply(code: ResultCode) -> Response:
 
 
 def _request_params() -> dict[str, str]:
-    """Query string and (for POST) the urlencoded or multipart body; body wins."""
-    query = parse_form(request.query_string)
-    if request.method != "POST":
-        return query
-    if request.mimetype == "multipart/form-data":
-        body = first_values(request.form.items(multi=True))
-    elif request.mimetype in ("", "application/x-www-form-urlencoded", "text/plain"):
-        body = parse_form(request.get_data(cache=False))
-    else:
-        raise Rejected(ResultCode.REQUEST_INVALID, f"unsupported content type {request.mimetype!r}")
-    return {**query, **body}
+    return request_params(parse_form, lambda reason: Rejected(ResultCode.REQUEST_INVALID, reason))
 
 
 @blueprint.route("/httpapi/receiver", methods=["GET", "POST"])
