@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 from app.db.session import dispose_engines
 
@@ -15,6 +15,16 @@ celery.config_from_object("celeryconfig")
 def _fresh_connections_after_fork(**_kwargs) -> None:
     """Children of a prefork pool must not share the parent's pooled sockets."""
     dispose_engines()
+
+
+@worker_ready.connect
+def _bind_carriers(**_kwargs) -> None:
+    """Bind to every SMPP carrier as soon as the worker is up, so receipts and MO
+    messages are received even by a gateway that has not sent anything yet."""
+    from workers.services import worker_services
+
+    services = worker_services()
+    services.connectors.connect_all(services.carriers.current().carriers)
 
 
 @worker_process_shutdown.connect

@@ -35,5 +35,8 @@ class Connector(Protocol):
     def submit(self, submission: Submission) -> list[SegmentResult]:
         """Send every segment of ``submission``; block until each has an answer."""
 
+    def connect(self) -> None:
+        """Open the link ahead of the first message, if the connector keeps one."""
+
     def close(self) -> None:
         """Release the link (an SMPP unbind) at process shutdown."""

@@ -121,6 +121,9 @@ class HttpConnector:
             return ESME_RSYSERR, None, f"unreadable answer: {body[:200]!r}"
         return int(self.code_status.get(code.group("code"), ESME_RSUBMITFAIL)), None, body[:200]
 
+    def connect(self) -> None:
+        """Nothing to open: one request per message."""
+
     def close(self) -> None:
         """Nothing is held open between requests."""
 

@@ -29,5 +29,8 @@ class InMemoryConnector:
         status = self._statuses.popleft() if self._statuses else 0
         return SegmentResult(seq, status, f"mem{next(self._ids):06x}" if status == 0 else None)
 
+    def connect(self) -> None:
+        """Nothing to open."""
+
     def close(self) -> None:
         self.closed = True

@@ -72,6 +72,18 @@ class SmppConnector:
         self._pool: SmppPool | None = None
         self._starting: asyncio.Lock | None = None
 
+    def connect(self) -> None:
+        """Start binding now, without waiting: receipts and MO flow over a bind even
+        before this process has submitted anything (a failure is retried at the next
+        submit)."""
+        asyncio.run_coroutine_threadsafe(self._bind_quietly(), self._loop.loop)
+
+    async def _bind_quietly(self) -> None:
+        try:
+            await self._bound_pool()
+        except (OSError, TimeoutError, SmppClientError) as exc:
+            log.warning("smpp %s:%d: bind at start failed: %s", self.config.host, self.config.port, exc)
+
     def submit(self, submission: Submission) -> list[SegmentResult]:
         timeout = self.config.response_timeout + self.config.connect_timeout + 5
         try:

@@ -118,6 +118,12 @@ class ConnectorRegistry:
             return HttpConnector(carrier.settings)
         raise ValueError(f"carrier {carrier.id} has an unknown connector {carrier.connector!r}")
 
+    def connect_all(self, carriers: dict[int, CarrierInfo]) -> None:
+        """Open the links of every enabled SMPP carrier (worker start-up)."""
+        for carrier in carriers.values():
+            if carrier.enabled and carrier.connector == "smpp":
+                self.for_carrier(carrier).connect()
+
     def install(self, carrier_id: int, carrier: CarrierInfo, connector: Connector) -> None:
         """Use ``connector`` for this carrier (tests use the in-memory one)."""
         with self._lock:

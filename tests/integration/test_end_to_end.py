@@ -57,3 +57,24 @@ def test_submit_to_signed_dr_callback_and_a_concatenated_mo(gateway, client, tmp
     assert mo["fields"]["type"] == "MO" and mo["fields"]["shortcode"] == "99222"
     assert mo["fields"]["phone_number"] == "447700900555" and mo["fields"]["carrier"] == "99901"
     assert mo["fields"]["message"] == "This reply is long enough to need two parts. " * 4
+
+
+def test_a_worker_binds_at_start_so_mo_arrives_before_any_mt(gateway, tmp_path):
+    log = tmp_path / "worker.log"
+    with CallbackReceiver() as receiver, running_simulator() as smsc:
+        configure(gateway, smsc.port, receiver.url)
+        with running(["worker", "--queues", "inbound,callbacks", "--pool", "threads", "--concurrency", "4"], gateway,
+                     log, ready=worker_ready(log)):
+            wait_until(lambda: _bound(smsc), timeout=30)
+            smsc.inject_mo("447700900555", "99222", "first contact")
+            wait_until(lambda: receiver.posts("/mo"), timeout=30)
+    assert receiver.posts("/mo")[0]["fields"]["message"] == "first contact"
+
+
+def _bound(smsc) -> bool:
+    """Whether a receiver is bound: the simulator refuses an MO while none is."""
+    try:
+        smsc.inject_mo("447700900000", "00000", "probe")  # an MO for no account: kept, never called back
+        return True
+    except Exception:
+        return False
