@@ -130,7 +130,6 @@ class Message(Base):
     # Extra per-API delivery options (bulk batch id, WAP push, price), as given.
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     segments: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    concat_ref: Mapped[int | None] = mapped_column(Integer, nullable=True)
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[int] = mapped_column(Integer)
     result_code: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -2,9 +2,9 @@
 
 Per attempt, in order:
 
-1. **Prepare** (one transaction): plan the encoding and segments once and store them
-   with the message (segment count for billing, the concatenation reference so every
-   retry rebuilds identical PDUs). Segments the SMSC already acknowledged are known
+1. **Prepare** (one transaction): plan the encoding and segments and store the segment
+   count with the message (billing); the concatenation reference is derived from the
+   message id, so every retry rebuilds identical PDUs. Segments the SMSC already acknowledged are known
    from ``segment_submits``; they are never submitted again (``acks_late``
    redelivery, retries).
 2. **Throttle**: take one token per segment from the carrier's bucket in Redis, shared
@@ -154,9 +154,8 @@ class DeliveryService:
             )
         except (UnencodableText, InvalidWapPush) as exc:
             return _reject(session, message, self.clock(), DrResultCode.UNMAPPED, f"cannot encode: {exc}")
-        if message.concat_ref is None:
-            message.concat_ref = concat_reference(message.id)
-            message.segments = plan.segments
+        if message.segments is None:
+            message.segments = plan.segments  # billing counts the planned parts
         if not submission.segments:
             return DONE  # every segment was acknowledged by an earlier attempt
         return _Attempt(message.id, carrier, acked, submission)

@@ -1,4 +1,4 @@
-"""delivery: segment submits, encoding and concatenation with each message
+"""delivery: segment submits, the encoding asked for each message
 
 Revision ID: 0002
 Revises: 0001
@@ -18,7 +18,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("encoding", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("flash", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column("options", sa.JSON(), nullable=False, server_default="{}"))
-        batch_op.add_column(sa.Column("concat_ref", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("submit_attempts", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "segment_submits",
@@ -46,5 +45,5 @@ def downgrade() -> None:
         batch_op.drop_index("ix_segment_submits_carrier_smsc_id")
     op.drop_table("segment_submits")
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        for column in ("submit_attempts", "concat_ref", "options", "flash", "encoding"):
+        for column in ("submit_attempts", "options", "flash", "encoding"):
             batch_op.drop_column(column)
