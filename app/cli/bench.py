@@ -7,9 +7,9 @@ import json
 
 import click
 
-from app.bench import bulk, e2e, ingress
+from app.bench import bulk, e2e, ingress, throttle
 
-BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run}
+BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttle": throttle.run}
 
 
 @click.command()
