@@ -89,7 +89,8 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
     return False
 
 
-def _configure(gw: BenchGateway, smsc_port: int, receiver_port: int) -> None:
+def configure_simulator_carrier(gw: BenchGateway, smsc_port: int, receiver_port: int) -> None:
+    """Carrier 1 becomes the SMSC simulator for every number; DRs go to ``receiver_port``."""
     with session_scope(gw.database_url) as session:
         carrier = session.get(Carrier, 1)
         carrier.connector = "smpp"
@@ -105,7 +106,7 @@ def _start_gateway(gw: BenchGateway) -> tuple[str, str]:
     out = str(gw.home / "callbacks.tsv")
     gw.start("--port", str(receiver_port), "--out", out, module="app.bench.receiver")
     gw.start("smsc-sim", "--port", str(smsc_port), "--control-port", str(free_port()), "--dr-delay", str(DR_DELAY))
-    _configure(gw, smsc_port, receiver_port)
+    configure_simulator_carrier(gw, smsc_port, receiver_port)
     env = {"SMSAGG_ALLOW_PRIVATE_CALLBACKS": "1"}
     gw.start("web", "--port", str(web_port), "--workers", "2", "--threads", "8", **env)
     worker_env = {**env, "SMSAGG_LOG_LEVEL": "INFO"}  # Celery says " ready." at INFO
