@@ -76,9 +76,18 @@ class CarrierDirectory:
 
     def route(self, phone_number: str) -> int | None:
         """The carrier for a number: longest prefix, then smooth weighted round robin
-        over that route's carriers (per process)."""
-        selected = self.current().table.select(phone_number, pick=next(self._picks))
+        over that route's carriers (per process). "No route" rejects a message for
+        good, so it is only answered from a snapshot just read."""
+        pick = next(self._picks)
+        selected = self.current().table.select(phone_number, pick=pick)
+        if selected is None:
+            selected = self.reload().table.select(phone_number, pick=pick)
         return int(selected) if selected is not None else None
+
+    def reload(self) -> CarrierSnapshot:
+        with self._lock:
+            self._snapshot = load_snapshot(self.database_url, self.clock())
+            return self._snapshot
 
     def current(self) -> CarrierSnapshot:
         snapshot = self._snapshot

@@ -44,8 +44,8 @@ def world(database_url):
     return database_url, service, connectors, store
 
 
-def accept(database_url, message_id="m1", text="Hello", **extra):
-    carriers = CarrierDirectory(database_url, refresh_seconds=0)
+def accept(database_url, message_id="m1", text="Hello", carriers=None, **extra):
+    carriers = carriers or CarrierDirectory(database_url, refresh_seconds=0)
     payload = {"id": message_id, "account_id": 1, "client_message_id": message_id,
                "phone_number": extra.pop("phone_number", "447700900123"),
                "sender": "99222", "message": text, "carrier": None, "receipt": True, "app_id": None,
@@ -197,3 +197,13 @@ def test_every_state_change_report_is_queued_for_receipt_messages(world):
         [callback] = session.scalars(select(Callback)).all()
         assert dict(callback.fields) == {"type": "receipt", "message_id": "m1", "message_state": "6",
                                          "result_code": "0"}
+
+
+def test_a_route_added_after_the_snapshot_is_used_before_any_no_route_rejection(world):
+    database_url, service, _, _ = world
+    service.carriers.refresh_seconds = 3600
+    service.carriers.current()  # a snapshot without the route below
+    with session_scope(database_url) as session:
+        svc.add_route(session, "1", 2)
+    accept(database_url, phone_number="12025550100", carriers=service.carriers)
+    assert message(database_url)[0].carrier_id == 2
