@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from app.cli import main
 from app.db.session import session_scope
 from app.domain.priorities import ALL_QUEUES
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
+from app.settings import get_settings
 from app.web import create_app
 
 PASSWORD = "s3cret-pw"
@@ -45,3 +48,24 @@ def gateway(settings, queues):
 def client(gateway):
     app = create_app(gateway)
     return app.test_client()
+
+
+@pytest.fixture
+def cli(settings, monkeypatch):
+    """``cli("account", "show", "acme")`` runs ``smsagg`` in-process against this test's
+    database and Redis, asserts its exit status (``ok=False``: a clean failure) and
+    returns its output."""
+    monkeypatch.setenv("SMSAGG_HOME", str(settings.home))
+    monkeypatch.setenv("SMSAGG_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SMSAGG_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("SMSAGG_REDIS_PREFIX", settings.key_prefix)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert (result.exit_code == 0) is ok, result.output
+        return result.output
+
+    yield invoke
+    get_settings.cache_clear()

@@ -4,28 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from click.testing import CliRunner
 
-from app.cli import main
-from app.settings import get_settings
-
-
-@pytest.fixture
-def cli(settings, monkeypatch):
-    monkeypatch.setenv("SMSAGG_HOME", str(settings.home))
-    monkeypatch.setenv("SMSAGG_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("SMSAGG_REDIS_URL", settings.redis_url)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True):
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert (result.exit_code == 0) is ok, result.output
-        return result.output
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 def test_account_lifecycle(cli):

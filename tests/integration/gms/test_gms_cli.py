@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from app.cli import main
 from app.settings import get_settings
 from tests.integration.gms.conftest import GMS_INI
 
 
 @pytest.fixture
-def cli(settings, monkeypatch):
+def cli(cli, settings):
+    """The shared ``cli`` fixture, with this module's gms.ini in SMSAGG_HOME."""
     (settings.home / "gms.ini").write_text(GMS_INI)
-    monkeypatch.setenv("SMSAGG_HOME", str(settings.home))
-    monkeypatch.setenv("SMSAGG_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("SMSAGG_REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("SMSAGG_REDIS_PREFIX", settings.key_prefix)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True):
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert (result.exit_code == 0) is ok, result.output
-        return result.output
-
-    yield invoke
-    get_settings.cache_clear()
+    return cli
 
 
 def test_apps_groups_and_show(cli, settings):
