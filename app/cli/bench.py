@@ -7,9 +7,10 @@ import json
 
 import click
 
-from app.bench import bulk, e2e, ingress, throttle
+from app.bench import bulk, dr_leg, e2e, ingress, throttle
 
-BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttle": throttle.run}
+BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttle": throttle.run,
+              "dr-leg": dr_leg.run}
 
 
 @click.command()
