@@ -1,4 +1,5 @@
-"""Inbound tasks: receipts and MO in batches, and re-matching held receipts."""
+"""Inbound tasks: receipts and MO in batches; periodically, re-matching held receipts
+and releasing concatenated MOs whose missing parts never came."""
 
 from __future__ import annotations
 
@@ -28,5 +29,11 @@ def inbound_batch(items: list[dict]) -> None:
 
 @celery.task(name="smsagg.inbound.rematch", base=SmsaggTask, queue=INBOUND_QUEUE)
 def rematch_receipts() -> None:
-    """Beat, every few seconds: receipts that overtook their submit_sm_resp."""
-    _in_unit_of_work(lambda services, session, now: services.inbound.rematch_pending(session, now))
+    """Beat, every few seconds: receipts that overtook their submit_sm_resp, and MOs
+    still incomplete after ``MO_PARTS_TIMEOUT``."""
+    _in_unit_of_work(_rematch_and_release)
+
+
+def _rematch_and_release(services, session, now: datetime) -> None:
+    services.inbound.rematch_pending(session, now)
+    services.inbound.release_expired_mo(session, now)

@@ -137,7 +137,7 @@ _KEY = re.compile(
     r"(?<![a-z_])(id|sub|dlvrd|submit[\s_]*date|done[\s_]*date|stat|err|text)\s*:",
     re.IGNORECASE,
 )
-_DATE_FORMATS = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S", 14: "%Y%m%d%H%M%S"}
+_DATE_LENGTHS = (10, 12, 14)
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
@@ -185,12 +185,18 @@ def parse_receipt(
 
 
 def parse_receipt_date(value: str | None) -> datetime | None:
-    """YYMMDDhhmm[ss] or YYYYMMDDhhmmss as a naive datetime (SMSC time); None if invalid."""
-    date_format = _DATE_FORMATS.get(len(value)) if value and value.isdigit() else None
-    if date_format is None:
+    """YYMMDDhhmm[ss] or YYYYMMDDhhmmss as a naive datetime (SMSC time); None if invalid.
+    A two-digit year reads as ``strptime``'s ``%y`` does: 69-99 are 1969-1999, 00-68 are 2000-2068."""
+    if not value or len(value) not in _DATE_LENGTHS or not value.isascii() or not value.isdigit():
         return None
+    if len(value) == 14:
+        year, rest = int(value[:4]), value[4:]
+    else:
+        year, rest = int(value[:2]), value[2:]
+        year += 1900 if year >= 69 else 2000
+    fields = [int(rest[i:i + 2]) for i in range(0, len(rest), 2)]
     try:
-        return datetime.strptime(value, date_format)
+        return datetime(year, *fields)
     except ValueError:
         return None
 
@@ -239,6 +245,8 @@ def combine_segment_states(states: Sequence[MessageState]) -> MessageState:
     """
     if not states:
         raise ValueError("a message has at least one part")
+    if len(states) == 1:
+        return states[0]
     failures = [s for s in states if s.is_final and s is not MessageState.DELIVERED]
     if failures:
         return failures[0]

@@ -2,20 +2,30 @@
 ``deliver_sm`` or from carriers' HTTP webhooks, in batches (one transaction each).
 
 Receipts
-  * matched to a segment by the SMSC id (Redis index first, then the segment table),
-    trying every reading of the id (hex/decimal, zero padding);
-  * move the segment, then the message, forward only (a late "en-route" never
-    overwrites "delivered"; a duplicate changes nothing); a multi-segment message
-    is delivered when all its segments are, and the first failure decides a failure;
+  * a batch is handled set-based: its receipts are matched with one query, their
+    messages and segments read with one query each (the messages locked, in id
+    order, so two batches never interleave on one message), and every change is
+    written with one bulk statement per table — no ORM object per receipt;
+  * matched to a segment by the SMSC id in the segment table, trying every reading
+    of the id (hex/decimal, zero padding), literal first, the first reading that hits
+    wins and, among segments with that id, the newest; a receipt the table does not
+    match is looked up in the Redis index too before it is held;
+  * receipts of a batch apply in their order; each moves the segment, then the
+    message, forward only (a late "en-route" never overwrites "delivered"; a
+    duplicate changes nothing); a multi-segment message is delivered when all its
+    segments are, and the first failure decides a failure;
   * each change of the message's state is an event, and — for ``receipt=TRUE`` — a
     DR callback in the outbox;
   * a receipt that matches nothing yet (it overtook its submit_sm_resp) is held as
-    ``pending`` and re-matched by :func:`rematch_pending`; after ``UNMATCHED_AFTER`` it
-    is kept as ``unmatched``, visible, never dropped; one that cannot be parsed is
-    kept as ``malformed``.
+    ``pending`` and re-matched by :meth:`InboundService.rematch_pending`; after
+    ``UNMATCHED_AFTER`` it is kept as ``unmatched``, visible, never dropped; one that
+    cannot be parsed is kept as ``malformed``, and the rest of its batch proceeds.
 
 MO messages
   * concatenated parts (UDH or SAR) are held until all have arrived, then joined;
+    parts still incomplete ``MO_PARTS_TIMEOUT`` after the first of them arrived are
+    released by :meth:`InboundService.release_expired_mo`: the parts that did arrive
+    are joined in sequence order and delivered as one MO (with a warning);
   * assigned to the account that owns the destination shortcode/number (none: kept
     with no account, visible);
   * a stop keyword records the opt-out (see :mod:`app.bulk`), then the MO callback is
@@ -27,15 +37,26 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.adapters.redis_correlation import SmscIdIndex
-from app.db.models import Message, MessageEvent, MoMessage, MoPart, SegmentSubmit, Sender, UnmatchedReceipt
+from app.db.models import (
+    Account,
+    Callback,
+    Message,
+    MessageEvent,
+    MoMessage,
+    MoPart,
+    SegmentSubmit,
+    Sender,
+    UnmatchedReceipt,
+)
 from app.domain.encoding import Alphabet, InboundPart, MalformedUdh, UnsupportedDataCoding, decode_short_message
 from app.domain.encoding import reassemble
 from app.domain.receipts import (
@@ -49,11 +70,16 @@ from app.domain.receipts import (
     state_from_stat,
 )
 from app.domain.states import MessageState
-from app.services.callback_outbox import queue_dr_callback, queue_mo_callback
+from app.services.callback_outbox import _NEW_CALLBACKS, dr_fields, queue_mo_callback, wants_receipts
 
 log = logging.getLogger(__name__)
 
 UNMATCHED_AFTER = timedelta(hours=1)
+MO_PARTS_TIMEOUT = timedelta(minutes=10)
+"""How long the parts of a concatenated MO wait for the missing ones, from the first
+part's arrival; SMSCs send the parts of one MO within seconds."""
+REMATCH_LIMIT = 1000
+"""Held receipts (and expired MOs) looked at per periodic run."""
 ESM_RECEIPT_TYPES = 0x04 | 0x20  # SMSC delivery receipt, intermediate delivery notification
 ESM_UDHI = 0x40
 TAG_RECEIPTED_MESSAGE_ID, TAG_MESSAGE_STATE, TAG_MESSAGE_PAYLOAD = "30", "1063", "1060"
@@ -65,6 +91,18 @@ class ReceiptIn:
     carrier_id: int | None
     receipt: Receipt
     raw: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if not self.receipt.smsc_id.strip():
+            raise MalformedReceipt("receipt with a blank SMSC id")
+
+
+@dataclass(frozen=True)
+class _Segment:
+    id: int
+    message_id: str
+    seq: int
+    total: int
 
 
 def _tlv(fields: dict[str, Any], tag: str):
@@ -132,15 +170,16 @@ class InboundService:
 
     # -- receipts --------------------------------------------------------------
 
-    def receive_receipt(self, session: Session, incoming: ReceiptIn, now: datetime) -> bool:
-        """Apply a receipt; hold it when it matches nothing yet. Returns whether it matched."""
-        target = self._match(session, incoming.carrier_id, incoming.receipt.smsc_id)
-        if target is None:
-            session.add(UnmatchedReceipt(carrier_id=incoming.carrier_id, smsc_message_id=incoming.receipt.smsc_id,
-                                         fields=_receipt_record(incoming), received_at=now, status="pending"))
-            return False
-        apply_receipt(session, target, incoming.receipt, now)
-        return True
+    def receive_receipts(self, session: Session, receipts: Sequence[ReceiptIn], now: datetime) -> None:
+        """Apply receipts in order; hold those that match nothing yet."""
+        targets = self._match(session, [(r.carrier_id, r.receipt.smsc_id) for r in receipts])
+        held = [r for r, target in zip(receipts, targets, strict=True) if target is None]
+        if held:
+            session.execute(insert(UnmatchedReceipt.__table__), [
+                dict(carrier_id=r.carrier_id, smsc_message_id=r.receipt.smsc_id, fields=_receipt_record(r),
+                     received_at=now, status="pending") for r in held])
+        apply_receipts(session, [(target, r.receipt) for r, target in zip(receipts, targets, strict=True)
+                                 if target is not None], now)
 
     def keep_malformed(self, session: Session, carrier_id: int | None, fields: dict[str, Any], reason: str,
                        now: datetime) -> None:
@@ -148,31 +187,54 @@ class InboundService:
         session.add(UnmatchedReceipt(carrier_id=carrier_id, smsc_message_id="", status="malformed", received_at=now,
                                      fields={"pdu": fields, "reason": reason}))
 
-    def _match(self, session: Session, carrier_id: int | None, smsc_id: str) -> SegmentSubmit | None:
-        found = self.smsc_ids.lookup(carrier_id, smsc_id) if carrier_id is not None else None
-        if found is not None:
-            message_id, seq = found
-            return session.scalar(select(SegmentSubmit).where(SegmentSubmit.message_id == message_id,
-                                                              SegmentSubmit.seq == seq))
-        query = select(SegmentSubmit).where(SegmentSubmit.smsc_message_id.in_(smsc_id_candidates(smsc_id)))
-        if carrier_id is not None:
-            query = query.where(SegmentSubmit.carrier_id == carrier_id)
-        return session.scalars(query.order_by(SegmentSubmit.id.desc()).limit(1)).first()
+    def _match(self, session: Session, keys: Sequence[tuple[int | None, str]]) -> list[_Segment | None]:
+        """The segment of each (carrier, SMSC id), or None: one query for all of them."""
+        readings = [smsc_id_candidates(smsc_id) for _, smsc_id in keys]
+        wanted = {reading for candidates in readings for reading in candidates}
+        if not wanted:
+            return []
+        query = select(SegmentSubmit.id, SegmentSubmit.message_id, SegmentSubmit.seq, SegmentSubmit.total,
+                       SegmentSubmit.carrier_id, SegmentSubmit.smsc_message_id
+                       ).where(SegmentSubmit.smsc_message_id.in_(wanted))
+        carriers = {carrier for carrier, _ in keys}
+        if None not in carriers:
+            query = query.where(SegmentSubmit.carrier_id.in_(carriers))
+        newest: dict[tuple[int | None, str], _Segment] = {}
+        for row in session.execute(query.order_by(SegmentSubmit.id)):
+            segment = _Segment(row.id, row.message_id, row.seq, row.total)
+            newest[(row.carrier_id, row.smsc_message_id)] = newest[(None, row.smsc_message_id)] = segment
+        found = [next((newest[(carrier, c)] for c in candidates if (carrier, c) in newest), None)
+                 for (carrier, _), candidates in zip(keys, readings, strict=True)]
+        return [segment or self._match_in_index(session, carrier, smsc_id)
+                for segment, (carrier, smsc_id) in zip(found, keys, strict=True)]
+
+    def _match_in_index(self, session: Session, carrier_id: int | None, smsc_id: str) -> _Segment | None:
+        """The Redis index, for a receipt the segment table did not match (rare)."""
+        known = self.smsc_ids.lookup(carrier_id, smsc_id) if carrier_id is not None else None
+        if known is None:
+            return None
+        row = session.execute(select(SegmentSubmit.id, SegmentSubmit.message_id, SegmentSubmit.seq,
+                                     SegmentSubmit.total)
+                              .where(SegmentSubmit.message_id == known[0], SegmentSubmit.seq == known[1])).first()
+        return _Segment(*row) if row is not None else None
 
     def rematch_pending(self, session: Session, now: datetime) -> int:
         """Try held receipts again; give up (keep as ``unmatched``) after an hour."""
-        matched = 0
-        pending = session.scalars(select(UnmatchedReceipt).where(UnmatchedReceipt.status == "pending")
-                                  .order_by(UnmatchedReceipt.id).limit(1000))
-        for held in pending:
-            target = self._match(session, held.carrier_id, held.smsc_message_id)
-            if target is not None:
-                apply_receipt(session, target, _receipt_from_record(held.fields), now)
-                held.status, held.matched_message_id = "matched", target.message_id
-                matched += 1
-            elif now - _aware(held.received_at, now) > UNMATCHED_AFTER:
-                held.status = "unmatched"
-        return matched
+        held = session.execute(select(UnmatchedReceipt.id, UnmatchedReceipt.carrier_id,
+                                      UnmatchedReceipt.smsc_message_id, UnmatchedReceipt.fields,
+                                      UnmatchedReceipt.received_at)
+                               .where(UnmatchedReceipt.status == "pending")
+                               .order_by(UnmatchedReceipt.id).limit(REMATCH_LIMIT)).all()
+        targets = self._match(session, [(h.carrier_id, h.smsc_message_id) for h in held])
+        apply_receipts(session, [(target, _receipt_from_record(h.fields))
+                                 for h, target in zip(held, targets, strict=True) if target is not None], now)
+        changes = [dict(id=h.id, status="matched", matched_message_id=target.message_id) if target is not None
+                   else dict(id=h.id, status="unmatched", matched_message_id=None)
+                   for h, target in zip(held, targets, strict=True)
+                   if target is not None or now - _aware(h.received_at, now) > UNMATCHED_AFTER]
+        if changes:
+            session.execute(update(UnmatchedReceipt), changes)
+        return sum(1 for target in targets if target is not None)
 
     # -- MO ----------------------------------------------------------------------
 
@@ -183,9 +245,30 @@ class InboundService:
             part = self._collect_part(session, carrier_id or 0, phone_number, shortcode, part, now)
             if part is None:
                 return None
+        return self._deliver_mo(session, carrier_id, phone_number, shortcode, part.text or "", now, attachments)
+
+    def release_expired_mo(self, session: Session, now: datetime) -> int:
+        """Deliver MOs whose missing parts did not come within ``MO_PARTS_TIMEOUT``,
+        joined from the parts that did; returns how many."""
+        key_columns = (MoPart.carrier_id, MoPart.phone_number, MoPart.shortcode, MoPart.ref)
+        expired = session.execute(select(*key_columns).group_by(*key_columns)
+                                  .having(func.min(MoPart.received_at) <= now - MO_PARTS_TIMEOUT)
+                                  .limit(REMATCH_LIMIT)).all()
+        for carrier_id, phone, shortcode, ref in expired:
+            key = (MoPart.carrier_id == carrier_id, MoPart.phone_number == phone, MoPart.shortcode == shortcode,
+                   MoPart.ref == ref)
+            parts = [_stored_part(p) for p in session.scalars(select(MoPart).where(*key))]
+            session.execute(delete(MoPart).where(*key))
+            log.warning("MO from %s to %s (ref %s): parts %s of %s arrived in %s; delivered without the rest",
+                        phone, shortcode, ref, sorted(p.seq for p in parts), parts[0].total, MO_PARTS_TIMEOUT)
+            self._deliver_mo(session, carrier_id or None, phone, shortcode, _join_available(parts).text or "", now)
+        return len(expired)
+
+    def _deliver_mo(self, session: Session, carrier_id: int | None, phone_number: str, shortcode: str, text: str,
+                    now: datetime, attachments: list | None = None) -> MoMessage:
         owner = session.scalar(select(Sender).where(Sender.address == shortcode))
         mo = MoMessage(id=uuid.uuid4().hex, account_id=owner.account_id if owner else None, carrier_id=carrier_id,
-                       phone_number=phone_number, shortcode=shortcode, text=part.text or "",
+                       phone_number=phone_number, shortcode=shortcode, text=text,
                        attachments=attachments or [], received_at=now)
         session.add(mo)
         session.flush()
@@ -211,29 +294,110 @@ class InboundService:
             known.add(part.seq)
         if len(known) < part.total:
             return None
-        parts = [InboundPart(Alphabet(p.fields["alphabet"]), base64.b64decode(p.fields["body"]), p.ref, p.total, p.seq)
-                 for p in session.scalars(select(MoPart).where(*key))]
+        parts = [_stored_part(p) for p in session.scalars(select(MoPart).where(*key))]
         session.execute(delete(MoPart).where(*key))
         return reassemble(parts)
 
 
-def apply_receipt(session: Session, segment: SegmentSubmit, receipt: Receipt, now: datetime) -> None:
-    """Move the segment and its message forward, never back; record and report it."""
-    if may_transition(MessageState(segment.state), receipt.state):
-        segment.state = receipt.state
-    message = session.get(Message, segment.message_id)
-    states = {s.seq: MessageState(s.state) for s in message.submits}
-    pdus = segment.total or message.segments or 1  # receipts come per submit_sm PDU
-    overall = combine_segment_states([states.get(seq, MessageState.ACCEPTED) for seq in range(1, pdus + 1)])
-    if not may_transition(MessageState(message.state), overall):
+def _stored_part(row: MoPart) -> InboundPart:
+    return InboundPart(Alphabet(row.fields["alphabet"]), base64.b64decode(row.fields["body"]), row.ref, row.total,
+                       row.seq)
+
+
+def _join_available(parts: Sequence[InboundPart]) -> InboundPart:
+    """The parts that arrived, joined byte-wise in sequence order (gaps just left out)."""
+    ordered = sorted(parts, key=lambda part: part.seq)
+    return InboundPart(ordered[0].alphabet, b"".join(part.body for part in ordered))
+
+
+_MESSAGE_COLUMNS = (Message.id, Message.account_id, Message.client_message_id, Message.phone_number, Message.app_id,
+                    Message.conversation_id, Message.options, Message.receipt, Message.state, Message.result_code,
+                    Message.segments)
+"""What applying a receipt and writing its DR callback read of a message."""
+_segments, _messages = SegmentSubmit.__table__, Message.__table__
+_SET_SEGMENT_STATE = (update(_segments).where(_segments.c.id == bindparam("pk"))
+                      .values(state=bindparam("new_state"), updated_at=bindparam("at")))
+_SET_MESSAGE_STATE = (update(_messages).where(_messages.c.id == bindparam("pk"))
+                      .values(state=bindparam("new_state"), result_code=bindparam("code"), updated_at=bindparam("at")))
+
+
+def apply_receipts(session: Session, matched: Sequence[tuple[_Segment, Receipt]], now: datetime) -> None:
+    """Move segments and their messages forward, never back, receipt by receipt in
+    order; record and report each change of a message's state. Set-based: one read
+    per table (the messages locked, in id order), one bulk write per table."""
+    if not matched:
         return
-    message.state = overall
-    result_code = int(result_code_for_state(overall)) if overall.is_final else 0
-    message.result_code = result_code if overall.is_final else message.result_code
-    session.add(MessageEvent(message=message, at=now, kind="receipt", state=overall,
-                             detail={"seq": segment.seq, "smsc_id": receipt.smsc_id, "err": receipt.err,
-                                     "result_code": result_code}))
-    queue_dr_callback(session, message, overall, result_code, now)
+    message_ids = sorted({segment.message_id for segment, _ in matched})
+    messages = {m.id: m for m in session.execute(select(*_MESSAGE_COLUMNS).where(Message.id.in_(message_ids))
+                                                 .order_by(Message.id).with_for_update())}
+    segment_states: dict[int, MessageState] = {}
+    seq_ids: dict[str, dict[int, int]] = {}
+    for row in session.execute(select(SegmentSubmit.id, SegmentSubmit.message_id, SegmentSubmit.seq,
+                                      SegmentSubmit.state).where(SegmentSubmit.message_id.in_(message_ids))):
+        segment_states[row.id] = MessageState(row.state)
+        seq_ids.setdefault(row.message_id, {})[row.seq] = row.id
+    message_states = {m.id: (MessageState(m.state), m.result_code) for m in messages.values()}
+    changed_segments: set[int] = set()
+    changed_messages: set[str] = set()
+    events: list[dict[str, Any]] = []
+    reports: list[tuple[Any, MessageState, int]] = []
+    for segment, receipt in matched:
+        message = messages.get(segment.message_id)
+        if message is None:
+            continue
+        if may_transition(segment_states[segment.id], receipt.state):
+            segment_states[segment.id] = receipt.state
+            changed_segments.add(segment.id)
+        pdus = segment.total or message.segments or 1  # receipts come per submit_sm PDU
+        seqs = seq_ids[message.id]
+        overall = combine_segment_states([segment_states[seqs[seq]] if seq in seqs else MessageState.ACCEPTED
+                                          for seq in range(1, pdus + 1)])
+        current, kept_code = message_states[message.id]
+        if not may_transition(current, overall):
+            continue
+        result_code = int(result_code_for_state(overall)) if overall.is_final else 0
+        message_states[message.id] = (overall, result_code if overall.is_final else kept_code)
+        changed_messages.add(message.id)
+        events.append(dict(message_id=message.id, at=now, kind="receipt", state=int(overall),
+                           detail={"seq": segment.seq, "smsc_id": receipt.smsc_id, "err": receipt.err,
+                                   "result_code": result_code}))
+        reports.append((message, overall, result_code))
+    if changed_segments:
+        session.execute(_SET_SEGMENT_STATE, [dict(pk=i, new_state=int(segment_states[i]), at=now)
+                                             for i in sorted(changed_segments)])
+    if changed_messages:
+        session.execute(_SET_MESSAGE_STATE, [dict(pk=i, new_state=int(message_states[i][0]),
+                                                  code=message_states[i][1], at=now) for i in sorted(changed_messages)])
+    if events:
+        session.execute(insert(MessageEvent.__table__), events)
+    queue_dr_callbacks(session, reports, now)
+
+
+def queue_dr_callbacks(session: Session, reports: Sequence[tuple[Any, MessageState, int]], now: datetime) -> None:
+    """``callback_outbox.queue_dr_callback`` for many messages at once (rows of
+    ``_MESSAGE_COLUMNS``, not ORM objects): one insert.
+    Callbacks of one call are ``created_at`` a microsecond apart in their order, so two
+    reports of one message in one batch keep their order in the outbox."""
+    wanted = [(m, state, code) for m, state, code in reports if wants_receipts(m)]
+    if not wanted:
+        return
+    accounts = {a.id: a for a in session.execute(
+        select(Account.id, Account.login, Account.dr_url, Account.callback_max_retries,
+               Account.callback_retry_interval).where(Account.id.in_({m.account_id for m, _, _ in wanted})))}
+    rows = []
+    for message, state, code in wanted:
+        account = accounts[message.account_id]
+        if not account.dr_url:
+            log.info("account %s has no DR URL; dr callback not queued", account.login)
+            continue
+        created = now + timedelta(microseconds=len(rows))
+        rows.append(dict(id=uuid.uuid4().hex, account_id=account.id, message_id=message.id, kind="dr",
+                         url=account.dr_url, fields=dr_fields(message, state, code), status="pending", attempts=0,
+                         max_retries=account.callback_max_retries, retry_interval=account.callback_retry_interval,
+                         created_at=created, next_attempt_at=created))
+    if rows:
+        session.execute(insert(Callback.__table__), rows)
+        session.info.setdefault(_NEW_CALLBACKS, []).extend(row["id"] for row in rows)
 
 
 def _receipt_record(incoming: ReceiptIn) -> dict[str, Any]:
@@ -254,29 +418,41 @@ MALFORMED = (MalformedReceipt, MalformedUdh, UnsupportedDataCoding, ValueError, 
 
 
 def process_items(service: InboundService, session: Session, items: list[dict[str, Any]], now: datetime) -> None:
-    """One batch from the inbound queue. Anything that cannot be understood is kept
-    (``malformed``) rather than raised, so one bad PDU never blocks the queue."""
+    """One batch from the inbound queue: MOs one by one, receipts all together.
+    Anything that cannot be understood is kept (``malformed``) rather than raised, so
+    one bad PDU never blocks the queue."""
+    receipts: list[ReceiptIn] = []
     for item in items:
         carrier_id = item.get("carrier")
         try:
-            _process_item(service, session, item, carrier_id, now)
+            incoming = _receipt_of(item, carrier_id)
+            if incoming is None:
+                _receive_mo_item(service, session, item, carrier_id, now)
+            else:
+                receipts.append(incoming)
         except MALFORMED as exc:
             service.keep_malformed(session, carrier_id, item, f"{type(exc).__name__}: {exc}", now)
+    service.receive_receipts(session, receipts, now)
 
 
-def _process_item(service: InboundService, session: Session, item: dict[str, Any], carrier_id, now: datetime) -> None:
+def _receipt_of(item: dict[str, Any], carrier_id) -> ReceiptIn | None:
     source = item["source"]
     if source == "smpp" and is_receipt(item["pdu"]):
-        service.receive_receipt(session, parse_deliver_sm_receipt(carrier_id, item["pdu"]), now)
-    elif source == "smpp":
+        return parse_deliver_sm_receipt(carrier_id, item["pdu"])
+    if source == "webhook_dr":
+        return webhook_receipt(carrier_id, item["fields"])
+    if source not in ("smpp", "webhook_mo"):
+        raise ValueError(f"unknown inbound source {source!r}")
+    return None
+
+
+def _receive_mo_item(service: InboundService, session: Session, item: dict[str, Any], carrier_id,
+                     now: datetime) -> None:
+    if item["source"] == "smpp":
         pdu = item["pdu"]
         service.receive_mo(session, carrier_id, pdu["source_addr"], pdu["destination_addr"], decode_part(pdu), now)
-    elif source == "webhook_dr":
-        service.receive_receipt(session, webhook_receipt(carrier_id, item["fields"]), now)
-    elif source == "webhook_mo":
+    else:
         fields = item["fields"]
         part = InboundPart(Alphabet.UCS2, fields["text"].encode("utf-16-be"))
         service.receive_mo(session, carrier_id, fields["from"], fields["to"], part, now,
                            attachments=fields.get("attachments") or [])
-    else:
-        raise ValueError(f"unknown inbound source {source!r}")

@@ -9,15 +9,15 @@ from datetime import datetime, timedelta, timezone
 
 import fakeredis
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.adapters.redis_correlation import SmscIdIndex
-from app.db.models import Callback, Message, MessageEvent, MoMessage, SegmentSubmit, UnmatchedReceipt
+from app.db.models import Callback, Message, MessageEvent, MoMessage, MoPart, SegmentSubmit, UnmatchedReceipt
 from app.db.session import session_scope
 from app.domain.states import MessageState
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
-from app.services.inbound import InboundService, process_items
+from app.services.inbound import MO_PARTS_TIMEOUT, InboundService, process_items
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
@@ -232,3 +232,65 @@ def test_webhook_receipt_and_mo(world):
     assert state(database_url)[0] is MessageState.UNDELIVERABLE
     with session_scope(database_url) as session:
         assert session.scalars(select(MoMessage)).one().text == "yo"
+
+
+def test_receipts_of_one_message_in_one_batch_keep_their_order(world):
+    database_url, service, index = world
+    sent_message(database_url, index)
+    process(database_url, service, receipt_item("a01", "ENROUTE", esm_class=0x20), receipt_item("a01", "DELIVRD"))
+    current, _, callbacks, events = state(database_url)
+    assert current is MessageState.DELIVERED and events == ["receipt", "receipt"]
+    assert [c["message_state"] for c in callbacks] == ["1", "2"]
+
+
+def test_a_batch_applies_every_receipt_and_keeps_the_malformed_one(world):
+    database_url, service, index = world
+    for n in range(1, 4):
+        sent_message(database_url, index, message_id=f"m{n}")
+    with session_scope(database_url) as session:  # distinct SMSC ids per message
+        for n in range(1, 4):
+            session.execute(update(SegmentSubmit).where(SegmentSubmit.message_id == f"m{n}")
+                            .values(smsc_message_id=f"b{n}"))
+    process(database_url, service, receipt_item("b1"), receipt_item("x", text="garbage"), receipt_item("b2", "UNDELIV"),
+            receipt_item("b3"), receipt_item("c4"))
+    assert [state(database_url, f"m{n}")[0] for n in range(1, 4)] == [
+        MessageState.DELIVERED, MessageState.UNDELIVERABLE, MessageState.DELIVERED]
+    with session_scope(database_url) as session:
+        assert sorted(h.status for h in session.scalars(select(UnmatchedReceipt))) == ["malformed", "pending"]
+
+
+def test_the_segment_table_matches_without_the_redis_index(world):
+    database_url, service, index = world
+    sent_message(database_url, index)
+    index.client.flushall()
+    process(database_url, service, receipt_item("a01"))
+    assert state(database_url)[0] is MessageState.DELIVERED
+
+
+def test_a_blank_smsc_id_is_malformed(world):
+    database_url, service, _ = world
+    process(database_url, service, {"source": "webhook_dr", "carrier": 7, "fields": {"message_id": " ", "status": "2"}})
+    with session_scope(database_url) as session:
+        assert [h.status for h in session.scalars(select(UnmatchedReceipt))] == ["malformed"]
+
+
+def test_an_incomplete_concatenated_mo_is_released_after_the_timeout(world, caplog):
+    database_url, service, _ = world
+    process(database_url, service, mo_item(b"three", udh=bytes([5, 0, 3, 9, 3, 3])),
+            mo_item(b"one ", udh=bytes([5, 0, 3, 9, 3, 1])))
+    with session_scope(database_url) as session:
+        assert service.release_expired_mo(session, NOW + MO_PARTS_TIMEOUT - timedelta(seconds=1)) == 0
+    with session_scope(database_url) as session:
+        assert session.scalars(select(MoMessage)).all() == []
+        assert service.release_expired_mo(session, NOW + MO_PARTS_TIMEOUT) == 1
+    with session_scope(database_url) as session:
+        [mo] = session.scalars(select(MoMessage)).all()
+        [callback] = session.scalars(select(Callback).where(Callback.kind == "mo")).all()
+        assert mo.text == "one three" and mo.account_id == 1 and mo.carrier_id == 7
+        assert dict(callback.fields)["message"] == "one three"
+        assert session.scalars(select(MoPart)).all() == []
+    assert "parts [1, 3] of 3" in caplog.text
+    # A part arriving after the release starts a new MO of its own; nothing is lost.
+    process(database_url, service, mo_item(b"two ", udh=bytes([5, 0, 3, 9, 3, 2])))
+    with session_scope(database_url) as session:
+        assert [p.seq for p in session.scalars(select(MoPart))] == [2]
