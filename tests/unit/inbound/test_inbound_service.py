@@ -269,7 +269,8 @@ def test_the_segment_table_matches_without_the_redis_index(world):
 
 def test_a_blank_smsc_id_is_malformed(world):
     database_url, service, _ = world
-    process(database_url, service, {"source": "webhook_dr", "carrier": 7, "fields": {"message_id": " ", "status": "2"}})
+    blank = {"source": "webhook_dr", "carrier": 7, "fields": {"message_id": " ", "status": "2"}}
+    process(database_url, service, blank)
     with session_scope(database_url) as session:
         assert [h.status for h in session.scalars(select(UnmatchedReceipt))] == ["malformed"]
 
