@@ -21,7 +21,7 @@ import logging
 import random
 from datetime import UTC, datetime
 
-from app.adapters.callback_http import AiohttpCallbackSender
+from app.adapters.callback_http import DEFAULT_PER_ACCOUNT, AiohttpCallbackSender
 from app.adapters.callback_queue import (
     SEND_BATCH_TASK,
     SEND_ONE_TASK,
@@ -32,6 +32,7 @@ from app.adapters.redis_scripts import connect
 from app.db.session import session_scope
 from app.domain.priorities import CALLBACK_QUEUE
 from app.services.callbacks import (
+    MAX_ROUNDS,
     AccountSlots,
     BatchOutcome,
     CallbackService,
@@ -43,15 +44,17 @@ from workers.celery_app import celery
 from workers.base import SmsaggTask
 
 log = logging.getLogger(__name__)
-PER_ACCOUNT_IN_FLIGHT = 4
+BATCHES_PER_ACCOUNT = 4
+"""Worker threads of this process that one account's callbacks may hold at once."""
 
 
 @functools.cache
 def callback_service() -> CallbackService:
     """One per worker process (its per-account slots are process-wide)."""
     settings = get_settings()
-    sender = AiohttpCallbackSender(allow_private=settings.allow_private_callbacks, per_account=PER_ACCOUNT_IN_FLIGHT)
-    return CallbackService(settings.database_url, sender, slots=AccountSlots(PER_ACCOUNT_IN_FLIGHT))
+    sender = AiohttpCallbackSender(allow_private=settings.allow_private_callbacks, per_account=DEFAULT_PER_ACCOUNT)
+    return CallbackService(settings.database_url, sender, slots=AccountSlots(BATCHES_PER_ACCOUNT),
+                           per_batch=MAX_ROUNDS * DEFAULT_PER_ACCOUNT)
 
 
 @functools.cache

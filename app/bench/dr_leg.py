@@ -44,7 +44,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import insert, select
 
-from app.adapters.callback_http import DEFAULT_PER_ACCOUNT, AiohttpCallbackSender, CallbackRequest
+from app.adapters.callback_http import AiohttpCallbackSender, CallbackRequest
 from app.adapters.inbound_queue import deliver_sm_item
 from app.adapters.redis_correlation import SmscIdIndex
 from app.bench.harness import free_port, wait_for_port
@@ -56,7 +56,7 @@ from app.embedded_redis import start_embedded_redis
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
 from app.services.callback_outbox import dr_fields
-from app.services.callbacks import AccountSlots, CallbackService
+from app.services.callbacks import CallbackService
 from app.services.inbound import InboundService, process_items
 from app.smpp import pdu as smpp
 from app.smpp.pdu import DeliverSm, EsmClass, Tag
@@ -188,7 +188,7 @@ def insert_baseline(database_url: str, count: int) -> Leg:
 
 def sender_baseline(url: str, count: int, batch: int, account_id: int) -> Leg:
     """The sender alone: ``count`` POSTs in batches, no database."""
-    sender = AiohttpCallbackSender(allow_private=True, per_account=DEFAULT_PER_ACCOUNT)
+    sender = AiohttpCallbackSender(allow_private=True)
     body = b"type=receipt&message_id=baseline&message_state=2&result_code=0"
     requests = [CallbackRequest(str(n), account_id, url, body, {"Content-Type": "application/x-www-form-urlencoded"})
                 for n in range(count)]
@@ -204,8 +204,7 @@ def measure(database_url: str, smsc_ids: SmscIdIndex, receiver_url: str, message
     account_id = provision(database_url, receiver_url)
     smsc = sent_messages(database_url, smsc_ids, account_id, messages)
     items = receipt_items(smsc)
-    service = CallbackService(database_url, AiohttpCallbackSender(allow_private=True, per_account=DEFAULT_PER_ACCOUNT),
-                              slots=AccountSlots(DEFAULT_PER_ACCOUNT))
+    service = CallbackService(database_url, AiohttpCallbackSender(allow_private=True))  # the worker's settings
     inbound = InboundService(smsc_ids)
 
     with _timed() as accepted_spent:
@@ -247,7 +246,8 @@ def report(receipts: Leg, callbacks: Leg, inserts: Leg, posts: Leg, echo: Callab
 
 
 @contextmanager
-def _receiver(home: Path) -> Iterator[str]:
+def callback_receiver(home: Path) -> Iterator[str]:
+    """``app.bench.receiver`` in its own process; yields its DR URL."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "app.bench.receiver", "--port", str(port),
                                 "--out", str(home / "received.tsv")])
@@ -270,7 +270,7 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         server = start_embedded_redis(home / "redis", redis_port)
         try:
             client = redis.Redis(port=redis_port)
-            with _receiver(home) as url:
+            with callback_receiver(home) as url:
                 echo(f"dr-leg: {messages} messages, batches of {BATCH}, SQLite, receiver {url}")
                 return measure(database_url, SmscIdIndex(client, "bench:"), url, messages, echo=echo)
         finally:

@@ -1,7 +1,8 @@
 """Sending the DR/MO callbacks of the outbox (``callbacks`` rows), recording every
 attempt, dead-lettering, replaying, listing, and sweeping up lost tasks.
 
-`CallbackService.send_batch(ids)`, one call per task, in three steps:
+`CallbackService.send_batch(ids)`, one call per task, in three steps, each set-based
+(a few statements per batch, never one per callback):
 
 1. **Pick and claim** (one transaction). Only ``pending`` rows that are due
    (``next_attempt_at`` NULL or past, with ``DUE_SLACK_SECONDS`` for clock skew between
@@ -12,17 +13,22 @@ attempt, dead-lettering, replaying, listing, and sweeping up lost tasks.
      message (by ``created_at``, then ``id``) is still pending and due or about to be
      (``next_attempt_at`` within ``LEASE_SECONDS``: in flight, or its retry is close).
      An earlier callback in a long retry back-off does not hold the later ones.
-   * Fair share per account: at most ``AccountSlots.per_account`` callbacks of one
-     account are in flight in this process; the rest are deferred. A slow client then
-     holds a few worker threads at most, and other accounts' callbacks proceed.
-   * Claim: ``UPDATE ... SET next_attempt_at = now + LEASE_SECONDS WHERE status =
-     'pending' AND due``. Only one task wins a row, so concurrent tasks (a retry and a
-     sweep, a redelivery) never POST the same callback at the same time.
+   * Fair share per account: at most ``AccountSlots.per_account`` batches (worker
+     threads) of this process send one account's callbacks at the same time, and one
+     batch claims at most ``per_batch`` callbacks of an account; the rest are deferred.
+     A slow client then holds a few worker threads at most, and other accounts'
+     callbacks proceed; a fast client's whole batch goes at once.
+   * Claim: ``UPDATE ... SET next_attempt_at = now + LEASE_SECONDS WHERE id IN (...)
+     AND status = 'pending' AND due RETURNING id``. Only one task wins a row, so
+     concurrent tasks (a retry and a sweep, a redelivery) never POST the same callback
+     at the same time. The lease outlasts the batch: the sender runs ``per_batch /
+     MAX_ROUNDS`` requests of an account at once (``MAX_ROUNDS`` rounds at most), each
+     within the 30 s ceiling of one attempt.
 
    Deferred callbacks are returned together (`BatchOutcome.deferred`) for one short
    ``countdown`` re-enqueue; their rows are untouched.
-2. **Send** every claimed callback concurrently (the `CallbackSender`), outside any
-   transaction, each signed with its account's secret at send time.
+2. **Send** every claimed callback (the `CallbackSender`), outside any transaction,
+   each signed with its account's secret at send time.
 3. **Record** (one transaction): a `CallbackAttempt` per try (time, status, latency,
    error), ``attempts + 1``, and the decision of `app.domain.callbacks.next_step`:
    delivered, retry at ``now + retry_interval`` (returned in `BatchOutcome.retries`),
@@ -50,10 +56,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.adapters.callback_http import AttemptResult, CallbackRequest, CallbackSender
+from app.adapters.callback_http import (
+    DEFAULT_PER_ACCOUNT,
+    TOTAL_TIMEOUT_SECONDS,
+    AttemptResult,
+    CallbackRequest,
+    CallbackSender,
+)
 from app.db.models import Account, Callback, CallbackAttempt
 from app.db.session import session_scope
 from app.domain.callbacks import (
@@ -65,8 +77,11 @@ from app.domain.callbacks import (
 )
 from app.services.errors import InvalidValue, NotFound
 
-LEASE_SECONDS = 60
-"""A claimed callback is not due again for this long: above one attempt's 30 s ceiling."""
+MAX_ROUNDS = 4
+"""Claimed callbacks of one account in a batch: at most this many times the sender's
+concurrency per account, so the batch ends within MAX_ROUNDS attempt ceilings."""
+LEASE_SECONDS = (MAX_ROUNDS + 1) * TOTAL_TIMEOUT_SECONDS
+"""A claimed callback is not due again for this long: above the longest a batch takes."""
 DUE_SLACK_SECONDS = 2
 DEFER_SECONDS = 2
 """Countdown of a deferred batch (order within a message, or the account's share is busy)."""
@@ -83,7 +98,7 @@ def utc(value: datetime | None) -> datetime | None:
 
 
 class AccountSlots:
-    """Callbacks in flight per account in this process, capped (thread-safe)."""
+    """Batches in flight per account in this process, capped (thread-safe)."""
 
     def __init__(self, per_account: int = 4) -> None:
         self.per_account = per_account
@@ -123,30 +138,45 @@ class _Claimed:
     request: CallbackRequest
 
 
+_CANDIDATE_COLUMNS = (Callback.id, Callback.account_id, Callback.message_id, Callback.created_at, Callback.status,
+                      Callback.next_attempt_at, Callback.url, Callback.fields, Callback.attempts,
+                      Callback.max_retries, Callback.retry_interval)
+_callbacks = Callback.__table__
+_RECORD = (update(_callbacks).where(_callbacks.c.id == bindparam("pk"))
+           .values(status=bindparam("new_status"), attempts=bindparam("new_attempts"),
+                   next_attempt_at=bindparam("next_at"), delivered_at=bindparam("done_at"),
+                   last_error=bindparam("error")))
+
+
 def _due(now: datetime):
-    return or_(Callback.next_attempt_at.is_(None), Callback.next_attempt_at <= now + timedelta(seconds=DUE_SLACK_SECONDS))
+    next_at = _callbacks.c.next_attempt_at
+    return or_(next_at.is_(None), next_at <= now + timedelta(seconds=DUE_SLACK_SECONDS))
 
 
-def _has_earlier_pending(session: Session, callback: Callback, now: datetime) -> bool:
-    if not callback.message_id:
-        return False
-    earlier = select(Callback.id).where(
-        Callback.message_id == callback.message_id,
-        Callback.status == "pending",
-        Callback.id != callback.id,
-        or_(Callback.created_at < callback.created_at,
-            and_(Callback.created_at == callback.created_at, Callback.id < callback.id)),
-        or_(Callback.next_attempt_at.is_(None), Callback.next_attempt_at <= now + timedelta(seconds=LEASE_SECONDS)),
-    ).limit(1)
-    return session.scalar(earlier) is not None
+def _held_by_earlier(session: Session, candidates: list, now: datetime) -> set[str]:
+    """The candidates an earlier pending callback of the same message holds back."""
+    message_ids = {c.message_id for c in candidates if c.message_id}
+    if not message_ids:
+        return set()
+    first: dict[str, tuple[datetime, str]] = {}
+    for row in session.execute(select(Callback.id, Callback.message_id, Callback.created_at).where(
+            Callback.message_id.in_(message_ids), Callback.status == "pending",
+            or_(Callback.next_attempt_at.is_(None),
+                Callback.next_attempt_at <= now + timedelta(seconds=LEASE_SECONDS)))):
+        key = (utc(row.created_at), row.id)
+        if row.message_id not in first or key < first[row.message_id]:
+            first[row.message_id] = key
+    return {c.id for c in candidates
+            if c.message_id in first and first[c.message_id] < (utc(c.created_at), c.id)}
 
 
 class CallbackService:
     def __init__(self, database_url: str, sender: CallbackSender, *, slots: AccountSlots | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 per_batch: int = MAX_ROUNDS * DEFAULT_PER_ACCOUNT, clock: Callable[[], float] = time.time) -> None:
         self.database_url = database_url
         self.sender = sender
         self.slots = slots or AccountSlots()
+        self.per_batch = per_batch
         self.clock = clock
 
     def _now(self) -> datetime:
@@ -154,81 +184,107 @@ class CallbackService:
 
     def send_batch(self, callback_ids: Sequence[str]) -> BatchOutcome:
         outcome = BatchOutcome()
-        claimed = self._pick_and_claim(list(dict.fromkeys(callback_ids)), outcome)
-        if not claimed:
-            return outcome
+        slotted: set[int] = set()  # accounts holding a slot for this batch
         try:
-            results = self.sender.send_many([c.request for c in claimed])
+            claimed = self._pick_and_claim(list(dict.fromkeys(callback_ids)), outcome, slotted)
+            results = self.sender.send_many([c.request for c in claimed]) if claimed else []
         finally:
-            for account_id, count in Counter(c.account_id for c in claimed).items():
-                self.slots.give_back(account_id, count)
-        self._record(claimed, results, outcome)
+            for account_id in slotted:
+                self.slots.give_back(account_id, 1)
+        if claimed:
+            self._record(claimed, results, outcome)
         return outcome
 
-    def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome) -> list[_Claimed]:
+    def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int]) -> list[_Claimed]:
         now = self._now()
         with session_scope(self.database_url) as session:
-            rows = {c.id: c for c in session.scalars(select(Callback).where(Callback.id.in_(ids)))} if ids else {}
-            ready: dict[int, list[Callback]] = defaultdict(list)
-            for callback_id in ids:
-                callback = rows.get(callback_id)
-                next_at = utc(callback.next_attempt_at) if callback else None
-                if (callback is None or callback.status != "pending"
-                        or (next_at is not None and next_at > now + timedelta(seconds=DUE_SLACK_SECONDS))):
-                    outcome.skipped.append(callback_id)
-                elif _has_earlier_pending(session, callback, now):
-                    outcome.deferred.append(callback_id)
-                else:
-                    ready[callback.account_id].append(callback)
+            rows = {c.id: c for c in session.execute(select(*_CANDIDATE_COLUMNS).where(Callback.id.in_(ids)))}
+            due = [rows[i] for i in ids if i in rows and _is_due(rows[i], now)]
+            outcome.skipped.extend(i for i in ids if i not in rows or not _is_due(rows[i], now))
+            held = _held_by_earlier(session, due, now)
+            outcome.deferred.extend(c.id for c in due if c.id in held)
+            chosen = self._share([c for c in due if c.id not in held], outcome, slotted)
+            if not chosen:
+                return []
+            won, secrets = _claim(session, chosen, now)
+            outcome.skipped.extend(c.id for c in chosen if c.id not in won)
+        signed_at = self.clock()
+        claimed = []
+        for callback in (c for c in chosen if c.id in won):
+            body = encode_fields(callback.fields)
+            request = CallbackRequest(callback.id, callback.account_id, callback.url, body,
+                                      signed_headers(secrets[callback.account_id], signed_at, body))
+            claimed.append(_Claimed(callback.id, callback.account_id, callback.attempts, callback.max_retries,
+                                    callback.retry_interval, request))
+        return claimed
 
-            claimed: list[_Claimed] = []
-            for account_id, callbacks in ready.items():
-                granted = self.slots.take(account_id, len(callbacks))
-                outcome.deferred.extend(c.id for c in callbacks[granted:])
-                account = session.get(Account, account_id)
-                for callback in callbacks[:granted]:
-                    won = session.execute(
-                        update(Callback)
-                        .where(Callback.id == callback.id, Callback.status == "pending", _due(now))
-                        .values(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
-                        .execution_options(synchronize_session=False)
-                    ).rowcount == 1
-                    if not won:
-                        self.slots.give_back(account_id, 1)
-                        outcome.skipped.append(callback.id)
-                        continue
-                    body = encode_fields(callback.fields)
-                    request = CallbackRequest(callback.id, account_id, callback.url, body,
-                                              signed_headers(account.callback_secret, self.clock(), body))
-                    claimed.append(_Claimed(callback.id, account_id, callback.attempts, callback.max_retries,
-                                            callback.retry_interval, request))
-            return claimed
+    def _share(self, ready: list, outcome: BatchOutcome, slotted: set[int]) -> list:
+        """Per account: a slot for this batch and at most ``per_batch`` callbacks, or deferred."""
+        by_account: dict[int, list] = defaultdict(list)
+        for callback in ready:
+            by_account[callback.account_id].append(callback)
+        chosen = []
+        for account_id, callbacks in by_account.items():
+            granted = 0
+            if self.slots.take(account_id, 1):
+                slotted.add(account_id)
+                granted = self.per_batch
+            chosen.extend(callbacks[:granted])
+            outcome.deferred.extend(c.id for c in callbacks[granted:])
+        return chosen
 
     def _record(self, claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
         finished = self._now()
         with session_scope(self.database_url) as session:
+            pending = set(session.scalars(select(Callback.id).where(Callback.id.in_([c.id for c in claimed]),
+                                                                    Callback.status == "pending")))
+            attempts, changes = [], []
             for item, result in zip(claimed, results, strict=True):
-                callback = session.get(Callback, item.id)
-                if callback is None or callback.status != "pending":
+                if item.id not in pending:
                     continue
-                callback.attempts = item.attempts + 1
-                session.add(CallbackAttempt(callback_id=item.id, at=finished - timedelta(milliseconds=result.latency_ms),
-                                            status_code=result.status_code, latency_ms=result.latency_ms,
-                                            error=result.error[:512] if result.error else None))
-                step = next_step(callback.attempts, item.max_retries, result.status_code, result.error,
-                                 retry_interval=item.retry_interval, permanent=result.permanent)
-                if isinstance(step, Deliver):
-                    callback.status, callback.delivered_at, callback.next_attempt_at = "delivered", finished, None
-                    callback.last_error = None
-                    outcome.delivered.append(item.id)
-                elif isinstance(step, Retry):
-                    callback.next_attempt_at = finished + timedelta(seconds=step.countdown)
-                    callback.last_error = (result.error or f"HTTP {result.status_code}")[:512]
-                    outcome.retries.append((item.id, step.countdown))
-                else:
-                    callback.status, callback.next_attempt_at = "dead", None
-                    callback.last_error = step.reason[:512]
-                    outcome.dead.append(item.id)
+                attempts.append(dict(callback_id=item.id, at=finished - timedelta(milliseconds=result.latency_ms),
+                                     status_code=result.status_code, latency_ms=result.latency_ms,
+                                     error=result.error[:512] if result.error else None))
+                changes.append(_decide(item, result, finished, outcome))
+            if attempts:
+                session.execute(insert(CallbackAttempt.__table__), attempts)
+                session.execute(_RECORD, changes)
+
+
+def _claim(session: Session, chosen: list, now: datetime) -> tuple[set[str], dict[int, str]]:
+    """The ids this task won (leased for ``LEASE_SECONDS``), and the accounts' secrets."""
+    won = set(session.scalars(
+        update(_callbacks)
+        .where(_callbacks.c.id.in_([c.id for c in chosen]), _callbacks.c.status == "pending", _due(now))
+        .values(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
+        .returning(_callbacks.c.id)))
+    secrets = dict(session.execute(select(Account.id, Account.callback_secret)
+                                   .where(Account.id.in_({c.account_id for c in chosen}))).all())
+    return won, secrets
+
+
+def _is_due(callback, now: datetime) -> bool:
+    next_at = utc(callback.next_attempt_at)
+    return callback.status == "pending" and (next_at is None or next_at <= now + timedelta(seconds=DUE_SLACK_SECONDS))
+
+
+def _decide(item: _Claimed, result: AttemptResult, finished: datetime, outcome: BatchOutcome) -> dict[str, Any]:
+    """The row's new values after this attempt (``next_step``), noted in ``outcome``."""
+    attempts = item.attempts + 1
+    step = next_step(attempts, item.max_retries, result.status_code, result.error,
+                     retry_interval=item.retry_interval, permanent=result.permanent)
+    change = dict(pk=item.id, new_attempts=attempts, new_status="pending", next_at=None, done_at=None, error=None)
+    if isinstance(step, Deliver):
+        change.update(new_status="delivered", done_at=finished)
+        outcome.delivered.append(item.id)
+    elif isinstance(step, Retry):
+        change.update(next_at=finished + timedelta(seconds=step.countdown),
+                      error=(result.error or f"HTTP {result.status_code}")[:512])
+        outcome.retries.append((item.id, step.countdown))
+    else:
+        change.update(new_status="dead", error=step.reason[:512])
+        outcome.dead.append(item.id)
+    return change
 
 
 # --- operator functions (CLI) --------------------------------------------------------------

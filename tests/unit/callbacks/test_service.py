@@ -153,11 +153,38 @@ def test_one_account_gets_its_share_of_slots_and_others_proceed(database_url, se
     service = CallbackService(database_url, sender, slots=AccountSlots(2), clock=clock)
     slow = [make_callback(database_url, slow_id, URL) for _ in range(5)]
     fast = make_callback(database_url, fast_id, URL)
-    assert service.slots.take(slow_id, 1) == 1  # one already in flight in another thread
+    assert service.slots.take(slow_id, 2) == 2  # two batches of its already in flight in other threads
     outcome = service.send_batch([*slow, fast])
-    assert sorted(outcome.delivered) == sorted([slow[0], fast]) and outcome.deferred == slow[1:]
+    assert outcome.delivered == [fast] and outcome.deferred == slow
     service.slots.give_back(slow_id, 1)
-    assert service.slots.take(slow_id, 5) == 2  # everything given back after the batch
+    outcome = service.send_batch(slow)  # a free slot: the whole batch goes at once
+    assert sorted(outcome.delivered) == sorted(slow) and not outcome.deferred
+    service.slots.give_back(slow_id, 1)
+    assert service.slots.take(slow_id, 5) == 2  # every slot given back after the batches
+
+
+def test_one_batch_claims_at_most_per_batch_callbacks_of_an_account(database_url, sender, acme, clock):
+    account_id, _ = acme
+    service = CallbackService(database_url, sender, slots=AccountSlots(2), per_batch=3, clock=clock)
+    ids = [make_callback(database_url, account_id, URL) for _ in range(5)]
+    outcome = service.send_batch(ids)
+    assert outcome.delivered == ids[:3] and outcome.deferred == ids[3:]
+
+
+def test_a_batch_records_each_outcome_with_its_own_attempt(database_url, service, sender, acme):
+    account_id, _ = acme
+    urls = [f"http://client.example/{n}" for n in range(3)]
+    ids = [make_callback(database_url, account_id, url, message_id=f"m{n}", max_retries=n)
+           for n, url in enumerate(urls)]
+    sender.answers[urls[0]] = [AttemptResult(500, 1.0, "HTTP 500")]
+    sender.answers[urls[1]] = [AttemptResult(503, 1.0, "HTTP 503")]
+    outcome = service.send_batch(ids)
+    assert outcome.dead == [ids[0]] and outcome.retries == [(ids[1], 1)] and outcome.delivered == [ids[2]]
+    rows = [load(database_url, i) for i in ids]
+    assert [(c.status, c.attempts, c.last_error) for c, _ in rows] == [
+        ("dead", 1, "HTTP 500 (after 1 attempts)"), ("pending", 1, "HTTP 503"), ("delivered", 1, None)]
+    assert [[a.status_code for a in attempts] for _, attempts in rows] == [[500], [503], [200]]
+    assert rows[2][0].delivered_at is not None and rows[0][0].delivered_at is None
 
 
 def test_a_claimed_callback_is_not_sent_by_a_second_task(database_url, service, sender, acme, clock):
