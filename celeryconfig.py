@@ -42,7 +42,8 @@ _exchange = Exchange("smsagg", type="direct")
 task_queues = [Queue(name, _exchange, routing_key=name) for name in ALL_QUEUES]
 task_default_exchange = "smsagg"
 task_default_queue = Priority.BULK.queue
-task_routes = {priority.task_name: {"queue": priority.queue} for priority in Priority}
+task_routes = {name: {"queue": priority.queue}
+               for priority in Priority for name in (priority.task_name, priority.deliver_task_name)}
 
 worker_hijack_root_logger = False
 worker_send_task_events = False
@@ -50,10 +51,13 @@ task_send_sent_event = False
 
 # Periodic work run by ``smsagg beat``. Each area adds its entries here.
 beat_schedule = {
+    # Put back MT batches of workers that died; queue a drain wherever payloads wait.
+    "mt-sweep": {"task": "smsagg.mt.sweep", "schedule": 30.0},
     "rematch-held-receipts": {"task": "smsagg.inbound.rematch", "schedule": 5.0},
     # Re-enqueue pending DR/MO callbacks whose task was lost (the outbox guarantee).
     "callbacks-sweep": {"task": "smsagg.callbacks.sweep", "schedule": 60.0},
 }
+task_routes |= {"smsagg.mt.sweep": {"queue": Priority.INTERACTIVE.queue}}
 task_routes |= {"smsagg.inbound.batch": {"queue": INBOUND_QUEUE}, "smsagg.inbound.rematch": {"queue": INBOUND_QUEUE}}
 task_routes |= {name: {"queue": CALLBACK_QUEUE}
                 for name in ("smsagg.callbacks.send_batch", "smsagg.callbacks.send_one", "smsagg.callbacks.sweep")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
@@ -18,13 +20,16 @@ def _fresh_connections_after_fork(**_kwargs) -> None:
 
 
 @worker_ready.connect
-def _bind_carriers(**_kwargs) -> None:
+def _start_delivering(**_kwargs) -> None:
     """Bind to every SMPP carrier as soon as the worker is up, so receipts and MO
-    messages are received even by a gateway that has not sent anything yet."""
+    messages are received even by a gateway that has not sent anything yet; and queue
+    a drain wherever accepted messages wait without one (after a restart), without
+    waiting for beat."""
     from workers.services import worker_services
 
     services = worker_services()
     services.connectors.connect_all(services.carriers.current().carriers)
+    services.mt_queue.sweep(time.time())
 
 
 @worker_process_shutdown.connect

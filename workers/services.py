@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from app.adapters.inbound_queue import InboundBatcher, deliver_sm_item, enqueue_inbound
 from app.adapters.callback_queue import enqueue_callbacks
+from app.adapters.mt_queue import MtQueue
 from app.adapters.redis_correlation import SmscIdIndex
 from app.adapters.redis_scripts import RedisStore, connect
 from app.connectors.loop import BackgroundLoop
@@ -22,6 +23,7 @@ from app.settings import Settings, get_settings
 class WorkerServices:
     settings: Settings
     store: RedisStore
+    mt_queue: MtQueue
     smsc_ids: SmscIdIndex
     carriers: CarrierDirectory
     connectors: ConnectorRegistry
@@ -57,7 +59,8 @@ def worker_services() -> WorkerServices:
 
     delivery = DeliveryService(settings.database_url, store, smsc_ids, carriers, connectors, notify=notify_callbacks)
     inbound = InboundService(smsc_ids, stop_keywords=_stop_keywords())
-    return WorkerServices(settings, store, smsc_ids, carriers, connectors, delivery, inbound, notify_callbacks)
+    mt_queue = MtQueue(store.client, settings.key_prefix)
+    return WorkerServices(settings, store, mt_queue, smsc_ids, carriers, connectors, delivery, inbound, notify_callbacks)
 
 
 def _stop_keywords():

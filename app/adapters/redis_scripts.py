@@ -34,8 +34,7 @@ from dataclasses import dataclass
 import redis
 
 _BUCKET_LUA = """
-local function take_token(key, rate, burst, cost, reserve)
-  if rate <= 0 then return 0 end
+local function refill(key, rate, burst)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   local saved = redis.call('HMGET', key, 'tokens', 'at')
@@ -44,30 +43,51 @@ local function take_token(key, rate, burst, cost, reserve)
   if tokens == nil or at == nil then tokens = burst; at = now end
   local elapsed = now - at
   if elapsed < 0 then elapsed = 0 end
-  tokens = math.min(burst, tokens + elapsed * rate)
-  if tokens - cost < reserve then
-    return math.max(1, math.ceil((cost + reserve - tokens) / rate * 1000))
-  end
-  redis.call('HSET', key, 'tokens', tostring(tokens - cost), 'at', tostring(now))
+  return math.min(burst, tokens + elapsed * rate), now
+end
+
+local function save(key, rate, burst, tokens, now)
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+end
+
+local function wait_ms(tokens, cost, reserve, rate)
+  return math.max(1, math.ceil((cost + reserve - tokens) / rate * 1000))
+end
+
+local function take_token(key, rate, burst, cost, reserve)
+  if rate <= 0 then return 0 end
+  local tokens, now = refill(key, rate, burst)
+  if tokens - cost < reserve then return wait_ms(tokens, cost, reserve, rate) end
+  save(key, rate, burst, tokens - cost, now)
   return 0
 end
 """
 
-ADMIT_LUA = _BUCKET_LUA + """
--- KEYS: idempotency key, bucket key, queue key[, opt-out set, credit key, credit journal]
--- ARGV: message id ('' = no claim), claim ttl s, rate, burst, cost, task message
---       [, destination, price (credit units), prepaid '1'/'0', account id]
+KICK_DRAIN_LUA = """
+local function kick_drain(flag, queue, drain)
+  -- A drain task onto the priority's Celery queue, unless one is already waiting: the
+  -- flag is set here and cleared by the drain's CLAIM, both atomic, so a message
+  -- pushed is always followed by a drain that sees it.
+  if redis.call('SET', flag, '1', 'NX', 'EX', 60) then redis.call('LPUSH', queue, drain) end
+end
+"""
+
+ADMIT_LUA = _BUCKET_LUA + KICK_DRAIN_LUA + """
+-- KEYS: idempotency key, bucket key, Celery queue, MT list, drain flag
+--       [, opt-out set, credit key, credit journal]
+-- ARGV: message id ('' = no claim), claim ttl s, rate, burst, cost, MT payload, drain task
+--       [, destination, price (credit units), prepaid '1'/'0', account id, message id]
 if ARGV[1] ~= '' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {7, existing} end
 end
 local price = 0
-if #KEYS >= 6 then
-  if redis.call('SISMEMBER', KEYS[4], ARGV[7]) == 1 then return {1042, ''} end
-  if ARGV[9] == '1' then
-    price = tonumber(ARGV[8])
-    if tonumber(redis.call('GET', KEYS[5]) or '0') < price then return {1725, ''} end
+if #KEYS >= 8 then
+  if redis.call('SISMEMBER', KEYS[6], ARGV[8]) == 1 then return {1042, ''} end
+  if ARGV[10] == '1' then
+    price = tonumber(ARGV[9])
+    if tonumber(redis.call('GET', KEYS[7]) or '0') < price then return {1725, ''} end
   end
 end
 local wait_ms = take_token(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0)
@@ -76,18 +96,31 @@ if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
 end
 if price > 0 then
-  redis.call('DECRBY', KEYS[5], price)
-  redis.call('RPUSH', KEYS[6], ARGV[10] .. '|' .. (-price) .. '|debit:' .. ARGV[11])
+  redis.call('DECRBY', KEYS[7], price)
+  redis.call('RPUSH', KEYS[8], ARGV[11] .. '|' .. (-price) .. '|debit:' .. ARGV[12])
 end
-redis.call('LPUSH', KEYS[3], ARGV[6])
+redis.call('LPUSH', KEYS[4], ARGV[6])
+kick_drain(KEYS[5], KEYS[3], ARGV[7])
 return {0, ''}
 """
 
-TAKE_LUA = _BUCKET_LUA + """
--- KEYS: bucket key; ARGV: rate, burst, cost, reserve. Returns the wait in ms (0 = taken).
-return take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+TAKE_MANY_LUA = _BUCKET_LUA + """
+-- KEYS: bucket key; ARGV: rate, burst, reserve, then one cost per message.
+-- Takes for as many messages, in order, as the bucket holds above the reserve.
+-- Returns {messages taken, wait in ms before the next one could be (0 = all taken)}.
+local rate, burst, reserve = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local count = #ARGV - 3
+if rate <= 0 then return {count, 0} end
+local tokens, now = refill(KEYS[1], rate, burst)
+local taken = 0
+while taken < count and tokens - tonumber(ARGV[4 + taken]) >= reserve do
+  tokens = tokens - tonumber(ARGV[4 + taken])
+  taken = taken + 1
+end
+if taken > 0 then save(KEYS[1], rate, burst, tokens, now) end
+if taken == count then return {taken, 0} end
+return {taken, wait_ms(tokens, tonumber(ARGV[4 + taken]), reserve, rate)}
 """
-
 
 class Admission(enum.IntEnum):
     QUEUED = 0
@@ -104,7 +137,7 @@ class AdmitResult:
     existing_message_id: str | None = None
 
 
-class _Script:
+class LuaScript:
     """A Lua script called with ``EVALSHA``, loaded again if Redis lost it."""
 
     def __init__(self, source: str):
@@ -167,6 +200,20 @@ class RedisKeys:
     def carrier_bucket(self, carrier_id: int) -> str:
         return f"{self.prefix}bucket:carrier:{carrier_id}"
 
+    # The MT stage (app.adapters.mt_queue): accepted payloads per priority queue, the
+    # "a drain task is waiting" flag, and the batches drain tasks hold.
+    def mt_pending(self, queue: str) -> str:
+        return f"{self.prefix}mt:{queue}"
+
+    def mt_drain_flag(self, queue: str) -> str:
+        return f"{self.prefix}mt:{queue}:drain"
+
+    def mt_inflight(self, queue: str, task_id: str) -> str:
+        return f"{self.prefix}mt:{queue}:inflight:{task_id}"
+
+    def mt_inflight_index(self) -> str:
+        return f"{self.prefix}mt:inflight"
+
     # Bulk API, credit and compliance (app.bulk). Lua builds batch:/schedule:account:/
     # credit: keys from the prefix with exactly these shapes.
     def batch(self, batch_id: str) -> str:
@@ -206,8 +253,8 @@ class RedisStore:
     def __init__(self, client: redis.Redis, key_prefix: str):
         self.client = client
         self.keys = RedisKeys(key_prefix)
-        self._admit = _Script(ADMIT_LUA)
-        self._take = _Script(TAKE_LUA)
+        self._admit = LuaScript(ADMIT_LUA)
+        self._take = LuaScript(TAKE_MANY_LUA)
 
     def admit(
         self,
@@ -219,18 +266,23 @@ class RedisStore:
         rate: float | None,
         burst: int | None,
         queue: str,
-        task_message: str,
+        item: str,
+        drain: str,
         phone_number: str | None = None,
         price: int = 0,
         prepaid: bool = False,
     ) -> AdmitResult:
-        """Admit one MT. With ``phone_number`` the account's opt-outs are checked and,
-        for a ``prepaid`` account, ``price`` credit units are debited (or 1725)."""
+        """Admit one MT: ``item`` (the accepted payload, JSON) goes onto the MT list of
+        ``queue`` and ``drain`` (a drain task message, :mod:`app.adapters.mt_queue`)
+        onto the Celery queue if none is waiting. With ``phone_number`` the account's
+        opt-outs are checked and, for a ``prepaid`` account, ``price`` credit units are
+        debited (or 1725)."""
         claim_key = self.keys.idempotency(account_id, client_message_id) if client_message_id else ""
         rate_value = rate or 0
         burst_value = burst or max(1, int(rate_value))
-        keys = [claim_key, self.keys.account_bucket(account_id), queue]
-        args = [message_id if client_message_id else "", claim_ttl_seconds, rate_value, burst_value, 1, task_message]
+        keys = [claim_key, self.keys.account_bucket(account_id), queue, self.keys.mt_pending(queue),
+                self.keys.mt_drain_flag(queue)]
+        args = [message_id if client_message_id else "", claim_ttl_seconds, rate_value, burst_value, 1, item, drain]
         if phone_number is not None:
             keys += [self.keys.optouts(account_id), self.keys.credit(account_id), self.keys.credit_journal()]
             args += [phone_number, price, "1" if prepaid else "0", account_id, message_id]
@@ -242,15 +294,22 @@ class RedisStore:
             return AdmitResult(outcome, existing_message_id=_text(detail))
         return AdmitResult(outcome)
 
-    def take_carrier_token(self, carrier_id: int, rate: float, burst: float, cost: int = 1, reserve: float = 0) -> float:
-        """Seconds to wait before this carrier may take ``cost`` more messages (0 = go).
+    def take_carrier_tokens(self, carrier_id: int, rate: float, burst: float, costs: list[int],
+                            reserve: float = 0) -> tuple[int, float]:
+        """Tokens for as many of ``costs`` (one per message, in order) as the carrier's
+        bucket holds: (how many messages may go now, seconds before the next could).
 
         ``reserve`` tokens must stay in the bucket after the take: bulk traffic passes
         a reserve, interactive traffic none, so a bulk backlog can never use up a
         carrier's capacity that an interactive message needs.
         """
-        wait_ms = self._take(self.client, [self.keys.carrier_bucket(carrier_id)], [rate, burst, cost, reserve])
-        return int(wait_ms) / 1000
+        taken, wait_ms = self._take(self.client, [self.keys.carrier_bucket(carrier_id)],
+                                    [rate, burst, reserve, *costs])
+        return int(taken), int(wait_ms) / 1000
+
+    def take_carrier_token(self, carrier_id: int, rate: float, burst: float, cost: int = 1, reserve: float = 0) -> float:
+        """Seconds to wait before this carrier may take ``cost`` more (0 = taken)."""
+        return self.take_carrier_tokens(carrier_id, rate, burst, [cost], reserve)[1]
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -258,13 +317,15 @@ class RedisStore:
 
 # --- Bulk ---------------------------------------------------------------------------------
 
-BULK_ADMIT_LUA = """
+BULK_ADMIT_LUA = KICK_DRAIN_LUA + """
 -- KEYS: 1 batch hash, 2 batch destinations, 3 credit, 4 opt-outs, 5 DND registry, 6 queue,
---       7 schedule index, 8 account's schedule index, 9 credit journal
+--       7 schedule index, 8 account's schedule index, 9 credit journal, 10 MT list,
+--       11 drain flag
 -- ARGV: 1 batch id, 2 mode direct|fanout|schedule, 3 due epoch, 4 duplicate-key prefix,
---       5 duplicate window s (0 = off), 6 task to push now, 7 task to push on release,
---       8 batch metadata (JSON), 9 account id, 10 prepaid 1|0, 11 check DND 1|0,
---       12 n, then n x (destination, message id, price)
+--       5 duplicate window s (0 = off), 6 what to push now (direct: the MT payload,
+--       else a task), 7 task to push on release, 8 batch metadata (JSON), 9 account id,
+--       10 prepaid 1|0, 11 check DND 1|0, 12 n, then n x (destination, message id,
+--       price), then the drain task (direct)
 -- Returns {outcome, codes}: outcome accepted|refused|again, codes comma-separated per
 -- destination in ARGV order. A batch id seen before answers what it answered then.
 local previous = redis.call('HGET', KEYS[1], 'results')
@@ -312,17 +373,24 @@ else
   redis.call('EXPIRE', KEYS[1], 604800)
   if ARGV[2] ~= 'direct' then redis.call('EXPIRE', KEYS[2], 604800) end
 end
-redis.call('LPUSH', KEYS[6], ARGV[6])
+if ARGV[2] == 'direct' then
+  redis.call('LPUSH', KEYS[10], ARGV[6])
+  kick_drain(KEYS[11], KEYS[6], ARGV[13 + n * 3])
+else
+  redis.call('LPUSH', KEYS[6], ARGV[6])
+end
 return {'accepted', joined}
 """
 
-FANOUT_CHUNK_LUA = """
--- KEYS: batch hash, queue. ARGV: expected cursor, new cursor, task messages...
+FANOUT_CHUNK_LUA = KICK_DRAIN_LUA + """
+-- KEYS: batch hash, Celery queue, MT list, drain flag.
+-- ARGV: expected cursor, new cursor, drain task, MT payloads...
 -- Pushes the chunk only if the batch's cursor is where the caller read from; returns
 -- -1 when pushed, else the cursor as it is (another delivery of the task got there).
 local cursor = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
 if cursor ~= tonumber(ARGV[1]) then return cursor end
-for i = 3, #ARGV do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+for i = 4, #ARGV do redis.call('LPUSH', KEYS[3], ARGV[i]) end
+kick_drain(KEYS[4], KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'cursor', ARGV[2])
 return -1
 """
@@ -421,12 +489,12 @@ class BulkStore:
     def __init__(self, client: redis.Redis, key_prefix: str):
         self.client = client
         self.keys = RedisKeys(key_prefix)
-        self._admit = _Script(BULK_ADMIT_LUA)
-        self._chunk = _Script(FANOUT_CHUNK_LUA)
-        self._release = _Script(RELEASE_DUE_LUA)
-        self._cancel = _Script(CANCEL_LUA)
-        self._refund = _Script(REFUND_LUA)
-        self._trim = _Script(JOURNAL_TRIM_LUA)
+        self._admit = LuaScript(BULK_ADMIT_LUA)
+        self._chunk = LuaScript(FANOUT_CHUNK_LUA)
+        self._release = LuaScript(RELEASE_DUE_LUA)
+        self._cancel = LuaScript(CANCEL_LUA)
+        self._refund = LuaScript(REFUND_LUA)
+        self._trim = LuaScript(JOURNAL_TRIM_LUA)
 
     def admit_batch(
         self,
@@ -444,19 +512,24 @@ class BulkStore:
         task_on_release: str,
         meta: str,
         candidates: list[BulkCandidate],
+        drain: str = "",
     ) -> BulkAdmission:
-        """One EVALSHA. A lost answer is asked again once (the script answers a batch id
-        it has seen with what it decided then); raises :class:`NotSent` when nothing
+        """One EVALSHA. In ``direct`` mode ``task_now`` is the one MT payload, pushed onto
+        the MT list with ``drain`` (:func:`app.adapters.mt_queue.drain_message`). A lost
+        answer is asked again once (the script answers a batch id it has seen with what
+        it decided then); raises :class:`NotSent` when nothing
         ran and :class:`OutcomeUnknown` when the outcome cannot be learned."""
         keys = [
             self.keys.batch(batch_id), self.keys.batch_destinations(batch_id), self.keys.credit(account_id),
             self.keys.optouts(account_id), self.keys.dnd(), queue, self.keys.schedule(),
-            self.keys.account_schedule(account_id), self.keys.credit_journal(),
+            self.keys.account_schedule(account_id), self.keys.credit_journal(), self.keys.mt_pending(queue),
+            self.keys.mt_drain_flag(queue),
         ]
         args: list = [batch_id, mode, repr(due), duplicate_prefix, duplicate_window, task_now, task_on_release,
                       meta, account_id, "1" if prepaid else "0", "1" if check_dnd else "0", len(candidates)]
         for candidate in candidates:
             args += [candidate.destination, candidate.message_id, candidate.price]
+        args.append(drain)
         try:
             reply = self._admit.call_once(self.client, keys, args)
         except OutcomeUnknown:
@@ -467,10 +540,11 @@ class BulkStore:
         outcome, codes = _text(reply[0]), _text(reply[1])
         return BulkAdmission(outcome, tuple(int(code) for code in codes.split(",")) if codes else ())
 
-    def fanout_chunk(self, batch_id: str, queue: str, expected_cursor: int, messages: list[str]) -> int:
-        """Push one chunk; -1 when pushed, else the batch's actual cursor."""
-        return int(self._chunk(self.client, [self.keys.batch(batch_id), queue],
-                               [expected_cursor, expected_cursor + len(messages), *messages]))
+    def fanout_chunk(self, batch_id: str, queue: str, expected_cursor: int, items: list[str], drain: str) -> int:
+        """Push one chunk of MT payloads (and ``drain``, a drain task message, if none is
+        waiting); -1 when pushed, else the batch's actual cursor."""
+        keys = [self.keys.batch(batch_id), queue, self.keys.mt_pending(queue), self.keys.mt_drain_flag(queue)]
+        return int(self._chunk(self.client, keys, [expected_cursor, expected_cursor + len(items), drain, *items]))
 
     def release_due(self, now: float, limit: int = 1000) -> list[str]:
         released = self._release(self.client, [self.keys.schedule()], [repr(now), limit, self.keys.prefix])

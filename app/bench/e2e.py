@@ -11,8 +11,8 @@ Figures, each from one run:
 * **DR leg**: final DR callbacks per second at the client, and the latency from the
   simulator sending the ``deliver_sm`` (the segment's ``submitted_at`` plus the
   simulator's fixed receipt delay) to the callback's arrival;
-* **isolation**: 100,000 BULK messages are queued at once (pre-built task messages,
-  pipelined), then INTERACTIVE messages are submitted over HTTP at 10/s while that
+* **isolation**: 100,000 BULK messages are queued at once (accepted payloads pushed
+  onto the BULK MT list, pipelined, and one drain task), then INTERACTIVE messages are submitted over HTTP at 10/s while that
   backlog drains; their accept -> ``submit_sm_resp`` latency percentiles. The baseline
   for them is the same measure with no backlog, taken first in the same run.
 """
@@ -29,7 +29,8 @@ import redis
 import requests
 from sqlalchemy import select
 
-from app.adapters.celery_wire import task_message
+from app.adapters import mt_queue
+from app.adapters.redis_scripts import RedisKeys
 from app.bench.harness import BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BenchGateway, free_port, wait_for_port
 from app.bench.loadgen import RequestSpec, run_load
 from app.db.models import Account, Carrier, Message, SegmentSubmit
@@ -184,6 +185,7 @@ def _interactive_probe(url: str, gw: BenchGateway, tag: str) -> dict:
 
 def _queue_bulk_backlog(gw: BenchGateway, count: int) -> float:
     client = redis.Redis.from_url(gw.redis_url)
+    keys = RedisKeys(gw.key_prefix)
     with session_scope(gw.database_url) as session:
         account_id = session.scalar(select(Account.id).where(Account.login == BENCH_LOGIN))
     started = time.monotonic()
@@ -196,8 +198,9 @@ def _queue_bulk_backlog(gw: BenchGateway, count: int) -> float:
                        "phone_number": "12025550100", "sender": BENCH_SENDER, "message": "backlog", "carrier": None,
                        "receipt": False, "app_id": None, "conversation_id": None, "priority": priority.value,
                        "attachments": [], "accepted_at": time.time()}
-            pipe.lpush(priority.queue, task_message(priority.task_name, priority.queue, [payload], task_id=message_id))
+            pipe.lpush(keys.mt_pending(priority.queue), mt_queue.item(payload))
         pipe.execute()
+    client.lpush(priority.queue, mt_queue.drain_message(priority.queue))
     return time.monotonic() - started
 
 
@@ -211,9 +214,10 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         pushed_in = _queue_bulk_backlog(gw, BACKLOG)
         echo(f"queued {BACKLOG:,} BULK messages in {pushed_in:.1f}s")
         loaded = _interactive_probe(url, gw, "busy")
-        backlog_left = redis.Redis.from_url(gw.redis_url).llen(Priority.BULK.queue)
+        backlog = RedisKeys(gw.key_prefix).mt_pending(Priority.BULK.queue)
+        backlog_left = redis.Redis.from_url(gw.redis_url).llen(backlog)
         echo(f"INTERACTIVE with the BULK backlog draining ({backlog_left:,} still queued): ms {loaded}")
-        redis.Redis.from_url(gw.redis_url).delete(Priority.BULK.queue)
+        redis.Redis.from_url(gw.redis_url).delete(backlog)
     return {
         "benchmark": "e2e",
         **throughput,

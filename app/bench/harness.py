@@ -52,6 +52,7 @@ class BenchGateway:
         self.database_url = os.environ.get("SMSAGG_BENCH_DATABASE_URL") or f"sqlite:///{self.home / 'smsagg.db'}"
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.key_prefix = "smsagg:"
         self.logs: dict[int, Path] = {}
 
     def __enter__(self) -> "BenchGateway":
@@ -72,7 +73,8 @@ class BenchGateway:
     def environment(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMSAGG_")}
         env.update({"SMSAGG_HOME": str(self.home), "SMSAGG_REDIS_URL": self.redis_url,
-                    "SMSAGG_DATABASE_URL": self.database_url, "SMSAGG_LOG_LEVEL": "WARNING", **extra})
+                    "SMSAGG_DATABASE_URL": self.database_url, "SMSAGG_REDIS_PREFIX": self.key_prefix,
+                    "SMSAGG_LOG_LEVEL": "WARNING", **extra})
         return env
 
     def start(self, *args: str, module: str = "app.cli", **extra_env: str) -> subprocess.Popen:

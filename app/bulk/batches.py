@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.adapters import mt_queue
 from app.adapters.redis_scripts import BulkStore
 from app.bulk import payloads
 from app.bulk.models import Batch
@@ -89,7 +90,7 @@ def ensure_record(session: Session, store: BulkStore, batch_id: str) -> Batch | 
 
 
 def fan_out(store: BulkStore, batch_id: str, *, chunk: int) -> int:
-    """Push the batch's per-destination task messages; returns how many this call pushed."""
+    """Push the batch's per-destination payloads; returns how many this call pushed."""
     fields = _fields(store, batch_id)
     if fields.get("state") != "released":
         log.warning("fan-out of batch %s skipped: state %r", batch_id, fields.get("state"))
@@ -101,8 +102,8 @@ def fan_out(store: BulkStore, batch_id: str, *, chunk: int) -> int:
         entries = _destinations(store, batch_id, cursor, cursor + chunk - 1)
         if not entries:
             break
-        messages = [payloads.destination_task(meta, number, message_id, price) for number, message_id, price in entries]
-        actual = store.fanout_chunk(batch_id, queue, cursor, messages)
+        items = [payloads.destination_item(meta, number, message_id, price) for number, message_id, price in entries]
+        actual = store.fanout_chunk(batch_id, queue, cursor, items, mt_queue.drain_message(queue))
         if actual == -1:
             cursor += len(entries)
             pushed += len(entries)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.adapters import mt_queue
 from app.adapters.redis_scripts import BulkCandidate, BulkStore, NotSent, OutcomeUnknown
 from app.bulk import payloads
 from app.bulk.rules import matches_spam, matches_template
@@ -178,7 +179,7 @@ class BulkSubmitService:
         ]
         if single:
             only = script_candidates[0]
-            mode, task_now, task_later = "direct", payloads.destination_task(meta, only.destination, only.message_id,
+            mode, task_now, task_later = "direct", payloads.destination_item(meta, only.destination, only.message_id,
                                                                              only.price), ""
         elif scheduled:
             mode = "schedule"
@@ -200,5 +201,6 @@ class BulkSubmitService:
             task_on_release=task_later,
             meta=payloads.dumps(meta),
             candidates=script_candidates,
+            drain=mt_queue.drain_message(account.default_priority.queue),
         )
         return {d.index: code for d, code in zip(candidates, admission.codes)}

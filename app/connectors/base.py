@@ -35,6 +35,9 @@ class Connector(Protocol):
     def submit(self, submission: Submission) -> list[SegmentResult]:
         """Send every segment of ``submission``; block until each has an answer."""
 
+    def submit_many(self, submissions: list[Submission]) -> list[list[SegmentResult]]:
+        """:meth:`submit` for a batch, in order; as concurrent as the link allows."""
+
     def connect(self) -> None:
         """Open the link ahead of the first message, if the connector keeps one."""
 

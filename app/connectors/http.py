@@ -18,6 +18,7 @@ Carrier settings (``smsagg carrier add --http URL`` plus the stored settings):
                    classifies it like any SMPP answer; unknown codes -> 0x45, transient)
 
 ``timeout``        seconds for connecting and for each read (default 15)
+``concurrency``    requests in flight at once for a batch of messages (default 8)
 
 HTTP 429 is throttling (0x58), other non-2xx and unreadable bodies are transient
 system errors (0x08); no answer within the timeout is ``CONNECTION_LOST``. Every
@@ -31,12 +32,14 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.domain.outbound import Submission
 
 DEFAULT_TIMEOUT = 15.0
+DEFAULT_CONCURRENCY = 8
 ESME_RSYSERR, ESME_RTHROTTLED, ESME_RSUBMITFAIL, ESME_RINVDSTADR = 0x08, 0x58, 0x45, 0x0B
 UNMAPPED_REFUSAL = 0x0C  # a permanent refusal with no closer SMPP status: DR result code 99
 
@@ -80,6 +83,8 @@ class HttpConnector:
         self.codes = re.compile(settings.get("codes", preset["codes"]))
         self.code_status = {**preset["code_status"], **settings.get("code_status", {})}
         self.timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
+        self._pool = ThreadPoolExecutor(int(settings.get("concurrency", DEFAULT_CONCURRENCY)),
+                                        thread_name_prefix="http-carrier")
 
     def submit(self, submission: Submission) -> list[SegmentResult]:
         """One answer for every segment. A carrier that returns no id of its own (the
@@ -88,6 +93,9 @@ class HttpConnector:
         status, carrier_id, detail = self._send(submission)
         accepted_id = carrier_id or submission.message_id
         return [SegmentResult(s.seq, status, accepted_id if status == 0 else None, detail) for s in submission.segments]
+
+    def submit_many(self, submissions: list[Submission]) -> list[list[SegmentResult]]:
+        return list(self._pool.map(self.submit, submissions))
 
     def _fields(self, submission: Submission) -> dict[str, str]:
         values = {
@@ -125,5 +133,6 @@ class HttpConnector:
         """Nothing to open: one request per message."""
 
     def close(self) -> None:
-        """Nothing is held open between requests."""
+        """No connection is held open between requests; the batch threads stop."""
+        self._pool.shutdown(wait=False)
 

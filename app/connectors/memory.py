@@ -25,6 +25,9 @@ class InMemoryConnector:
             self.submissions.append(submission)
             return [self._answer(segment.seq) for segment in submission.segments]
 
+    def submit_many(self, submissions: list[Submission]) -> list[list[SegmentResult]]:
+        return [self.submit(submission) for submission in submissions]
+
     def _answer(self, seq: int) -> SegmentResult:
         status = self._statuses.popleft() if self._statuses else 0
         return SegmentResult(seq, status, f"mem{next(self._ids):06x}" if status == 0 else None)

@@ -85,12 +85,21 @@ class SmppConnector:
             log.warning("smpp %s:%d: bind at start failed: %s", self.config.host, self.config.port, exc)
 
     def submit(self, submission: Submission) -> list[SegmentResult]:
-        timeout = self.config.response_timeout + self.config.connect_timeout + 5
+        return self.submit_many([submission])[0]
+
+    def submit_many(self, submissions: list[Submission]) -> list[list[SegmentResult]]:
+        """Every segment of the batch goes out at once; the binds' windows pace them."""
+        pdus = sum(len(s.segments) for s in submissions)
+        rounds = 1 + pdus // max(1, self.config.window * self.binds)
+        timeout = self.config.connect_timeout + 5 + self.config.response_timeout * rounds
         try:
-            return self._loop.run(self._submit_all(submission), timeout)
+            return self._loop.run(self._submit_batch(submissions), timeout)
         except TimeoutError:  # a full window that never drained: the outcome is unknown
-            return [SegmentResult(s.seq, CONNECTION_LOST, detail=f"no answer within {timeout}s")
-                    for s in submission.segments]
+            return [[SegmentResult(s.seq, CONNECTION_LOST, detail=f"no answer within {timeout}s")
+                     for s in submission.segments] for submission in submissions]
+
+    async def _submit_batch(self, submissions: list[Submission]) -> list[list[SegmentResult]]:
+        return list(await asyncio.gather(*(self._submit_all(submission) for submission in submissions)))
 
     async def _submit_all(self, submission: Submission) -> list[SegmentResult]:
         try:

@@ -22,8 +22,14 @@ class Priority(str, enum.Enum):
 
     @property
     def task_name(self) -> str:
-        """The Celery task that serves this priority's queue (see ``workers.tasks``)."""
+        """The Celery task that drains this priority's accepted messages in batches
+        (see ``workers.tasks`` and ``app.adapters.mt_queue``)."""
         return "smsagg." + self.queue
+
+    @property
+    def deliver_task_name(self) -> str:
+        """The Celery task that tries recorded messages again (retries, throttling)."""
+        return self.task_name + ".deliver"
 
     @classmethod
     def parse(cls, raw: str) -> "Priority":

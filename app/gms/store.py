@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import redis
 
-from app.adapters.redis_scripts import _Script
+from app.adapters.redis_scripts import LuaScript
 from app.gms.domain import Reservation
 
 # A CometD client that stops polling keeps at most this many undelivered messages.
@@ -211,11 +211,11 @@ class GmsStore:
     def __init__(self, client: redis.Redis, key_prefix: str):
         self.client = client
         self.p = f"{key_prefix}gms:"
-        self._reserve = _Script(RESERVE_LUA)
-        self._release = _Script(RELEASE_LUA)
-        self._storage_update = _Script(STORAGE_UPDATE_LUA)
-        self._chat_accept = _Script(CHAT_ACCEPT_LUA)
-        self._chat_end = _Script(CHAT_END_LUA)
+        self._reserve = LuaScript(RESERVE_LUA)
+        self._release = LuaScript(RELEASE_LUA)
+        self._storage_update = LuaScript(STORAGE_UPDATE_LUA)
+        self._chat_accept = LuaScript(CHAT_ACCEPT_LUA)
+        self._chat_end = LuaScript(CHAT_END_LUA)
 
     # --- keys ---
     def service_key(self, service_id: str) -> str:

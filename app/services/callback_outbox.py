@@ -20,22 +20,39 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Account, Callback, Message, MoMessage
+from app.db.models import Account, Callback, MoMessage
 from app.domain.states import MessageState
 
 log = logging.getLogger(__name__)
 _NEW_CALLBACKS = "smsagg.new_callbacks"
 
 
-def wants_receipts(message: Message) -> bool:
+class ReceiptSubject(Protocol):
+    """What a DR callback says about its message: a ``Message`` row, or the same
+    facts taken from the accepted payload before the row is read back."""
+
+    id: str
+    account_id: int
+    client_message_id: str | None
+    phone_number: str
+    receipt: bool
+    app_id: str | None
+    conversation_id: str | None
+    options: dict
+
+
+def wants_receipts(message: ReceiptSubject) -> bool:
     return bool(message.receipt or message.options.get("dlr"))
 
 
-def dr_fields(message: Message, state: MessageState, result_code: int) -> list[list[str]]:
+def dr_fields(message: ReceiptSubject, state: MessageState, result_code: int) -> list[list[str]]:
     is_bulk = message.options.get("api") == "bulk"
     fields = [
         ["type", "receipt"],
@@ -60,27 +77,56 @@ def mo_fields(mo: MoMessage) -> list[list[str]]:
     return fields
 
 
-def _queue(session: Session, account: Account, url: str | None, kind: str, fields, now: datetime, **ids) -> Callback | None:
+def _row(account: Account, url: str | None, kind: str, fields, now: datetime, **ids) -> dict[str, Any] | None:
     if not url:
         log.info("account %s has no %s URL; %s callback not queued", account.login, kind.upper(), kind)
         return None
-    callback = Callback(
-        id=uuid.uuid4().hex, account_id=account.id, kind=kind, url=url, fields=fields, status="pending", attempts=0,
-        max_retries=account.callback_max_retries, retry_interval=account.callback_retry_interval, created_at=now,
-        next_attempt_at=now, **ids,
-    )
+    return dict(id=uuid.uuid4().hex, account_id=account.id, kind=kind, url=url, fields=fields, status="pending",
+                attempts=0, max_retries=account.callback_max_retries, retry_interval=account.callback_retry_interval,
+                created_at=now, next_attempt_at=now, message_id=ids.get("message_id"), mo_id=ids.get("mo_id"))
+
+
+def _queue(session: Session, account: Account, url: str | None, kind: str, fields, now: datetime, **ids) -> Callback | None:
+    row = _row(account, url, kind, fields, now, **ids)
+    if row is None:
+        return None
+    callback = Callback(**row)
     session.add(callback)
     session.info.setdefault(_NEW_CALLBACKS, []).append(callback.id)
     return callback
 
 
-def queue_dr_callback(session: Session, message: Message, state: MessageState, result_code: int,
+def queue_dr_callback(session: Session, message: ReceiptSubject, state: MessageState, result_code: int,
                       now: datetime) -> Callback | None:
     if not wants_receipts(message):
         return None
     account = session.get(Account, message.account_id)
     return _queue(session, account, account.dr_url, "dr", dr_fields(message, state, result_code), now,
                   message_id=message.id)
+
+
+def queue_dr_callbacks(session: Session, reports: Sequence[tuple[ReceiptSubject, MessageState, int]],
+                       now: datetime) -> None:
+    """:func:`queue_dr_callback` for many messages in one statement (the MT stage's and
+    the receipts' batches): the same rows, handed on the same way by
+    :func:`take_new_callbacks`. Callbacks of one call are ``created_at`` a microsecond
+    apart in their order, so two reports of one message in one batch keep their order."""
+    wanted = [(message, state, code) for message, state, code in reports if wants_receipts(message)]
+    if not wanted:
+        return
+    accounts = {a.id: a for a in session.execute(
+        select(Account.id, Account.login, Account.dr_url, Account.callback_max_retries,
+               Account.callback_retry_interval).where(Account.id.in_({m.account_id for m, _, _ in wanted})))}
+    rows = []
+    for message, state, result_code in wanted:
+        account = accounts[message.account_id]
+        row = _row(account, account.dr_url, "dr", dr_fields(message, state, result_code),
+                   now + timedelta(microseconds=len(rows)), message_id=message.id)
+        if row is not None:
+            rows.append(row)
+    if rows:
+        session.execute(Callback.__table__.insert(), rows)
+        session.info.setdefault(_NEW_CALLBACKS, []).extend(row["id"] for row in rows)
 
 
 def queue_mo_callback(session: Session, mo: MoMessage, now: datetime) -> Callback | None:

@@ -1,39 +1,49 @@
-"""Delivering a recorded message to its carrier: the second half of the MT task.
+"""Delivering accepted messages to their carriers: the MT stage, a batch at a time.
 
-Per attempt, in order:
+A drain task hands :meth:`DeliveryService.process_batch` the payloads it claimed
+(:mod:`app.adapters.mt_queue`); a retry hands :meth:`DeliveryService.deliver_batch`
+message ids. Per batch, in order:
 
-1. **Prepare** (one transaction): plan the encoding and segments and store the segment
-   count with the message (billing); the concatenation reference is derived from the
-   message id, so every retry rebuilds identical PDUs. Segments the SMSC already acknowledged are known
-   from ``segment_submits``; they are never submitted again (``acks_late``
-   redelivery, retries).
-2. **Throttle**: take one token per segment from the carrier's bucket in Redis, shared
-   by every worker process. Bulk must leave a reserve for interactive traffic. No
-   token: retry after the wait the bucket computed (``Outcome.retry_in``).
-3. **Submit** through the carrier's connector, outside any transaction.
+1. **Record and prepare** (one transaction). New routed text messages are written with
+   set-based inserts (:func:`app.services.intake.insert_routed`), their encoding and
+   segments planned from the payload (the segment count is stored with the message,
+   for billing); everything else (MMS, no route, a message already recorded by an
+   earlier attempt) goes through the ORM one message at a time. The concatenation
+   reference is derived from the message id, so every retry rebuilds identical PDUs;
+   segments the SMSC already acknowledged are known from ``segment_submits`` and
+   never submitted again (``acks_late`` redelivery, retries).
+2. **Throttle**: tokens for as many messages as the carrier's bucket in Redis holds
+   (one per segment, one script call per carrier), shared by every worker process.
+   Bulk must leave a reserve for interactive traffic. The rest wait: each message
+   gets ``Outcome.retry_in``, the time the bucket needs for the messages before it.
+3. **Submit** through each carrier's connector, the whole batch at once (SMPP: every
+   segment within the binds' windows), outside any transaction.
 4. **Record** (one transaction) what the carrier said, by the error table in
-   :mod:`app.domain.smpp_status`: accepted segments get their SMSC id (and the Redis
-   correlation entry for receipts); throttled answers retry after the hint;
-   transient errors and lost links retry with backoff a bounded number of times,
-   then fail over to the route's next carrier (when the carrier was not asked for by
-   the client and nothing was acknowledged yet) or end the message rejected;
+   :mod:`app.domain.smpp_status`. Acknowledged segments get their SMSC id (and the
+   Redis correlation entry for receipts) in one insert; a fully acknowledged message
+   gets its ``submitted`` event and, for ``receipt=TRUE``, a DR callback of state 6,
+   in one insert each. Failures go message by message: throttled answers retry after
+   the hint; transient errors and lost links retry with backoff a bounded number of
+   times, then fail over to the route's next carrier (when the carrier was not asked
+   for by the client and nothing was acknowledged yet) or end the message rejected;
    permanent errors end it rejected with the mapped DR result code.
 
 The message state only moves forward. It stays 6 ("accepted by an Aggregator") when
-the SMSC acknowledges every segment — that event is recorded as ``submitted`` and, for
-``receipt=TRUE``, reported with a DR callback of state 6; delivery receipts then move
-it on (1 en-route, then a final state). A refusal ends it 8 rejected.
+the SMSC acknowledges every segment; delivery receipts then move it on (1 en-route,
+then a final state). A refusal ends it 8 rejected.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.adapters.redis_correlation import SmscIdIndex
@@ -42,15 +52,15 @@ from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.db.models import Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
 from app.domain.encoding import UnencodableText
-from app.domain.wap_push import InvalidWapPush
-from app.domain.outbound import build_submission, plan_for
+from app.domain.outbound import Submission, build_submission, plan_for
 from app.domain.receipts import may_transition, normalize_smsc_id
 from app.domain.smpp_status import DrResultCode, StatusClass, classify
 from app.domain.states import MessageState
+from app.domain.wap_push import InvalidWapPush
+from app.services.callback_outbox import ReceiptSubject, queue_dr_callback, queue_dr_callbacks, take_new_callbacks
 from app.services.carriers import CarrierDirectory, CarrierInfo, ConnectorRegistry
-from app.services.callback_outbox import queue_dr_callback, take_new_callbacks
 from app.services.credit import refund_if_prepaid
-from app.services.intake import record_accepted
+from app.services.intake import Routed, delivery_options, insert_routed, record_accepted, recorded_ids
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +90,33 @@ def concat_reference(message_id: str) -> int:
 
 
 @dataclass(frozen=True)
+class PayloadFacts:
+    """A new message's :class:`ReceiptSubject`, straight from its payload."""
+
+    id: str
+    account_id: int
+    client_message_id: str | None
+    phone_number: str
+    receipt: bool
+    app_id: str | None
+    conversation_id: str | None
+    options: dict
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> "PayloadFacts":
+        return cls(payload["id"], payload["account_id"], payload["client_message_id"], payload["phone_number"],
+                   payload["receipt"], payload["app_id"], payload["conversation_id"], delivery_options(payload))
+
+
+@dataclass(frozen=True)
 class _Attempt:
-    message_id: str
+    message: ReceiptSubject
     carrier: CarrierInfo
-    acked: frozenset[int]
-    submission: Any
+    segments: int
+    submission: Submission
+
+
+Prepared = dict[str, "_Attempt | Outcome"]
 
 
 class DeliveryService:
@@ -106,36 +138,87 @@ class DeliveryService:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.notify = notify  # hands committed callback ids to the callbacks queue
 
-    def process_accepted(self, payload: dict, *, interactive: bool) -> Outcome:
-        """The MT task's whole job: record the accepted message (idempotently) and
-        prepare it in one transaction, then submit and record the answer."""
-        with session_scope(self.database_url) as session:
-            record_accepted(session, payload, now=self.clock(), route=self.carriers.route)
-            attempt = self._prepare(session, payload["id"])
-            callbacks = take_new_callbacks(session)
-        self.notify(callbacks)
-        return self._submit(attempt, interactive)
+    def process_batch(self, payloads: list[dict[str, Any]], *, interactive: bool) -> dict[str, Outcome]:
+        """A drain task's whole job: record the accepted payloads (idempotently),
+        then submit them. Returns each message's outcome, by message id."""
+        payloads = list({payload["id"]: payload for payload in payloads}.values())
+        try:
+            prepared = self._in_unit_of_work(lambda session: self._record_batch(session, payloads))
+        except IntegrityError:
+            # A client message_id recorded before under another id (its Redis claim
+            # had expired): record one by one, so only that message is left out.
+            prepared = {}
+            for payload in payloads:
+                prepared |= self._record_alone(payload)
+        return self._submit(prepared, interactive)
 
-    def deliver(self, message_id: str, *, interactive: bool) -> Outcome:
-        """Another attempt for a message already recorded."""
-        with session_scope(self.database_url) as session:
-            attempt = self._prepare(session, message_id)
-            callbacks = take_new_callbacks(session)
-        self.notify(callbacks)
-        return self._submit(attempt, interactive)
+    def deliver_batch(self, message_ids: list[str], *, interactive: bool) -> dict[str, Outcome]:
+        """Another attempt for messages already recorded (retries, throttling, failover)."""
+        prepared = self._in_unit_of_work(
+            lambda session: {message_id: self._prepare(session, message_id) for message_id in message_ids})
+        return self._submit(prepared, interactive)
 
-    def _submit(self, attempt: _Attempt | Outcome, interactive: bool) -> Outcome:
-        if isinstance(attempt, Outcome):
-            return attempt
-        wait = self._throttle(attempt, interactive)
-        if wait > 0:
-            return Outcome(retry_in=wait, reason="carrier throughput")
-        results = self.connectors.for_carrier(attempt.carrier).submit(attempt.submission)
+    def _in_unit_of_work(self, work: Callable[[Session], Any]) -> Any:
+        """``work`` in one transaction; the callbacks it queued go on after the commit."""
         with session_scope(self.database_url) as session:
-            outcome = self._record(session, attempt, results)
+            result = work(session)
             callbacks = take_new_callbacks(session)
         self.notify(callbacks)
-        return outcome
+        return result
+
+    # --- 1. record and prepare -------------------------------------------------------------
+
+    def _record_batch(self, session: Session, payloads: list[dict[str, Any]]) -> Prepared:
+        now = self.clock()
+        known = recorded_ids(session, [p["id"] for p in payloads])
+        prepared: Prepared = {}
+        routed: list[Routed] = []
+        one_by_one: list[dict[str, Any]] = []
+        for payload in payloads:
+            if payload["id"] in known:
+                continue
+            attempt = self._plan_new(payload)
+            if attempt is None:
+                one_by_one.append(payload)
+            else:
+                routed.append(Routed(payload, attempt.carrier.id, attempt.segments))
+                prepared[payload["id"]] = attempt
+        insert_routed(session, routed, now=now)
+        for payload in one_by_one:
+            record_accepted(session, payload, now=now, route=self.carriers.route)
+        for message_id in known | {p["id"] for p in one_by_one}:
+            prepared[message_id] = self._prepare(session, message_id)
+        return prepared
+
+    def _record_alone(self, payload: dict[str, Any]) -> Prepared:
+        try:
+            return self._in_unit_of_work(lambda session: self._record_batch(session, [payload]))
+        except IntegrityError:
+            log.warning("duplicate message_id %r for account %s past its claim TTL; not recorded",
+                        payload["client_message_id"], payload["account_id"])
+            return {payload["id"]: DONE}
+
+    def _plan_new(self, payload: dict[str, Any]) -> _Attempt | None:
+        """The attempt for a new text message with a carrier, planned from its payload;
+        ``None`` when it needs the one-at-a-time path (MMS, no route, a carrier that is
+        gone or disabled, text that cannot be encoded)."""
+        if payload["attachments"]:
+            return None
+        requested = payload["carrier"]
+        carrier_id = requested if requested is not None else self.carriers.route(payload["phone_number"])
+        carrier = self.carriers.current().carriers.get(carrier_id) if carrier_id is not None else None
+        if carrier is None or not carrier.enabled:
+            return None
+        try:
+            plan = plan_for(payload["message"], encoding=payload.get("encoding"), flash=bool(payload.get("flash")))
+            submission = build_submission(
+                message_id=payload["id"], sender=payload["sender"], destination=payload["phone_number"], plan=plan,
+                receipt=payload["receipt"], concat_ref=concat_reference(payload["id"]),
+                concat_mode=carrier.concat_mode, wap_push=bool(payload.get("wap_push")),
+            )
+        except (UnencodableText, InvalidWapPush):
+            return None
+        return _Attempt(PayloadFacts.of(payload), carrier, plan.segments, submission)
 
     def _prepare(self, session: Session, message_id: str) -> _Attempt | Outcome:
         message = session.get(Message, message_id)
@@ -158,45 +241,80 @@ class DeliveryService:
             message.segments = plan.segments  # billing counts the planned parts
         if not submission.segments:
             return DONE  # every segment was acknowledged by an earlier attempt
-        return _Attempt(message.id, carrier, acked, submission)
+        return _Attempt(message, carrier, message.segments, submission)
 
-    def _throttle(self, attempt: _Attempt, interactive: bool) -> float:
-        rate = attempt.carrier.throughput
+    # --- 2. throttle and 3. submit -----------------------------------------------------------
+
+    def _submit(self, prepared: Prepared, interactive: bool) -> dict[str, Outcome]:
+        outcomes = {mid: item for mid, item in prepared.items() if isinstance(item, Outcome)}
+        by_carrier: dict[int, list[_Attempt]] = defaultdict(list)
+        for item in prepared.values():
+            if isinstance(item, _Attempt):
+                by_carrier[item.carrier.id].append(item)
+        answered: list[tuple[_Attempt, list[SegmentResult]]] = []
+        for attempts in by_carrier.values():
+            going, waits = self._throttle(attempts, interactive)
+            outcomes |= waits
+            if going:
+                results = self.connectors.for_carrier(going[0].carrier).submit_many([a.submission for a in going])
+                answered += zip(going, results)
+        if answered:
+            outcomes |= self._in_unit_of_work(lambda session: self._record(session, answered))
+        return outcomes
+
+    def _throttle(self, attempts: list[_Attempt], interactive: bool) -> tuple[list[_Attempt], dict[str, Outcome]]:
+        """The attempts the carrier's bucket lets go now, and when each other one may."""
+        carrier = attempts[0].carrier
+        rate = carrier.throughput
         if not rate:
-            return 0.0
+            return attempts, {}
         burst = max(rate, 10.0)
         reserve = 0.0 if interactive else int(burst * BULK_RESERVE_FRACTION)
-        cost = min(len(attempt.submission.segments), burst - reserve)
-        return self.store.take_carrier_token(attempt.carrier.id, rate, burst, cost=cost, reserve=reserve)
+        costs = [min(len(a.submission.segments), int(burst - reserve)) for a in attempts]
+        taken, wait = self.store.take_carrier_tokens(carrier.id, rate, burst, costs, reserve)
+        waits, ahead = {}, 0
+        for attempt, cost in zip(attempts[taken:], costs[taken:]):
+            waits[attempt.message.id] = Outcome(retry_in=wait + ahead / rate, reason="carrier throughput")
+            ahead += cost
+        return attempts[:taken], waits
 
-    def _record(self, session: Session, attempt: _Attempt, results: list[SegmentResult]) -> Outcome:
-        message = session.get(Message, attempt.message_id)
+    # --- 4. record ---------------------------------------------------------------------------
+
+    def _record(self, session: Session, answered: list[tuple[_Attempt, list[SegmentResult]]]) -> dict[str, Outcome]:
         now = self.clock()
-        accepted = [r for r in results if r.accepted]
-        self._remember_accepted(session, message, attempt.carrier.id, accepted, now,
-                                pdus=attempt.submission.segments[0].total)
-        failures = [r for r in results if not r.accepted]
-        if not failures:
-            return _all_submitted(session, message, [r.smsc_message_id for r in accepted], now)
-        return self._handle_failures(session, message, failures, now)
+        self._remember_accepted(session, answered, now)
+        submitted = [(attempt, results) for attempt, results in answered if all(r.accepted for r in results)]
+        _all_submitted(session, submitted, now)
+        outcomes = {attempt.message.id: DONE for attempt, _ in submitted}
+        for attempt, results in answered:
+            failures = [r for r in results if not r.accepted]
+            if failures:
+                message = session.get(Message, attempt.message.id)
+                outcomes[message.id] = self._handle_failures(session, message, failures, now)
+        return outcomes
 
-    def _remember_accepted(
-        self, session: Session, message: Message, carrier_id: int, accepted: list[SegmentResult], now: datetime,
-        pdus: int,
-    ) -> None:
-        if not accepted:
-            return
-        # Only segments without a row are ever submitted (acknowledged ones are skipped),
-        # so every acknowledgement is a new row. ``total`` counts submit_sm PDUs (one for
-        # message_payload), which is what receipts come back for.
-        session.add_all(
-            SegmentSubmit(message_id=message.id, seq=result.seq, total=pdus, carrier_id=carrier_id,
-                          state=MessageState.ACCEPTED, command_status=0, submitted_at=now,
-                          smsc_message_id=normalize_smsc_id(result.smsc_message_id or f"{message.id}:{result.seq}"))
-            for result in accepted
-        )
-        self.smsc_ids.remember(carrier_id, [(r.smsc_message_id, message.id, r.seq) for r in accepted
-                                            if r.smsc_message_id])
+    def _remember_accepted(self, session: Session, answered: list[tuple[_Attempt, list[SegmentResult]]],
+                           now: datetime) -> None:
+        """One ``segment_submits`` row per acknowledged segment (only segments without
+        one are ever submitted), and the SMSC ids in Redis for receipts. ``total``
+        counts submit_sm PDUs (one for message_payload): what receipts come back for."""
+        rows, by_carrier = [], defaultdict(list)
+        for attempt, results in answered:
+            pdus = attempt.submission.segments[0].total
+            for result in results:
+                if not result.accepted:
+                    continue
+                rows.append({"message_id": attempt.message.id, "seq": result.seq, "total": pdus,
+                             "carrier_id": attempt.carrier.id, "state": MessageState.ACCEPTED, "command_status": 0,
+                             "submitted_at": now, "updated_at": now,
+                             "smsc_message_id": normalize_smsc_id(result.smsc_message_id
+                                                                  or f"{attempt.message.id}:{result.seq}")})
+                if result.smsc_message_id:
+                    by_carrier[attempt.carrier.id].append((result.smsc_message_id, attempt.message.id, result.seq))
+        if rows:
+            session.execute(SegmentSubmit.__table__.insert(), rows)
+        for carrier_id, entries in by_carrier.items():
+            self.smsc_ids.remember(carrier_id, entries)
 
     def _handle_failures(self, session: Session, message: Message, failures: list[SegmentResult], now) -> Outcome:
         statuses = [classify(r.command_status) if r.command_status != CONNECTION_LOST else None for r in failures]
@@ -239,11 +357,18 @@ def _event(session: Session, message: Message, now: datetime, kind: str, *, stat
     session.add(MessageEvent(message_id=message.id, at=now, kind=kind, state=state, detail=detail))
 
 
-def _all_submitted(session: Session, message: Message, smsc_ids: list[str | None], now: datetime) -> Outcome:
-    _event(session, message, now, "submitted", state=MessageState.ACCEPTED, carrier=message.carrier_id,
-           segments=message.segments, smsc_ids=smsc_ids)
-    queue_dr_callback(session, message, MessageState.ACCEPTED, 0, now)
-    return DONE
+def _all_submitted(session: Session, submitted: list[tuple[_Attempt, list[SegmentResult]]], now: datetime) -> None:
+    """Every segment of these messages is with the SMSC: their ``submitted`` events and
+    DR callbacks of state 6, one statement each."""
+    if not submitted:
+        return
+    session.execute(MessageEvent.__table__.insert(), [
+        {"message_id": a.message.id, "at": now, "kind": "submitted", "state": MessageState.ACCEPTED,
+         "detail": {"carrier": a.carrier.id, "segments": a.segments,
+                    "smsc_ids": [r.smsc_message_id for r in results]}}
+        for a, results in submitted
+    ])
+    queue_dr_callbacks(session, [(a.message, MessageState.ACCEPTED, 0) for a, _ in submitted], now)
 
 
 def _reject(session: Session, message: Message, now: datetime, code: int, reason: str, **detail) -> Outcome:
@@ -256,4 +381,3 @@ def _reject(session: Session, message: Message, now: datetime, code: int, reason
         refund_if_prepaid(session, message.account_id, message.id, message.options.get("price"))
     log.info("message %s rejected (%s): %s", message.id, int(code), reason)
     return DONE
-

@@ -47,8 +47,6 @@ from sqlalchemy.orm import Session
 
 from app.adapters.redis_correlation import SmscIdIndex
 from app.db.models import (
-    Account,
-    Callback,
     Message,
     MessageEvent,
     MoMessage,
@@ -70,7 +68,7 @@ from app.domain.receipts import (
     state_from_stat,
 )
 from app.domain.states import MessageState
-from app.services.callback_outbox import _NEW_CALLBACKS, dr_fields, queue_mo_callback, wants_receipts
+from app.services.callback_outbox import queue_dr_callbacks, queue_mo_callback
 
 log = logging.getLogger(__name__)
 
@@ -371,33 +369,6 @@ def apply_receipts(session: Session, matched: Sequence[tuple[_Segment, Receipt]]
     if events:
         session.execute(insert(MessageEvent.__table__), events)
     queue_dr_callbacks(session, reports, now)
-
-
-def queue_dr_callbacks(session: Session, reports: Sequence[tuple[Any, MessageState, int]], now: datetime) -> None:
-    """``callback_outbox.queue_dr_callback`` for many messages at once (rows of
-    ``_MESSAGE_COLUMNS``, not ORM objects): one insert.
-    Callbacks of one call are ``created_at`` a microsecond apart in their order, so two
-    reports of one message in one batch keep their order in the outbox."""
-    wanted = [(m, state, code) for m, state, code in reports if wants_receipts(m)]
-    if not wanted:
-        return
-    accounts = {a.id: a for a in session.execute(
-        select(Account.id, Account.login, Account.dr_url, Account.callback_max_retries,
-               Account.callback_retry_interval).where(Account.id.in_({m.account_id for m, _, _ in wanted})))}
-    rows = []
-    for message, state, code in wanted:
-        account = accounts[message.account_id]
-        if not account.dr_url:
-            log.info("account %s has no DR URL; dr callback not queued", account.login)
-            continue
-        created = now + timedelta(microseconds=len(rows))
-        rows.append(dict(id=uuid.uuid4().hex, account_id=account.id, message_id=message.id, kind="dr",
-                         url=account.dr_url, fields=dr_fields(message, state, code), status="pending", attempts=0,
-                         max_retries=account.callback_max_retries, retry_interval=account.callback_retry_interval,
-                         created_at=created, next_attempt_at=created))
-    if rows:
-        session.execute(insert(Callback.__table__), rows)
-        session.info.setdefault(_NEW_CALLBACKS, []).extend(row["id"] for row in rows)
 
 
 def _receipt_record(incoming: ReceiptIn) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 Work per request, and nothing else (DESIGN.md): parse and validate (pure), look up
 the cached credential, authorize the sender, then one Redis round trip that claims
-the idempotency key, takes an account token and queues the task. The reply is the
+the idempotency key, takes an account token and queues the payload on its priority's
+MT list (:mod:`app.adapters.mt_queue`). The reply is the
 seed's ``result_code``; ``0`` means the message is durable in Redis and a worker
 will record it and carry it to a final state.
 
-The task carries the whole accepted request (it exists nowhere else yet); from the
-worker on, every stage passes only the message id.
+The payload carries the whole accepted request (it exists nowhere else yet); from
+the worker on, every stage passes only the message id.
 
 Controls shared with the bulk API (``docs/bulk.md``), answered with this API's codes:
 
@@ -33,7 +34,7 @@ from typing import Any
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.adapters.celery_wire import task_message
+from app.adapters import mt_queue
 from app.adapters.redis_scripts import Admission, RedisStore
 from app.domain.encoding import UnencodableText, plan_encoding
 from app.domain.mt_request import MtRequest, check_length, classify_sender, parse_mt_request
@@ -113,7 +114,8 @@ class SubmitService:
             rate=account.rate,
             burst=account.burst,
             queue=priority.queue,
-            task_message=task_message(priority.task_name, priority.queue, [payload], task_id=message_id),
+            item=mt_queue.item(payload),
+            drain=mt_queue.drain_message(priority.queue),
             phone_number=request.phone_number,
             price=price,
             prepaid=prepaid,
@@ -140,7 +142,7 @@ class SubmitService:
 def accepted_payload(
     message_id: str, account: AccountView, request: MtRequest, priority: str, accepted_at: float
 ) -> dict[str, Any]:
-    """The task argument: everything the worker needs to record the message.
+    """The queued payload: everything the worker needs to record the message.
 
     The keys after ``accepted_at`` are shared with the bulk API (``docs/bulk.md``);
     their values here mean "Genesys behaviour": automatic encoding, no flash, no WAP

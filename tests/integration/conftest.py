@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
+from app.adapters.redis_scripts import RedisKeys
 from app.cli import main
 from app.db.session import session_scope
 from app.domain.priorities import ALL_QUEUES
@@ -29,6 +32,18 @@ def queues(redis_client):
     redis_client.delete(*ALL_QUEUES)
     yield ALL_QUEUES
     redis_client.delete(*ALL_QUEUES)
+
+
+@pytest.fixture
+def queued(redis_client, key_prefix):
+    """``queued("mt.bulk")``: the accepted payloads waiting on that priority's MT list
+    (``app.adapters.mt_queue``), newest first."""
+    keys = RedisKeys(key_prefix)
+
+    def read(queue: str = "mt.bulk") -> list[dict]:
+        return [json.loads(raw) for raw in redis_client.lrange(keys.mt_pending(queue), 0, -1)]
+
+    return read
 
 
 @pytest.fixture

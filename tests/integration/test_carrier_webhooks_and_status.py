@@ -96,15 +96,15 @@ def record_one(gateway, client, message_id="st-1"):
     """Submit and record (as the worker does) without running a worker."""
     from datetime import datetime, timezone
 
-    from app.services.intake import record_accepted
-    from tests.integration.test_httpapi import queued, task_payload
-
-    assert submit(client, "POST", params(message_id=message_id)) == 0
     import redis
 
-    envelope = queued(redis.Redis.from_url(gateway.redis_url))[0]
+    from app.adapters.redis_scripts import RedisKeys
+    from app.services.intake import record_accepted
+
+    assert submit(client, "POST", params(message_id=message_id)) == 0
+    raw = redis.Redis.from_url(gateway.redis_url).lindex(RedisKeys(gateway.key_prefix).mt_pending("mt.bulk"), 0)
     with session_scope(gateway.database_url) as session:
-        record_accepted(session, task_payload(envelope), now=datetime.now(timezone.utc), route=lambda _n: 99901)
+        record_accepted(session, json.loads(raw), now=datetime.now(timezone.utc), route=lambda _n: 99901)
 
 
 def test_status_api_shows_the_message_and_its_timeline(gateway, client):

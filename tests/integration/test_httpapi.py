@@ -3,7 +3,6 @@ seed 000's "HTTP API Response" table, GET and POST, and what each leaves behind.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -49,14 +48,6 @@ def submit(client, method, data):
     return int(body.split("=", 1)[1])
 
 
-def queued(redis_client, queue="mt.bulk"):
-    return [json.loads(raw) for raw in redis_client.lrange(queue, 0, -1)]
-
-
-def task_payload(envelope):
-    return json.loads(base64.b64decode(envelope["body"]))[0][0]
-
-
 METHODS = pytest.mark.parametrize("method", ["GET", "POST"])
 
 # (case id, parameters, expected result_code): seed 000, "HTTP API Response" table.
@@ -95,9 +86,9 @@ CASES = [
 
 @METHODS
 @pytest.mark.parametrize("case,data,expected", CASES, ids=[c[0] for c in CASES])
-def test_result_codes(client, redis_client, method, case, data, expected):
+def test_result_codes(client, redis_client, method, case, data, expected, queued):
     assert submit(client, method, data) == expected
-    assert len(queued(redis_client)) + len(queued(redis_client, "mt.interactive")) == (1 if expected == 0 else 0)
+    assert len(queued()) + len(queued("mt.interactive")) == (1 if expected == 0 else 0)
 
 
 @METHODS
@@ -112,10 +103,10 @@ def test_rejected_request_leaves_no_claim_and_spends_no_token(gateway, redis_cli
 
 
 @METHODS
-def test_duplicate_message_id_is_7_and_queues_once(client, redis_client, method):
+def test_duplicate_message_id_is_7_and_queues_once(client, redis_client, method, queued):
     assert submit(client, method, params()) == 0
     assert submit(client, method, params(message="different text")) == 7
-    assert len(queued(redis_client)) == 1
+    assert len(queued()) == 1
 
 
 def test_message_ids_are_per_account(gateway, redis_client):
@@ -134,13 +125,13 @@ def test_throttled_when_over_the_account_rate(gateway, redis_client, method):
     assert redis_client.get(f"{gateway.key_prefix}idem:1:t2") is None
 
 
-def test_optional_message_id_account_needs_none(gateway, redis_client):
+def test_optional_message_id_account_needs_none(gateway, redis_client, queued):
     with session_scope(gateway.database_url) as session:
         svc.update_account(session, "acme", options=AccountOptions(message_id_optional=True))
     client = create_app(gateway).test_client()
     assert submit(client, "POST", params(message_id=None)) == 0
     assert submit(client, "POST", params(message_id=None)) == 0
-    assert len(queued(redis_client)) == 2
+    assert len(queued()) == 2
 
 
 def test_disabled_account_is_2(gateway):
@@ -159,26 +150,28 @@ def test_client_ip_outside_allowlist_is_2(gateway):
 
 
 @pytest.mark.parametrize("priority", ["INTERACTIVE", "INTERACTIVE_LOW", "BULK", "BULK_LOW"])
-def test_priority_selects_its_queue(client, redis_client, priority):
+def test_priority_selects_its_queue(client, redis_client, priority, queued):
     assert submit(client, "POST", params(priority=priority)) == 0
     queue = "mt." + priority.lower()
-    [envelope] = queued(redis_client, queue)
-    assert envelope["headers"]["task"] == "smsagg." + queue
-    assert envelope["properties"]["delivery_info"]["routing_key"] == queue
+    [payload] = queued(queue)
+    assert payload["priority"] == priority
+    [drain] = [json.loads(raw) for raw in redis_client.lrange(queue, 0, -1)]  # the Celery task that drains it
+    assert drain["headers"]["task"] == "smsagg." + queue
+    assert drain["properties"]["delivery_info"]["routing_key"] == queue
 
 
-def test_default_priority_is_the_accounts(gateway, redis_client):
+def test_default_priority_is_the_accounts(gateway, redis_client, queued):
     with session_scope(gateway.database_url) as session:
         svc.update_account(session, "acme", options=AccountOptions(priority="INTERACTIVE_LOW"))
     assert submit(create_app(gateway).test_client(), "POST", params()) == 0
-    assert len(queued(redis_client, "mt.interactive_low")) == 1
+    assert len(queued("mt.interactive_low")) == 1
 
 
-def test_queued_payload_carries_the_whole_request(client, redis_client):
+def test_queued_payload_carries_the_whole_request(client, redis_client, queued):
     data = params(receipt="true", app_id="a1", conversation_id="c9", carrier="99901", message="Grüße €",
                   **{"mms_attachment[0].content_type": "image/png", "mms_attachment[0].content": "iVBORw=="})
     assert submit(client, "POST", data) == 0
-    payload = task_payload(queued(redis_client)[0])
+    payload = queued()[0]
     assert payload["message"] == "Grüße €" and payload["receipt"] is True
     assert payload["app_id"] == "a1" and payload["conversation_id"] == "c9" and payload["carrier"] == 99901
     assert payload["attachments"] == [["image/png", "iVBORw=="]]
@@ -207,10 +200,10 @@ def test_oversize_body_is_8(gateway):
     assert response.status_code == 200 and response.get_data(as_text=True) == "result_code=8"
 
 
-def test_redis_unreachable_is_98_and_nothing_is_half_accepted(gateway, redis_client):
+def test_redis_unreachable_is_98_and_nothing_is_half_accepted(gateway, redis_client, queued):
     client = create_app(gateway.with_overrides(redis_url="redis://127.0.0.1:1/0")).test_client()
     assert submit(client, "POST", params()) == 98
-    assert queued(redis_client) == []
+    assert queued() == []
 
 
 def test_database_unreachable_is_98(gateway):
@@ -218,7 +211,7 @@ def test_database_unreachable_is_98(gateway):
     assert submit(create_app(broken).test_client(), "POST", params()) == 98
 
 
-def test_concurrent_submits_of_one_message_id_yield_exactly_one_0(gateway, redis_client):
+def test_concurrent_submits_of_one_message_id_yield_exactly_one_0(gateway, redis_client, queued):
     """Seed 000, "MT Retries": the id decides. 40 simultaneous submits over real
     sockets to a threaded server: exactly one 0, the rest 7."""
     import requests
@@ -240,7 +233,7 @@ def test_concurrent_submits_of_one_message_id_yield_exactly_one_0(gateway, redis
     finally:
         server.shutdown()
     assert sorted(answers) == ["result_code=0"] + ["result_code=7"] * 39
-    assert len(queued(redis_client)) == 1
+    assert len(queued()) == 1
 
 
 def test_healthz(client):

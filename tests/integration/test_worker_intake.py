@@ -8,6 +8,8 @@ import json
 
 from sqlalchemy import select
 
+from app.adapters import mt_queue
+from app.adapters.redis_scripts import RedisKeys
 from app.db.models import Message, MessageEvent, MessagePart
 from app.db.session import session_scope
 from app.domain.states import MessageState
@@ -53,13 +55,15 @@ def test_worker_records_messages_from_every_priority_queue(gateway, client, tmp_
     assert [p.content_type for p in sorted(parts, key=lambda p: p.position)][:2] == ["application/smil", "text/plain; charset=utf-8"]
 
 
-def test_redelivered_task_records_nothing_twice(gateway, client, tmp_path, redis_client):
+def test_a_payload_handled_twice_is_recorded_once(gateway, client, tmp_path, redis_client):
     assert submit(client, "POST", params(message_id="twice")) == 0
-    envelope = redis_client.lindex("mt.bulk", 0)
-    redis_client.lpush("mt.bulk", envelope)  # what acks_late redelivery looks like
+    pending = RedisKeys(gateway.key_prefix).mt_pending("mt.bulk")
+    payload = redis_client.lindex(pending, 0)
+    redis_client.lpush(pending, payload)  # what a batch put back by the sweeper after all looks like
+    redis_client.lpush("mt.bulk", mt_queue.drain_message("mt.bulk"))
     log = tmp_path / "worker.log"
     with running(["worker", "--queues", "mt.bulk"], gateway, log, ready=worker_ready(log)):
-        wait_until(lambda: log.read_bytes().count(b"retry: Retry in") + log.read_bytes().count(b"succeeded") >= 2)
+        wait_until(lambda: log.read_bytes().count(b"smsagg.mt.bulk[") >= 4)  # two drains received and done
     message, events, _ = recorded(gateway.database_url, "twice")
     assert events.count("accepted") == 1 and events.count("routed") == 1
-    assert json.loads(envelope)["headers"]["id"] == message.id
+    assert json.loads(payload)["id"] == message.id

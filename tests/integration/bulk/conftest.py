@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.adapters.redis_scripts import BulkStore
+from app.adapters.redis_scripts import BulkStore, RedisKeys
 from app.db.session import session_scope
 from app.services import accounts as svc
 from app.web import create_app
@@ -64,13 +64,23 @@ def codes(body: str) -> list[int]:
     return [code for code, _, _ in entries(body)]
 
 
-def queued_tasks(redis_client, queue: str = "mt.bulk") -> list[tuple[str, list]]:
-    """(task name, args) of every task message on ``queue``, oldest first."""
-    result = []
-    for raw in reversed(redis_client.lrange(queue, 0, -1)):
-        envelope = json.loads(raw)
-        result.append((envelope["headers"]["task"], json.loads(base64.b64decode(envelope["body"]))[0]))
-    return result
+@pytest.fixture
+def queued_tasks(redis_client, key_prefix):
+    """``queued_tasks()``: what waits for the bulk workers, oldest first, as (task name,
+    args): the task messages on ``mt.bulk`` (without the drain tasks), then each payload
+    on its MT list as the ``smsagg.mt.bulk`` drain will take it: ("smsagg.mt.bulk", [payload])."""
+    pending = RedisKeys(key_prefix).mt_pending("mt.bulk")
+
+    def read() -> list[tuple[str, list]]:
+        result = []
+        for raw in reversed(redis_client.lrange("mt.bulk", 0, -1)):
+            envelope = json.loads(raw)
+            if envelope["headers"]["task"] != "smsagg.mt.bulk":
+                result.append((envelope["headers"]["task"], json.loads(base64.b64decode(envelope["body"]))[0]))
+        result += [("smsagg.mt.bulk", [json.loads(raw)]) for raw in reversed(redis_client.lrange(pending, 0, -1))]
+        return result
+
+    return read
 
 
 METHODS = pytest.mark.parametrize("method", ["GET", "POST"])

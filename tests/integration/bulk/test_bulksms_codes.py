@@ -19,7 +19,14 @@ from app.db.models import Account
 from app.db.session import session_scope
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
-from tests.integration.bulk.conftest import METHODS, account_id, call, codes, entries, params, queued_tasks
+from tests.integration.bulk.conftest import (
+    METHODS,
+    account_id,
+    call,
+    codes,
+    entries,
+    params,
+)
 
 BULK = "/bulksms/bulksms"
 MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
@@ -27,7 +34,8 @@ MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 def nothing_left(redis_client, bulk_store) -> bool:
     batches = list(redis_client.scan_iter(match=bulk_store.keys.prefix + "batch:*"))
-    return redis_client.llen("mt.bulk") == 0 and not batches
+    queued = redis_client.llen("mt.bulk") + redis_client.llen(bulk_store.keys.mt_pending("mt.bulk"))
+    return queued == 0 and not batches
 
 
 # (case id, parameters, expected whole-request code): seed 001 table rows 2-9 (1702-1709).
@@ -89,11 +97,11 @@ def test_garbled_percent_encoding_blames_its_parameter(bulk_client, redis_client
 
 
 @METHODS
-def test_1701_single_destination_is_queued_with_its_message_id(bulk_client, redis_client, gateway, method):
+def test_1701_single_destination_is_queued_with_its_message_id(bulk_client, redis_client, gateway, method, queued_tasks):
     """Row 1: ``1701|<CELL_NO>|<MESSAGE ID>``; the message id is smsagg's own (the task id)."""
     [(code, destination, message_id)] = entries(call(bulk_client, method, BULK, params(destination="+12025550100")))
     assert (code, destination) == (1701, "+12025550100") and MESSAGE_ID.fullmatch(message_id)
-    [(task, [payload])] = queued_tasks(redis_client)
+    [(task, [payload])] = queued_tasks()
     assert task == "smsagg.mt.bulk"
     assert payload["id"] == message_id and payload["phone_number"] == "12025550100"
     assert payload["api"] == "bulk" and payload["batch_id"] is None and payload["price"] == 0
@@ -103,7 +111,7 @@ def test_1701_single_destination_is_queued_with_its_message_id(bulk_client, redi
 
 
 @METHODS
-def test_mixed_destination_list_answers_each_in_request_order(bulk_client, redis_client, bulk_store, gateway, method):
+def test_mixed_destination_list_answers_each_in_request_order(bulk_client, redis_client, bulk_store, gateway, method, queued_tasks):
     """Rows 1, 6, 13, 15, 16: each destination succeeds or fails on its own, in request order."""
     with session_scope(gateway.database_url) as session:
         compliance.dnd_add(session, bulk_store, ["447700900001"])
@@ -115,7 +123,7 @@ def test_mixed_destination_list_answers_each_in_request_order(bulk_client, redis
     assert [d for _, d, _ in result] == destinations.split(",")
     assert all(MESSAGE_ID.fullmatch(m) for c, _, m in result if c == 1701)
     assert all(m == "" for c, _, m in result if c != 1701)
-    [(task, [batch_id])] = queued_tasks(redis_client)
+    [(task, [batch_id])] = queued_tasks()
     assert task == "smsagg.bulk.fanout" and result[0][2].startswith(batch_id)
 
 
@@ -141,23 +149,23 @@ def test_1042_after_an_mo_stop_and_1701_after_start(bulk_client, bulk_store, gat
 
 
 @METHODS
-def test_1732_destination_on_the_dnd_registry(bulk_client, redis_client, bulk_store, gateway, method):
+def test_1732_destination_on_the_dnd_registry(bulk_client, redis_client, bulk_store, gateway, method, queued_tasks):
     """Row 13: the operator's DND registry refuses the destination for every account."""
     with session_scope(gateway.database_url) as session:
         compliance.dnd_add(session, bulk_store, ["+12025550100"])
     assert call(bulk_client, method, BULK, params()) == "1732|12025550100|"
-    assert redis_client.llen("mt.bulk") == 0
+    assert queued_tasks() == []
 
 
 @METHODS
-def test_1028_spam_rule(bulk_client, redis_client, gateway, method):
+def test_1028_spam_rule(bulk_client, redis_client, gateway, method, queued_tasks):
     """Row 14: a text matching a spam rule (phrase, any case; or a regex) is refused whole."""
     with session_scope(gateway.database_url) as session:
         compliance.spam_add(session, "free money", is_regex=False)
         compliance.spam_add(session, r"win\s+\d+\s*USD", is_regex=True)
     assert call(bulk_client, method, BULK, params(message="Get FREE Money now")) == "1028||"
     assert call(bulk_client, method, BULK, params(message="You win 500 usd")) == "1028||"
-    assert redis_client.llen("mt.bulk") == 0
+    assert queued_tasks() == []
     assert codes(call(bulk_client, method, BULK, params(message="Your order shipped"))) == [1701]
 
 
@@ -199,16 +207,16 @@ def _prepaid(gateway, bulk_store, amount_units: int) -> int:
 
 
 @METHODS
-def test_1725_insufficient_credit_refuses_the_whole_request(bulk_client, redis_client, bulk_store, gateway, method):
+def test_1725_insufficient_credit_refuses_the_whole_request(bulk_client, redis_client, bulk_store, gateway, method, queued_tasks):
     """Row 11: the balance covers one message but not two: both 1725, nothing charged or queued;
     one destination goes through and is debited (default price: 1 credit per segment)."""
     acme = _prepaid(gateway, bulk_store, 10_000)
     assert call(bulk_client, method, BULK, params(destination="12025550100,12025550101")) == \
         "1725|12025550100|,1725|12025550101|"
-    assert credit.balance(bulk_store, acme) == 10_000 and redis_client.llen("mt.bulk") == 0
+    assert credit.balance(bulk_store, acme) == 10_000 and queued_tasks() == []
     [(code, _, _)] = entries(call(bulk_client, method, BULK, params()))
     assert code == 1701 and credit.balance(bulk_store, acme) == 0
-    [(_, [payload])] = queued_tasks(redis_client)
+    [(_, [payload])] = queued_tasks()
     assert payload["price"] == 10_000
     assert codes(call(bulk_client, method, BULK, params(destination="12025550101"))) == [1725]
 
@@ -269,7 +277,7 @@ class _AnswerSwallowingProxy:
 
 
 @METHODS
-def test_1715_answer_lost_outcome_unknown(bulk_app, redis_client, bulk_store, gateway, method):
+def test_1715_answer_lost_outcome_unknown(bulk_app, redis_client, bulk_store, gateway, method, queued_tasks):
     """Row 12 (and the seed's note "do NOT re-submit"): Redis got the request but no answer
     came back, nor to the follow-up: 1715. And indeed the batch WAS queued, exactly once,
     so a resubmission would have duplicated it."""
@@ -287,11 +295,11 @@ def test_1715_answer_lost_outcome_unknown(bulk_app, redis_client, bulk_store, ga
     assert body == "1715||"
     wait = __import__("tests.integration.workers", fromlist=["wait_until"]).wait_until
     wait(lambda: redis_client.llen("mt.bulk") == 1, timeout=5)
-    assert [t for t, _ in queued_tasks(redis_client)] == ["smsagg.bulk.fanout"]
+    assert [t for t, _ in queued_tasks()] == ["smsagg.bulk.fanout"]
 
 
 @METHODS
-def test_type_4_wap_push_and_the_other_types_carry_their_encoding(bulk_client, redis_client, method):
+def test_type_4_wap_push_and_the_other_types_carry_their_encoding(bulk_client, redis_client, method, queued_tasks):
     """Type table: each type reaches the task as encoding / flash / wap_push."""
     expected = {"0": ("gsm7", False, False), "1": ("gsm7", True, False), "2": ("ucs2", False, False),
                 "4": (None, False, True), "5": ("latin1", False, False), "6": ("ucs2", True, False),
@@ -299,12 +307,12 @@ def test_type_4_wap_push_and_the_other_types_carry_their_encoding(bulk_client, r
     for index, (message_type, keys) in enumerate(expected.items()):
         text = "http://example.com/offer Spring sale" if message_type == "4" else f"Hello {index}"
         assert codes(call(bulk_client, method, BULK, params(type=message_type, message=text))) == [1701]
-        _, [payload] = queued_tasks(redis_client)[-1]
+        _, [payload] = queued_tasks()[-1]
         assert (payload["encoding"], payload["flash"], payload["wap_push"]) == keys
         assert payload["message_type"] == int(message_type)
 
 
-def test_post_takes_a_long_destination_list_and_answers_fast(bulk_client, redis_client):
+def test_post_takes_a_long_destination_list_and_answers_fast(bulk_client, redis_client, queued_tasks):
     """POST for long lists: 10,000 destinations, one fan-out task, every entry 1701."""
     import time
 
@@ -315,7 +323,7 @@ def test_post_takes_a_long_destination_list_and_answers_fast(bulk_client, redis_
     result = entries(body)
     assert len(result) == 10_000 and {c for c, _, _ in result} == {1701}
     assert [d for _, d, _ in result] == numbers
-    assert [t for t, _ in queued_tasks(redis_client)] == ["smsagg.bulk.fanout"]
+    assert [t for t, _ in queued_tasks()] == ["smsagg.bulk.fanout"]
     assert elapsed < 1.0, f"{elapsed:.3f}s"
 
 

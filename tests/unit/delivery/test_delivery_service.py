@@ -3,56 +3,34 @@ segments, idempotent retries, throttling, the error-class table and failover."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
-import fakeredis
-import pytest
 from sqlalchemy import select
 
 from app.adapters.redis_correlation import SmscIdIndex
-from app.adapters.redis_scripts import RedisStore
 from app.connectors.base import CONNECTION_LOST
-from app.connectors.loop import BackgroundLoop
-from app.connectors.memory import InMemoryConnector
 from app.db.models import Callback, Carrier, Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
 from app.domain.states import MessageState
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
-from app.services.carriers import CarrierDirectory, ConnectorRegistry
-from app.services.delivery import MAX_TRANSIENT_ATTEMPTS, DeliveryService
+from app.services.carriers import CarrierDirectory
+from app.services.delivery import MAX_TRANSIENT_ATTEMPTS
 from app.services.intake import record_accepted
-
-
-@pytest.fixture
-def world(database_url):
-    with session_scope(database_url) as session:
-        svc.create_account(session, "acme", "pw", senders=("99222",), options=AccountOptions(), default_max_length=2000)
-        svc.add_carrier(session, 1, "primary", connector="http", settings={"url": "http://x"}, throughput=None)
-        svc.add_carrier(session, 2, "backup", connector="http", settings={"url": "http://y"}, throughput=None)
-        svc.add_route(session, "44", 1, position=0)
-        svc.add_route(session, "44", 2, position=1)
-    client = fakeredis.FakeRedis()
-    store = RedisStore(client, "t:")
-    carriers = CarrierDirectory(database_url, refresh_seconds=0)
-    registry = ConnectorRegistry(BackgroundLoop())
-    connectors = {1: InMemoryConnector(), 2: InMemoryConnector()}
-    for carrier_id, connector in connectors.items():
-        registry.install(carrier_id, carriers.current().carriers[carrier_id], connector)
-    service = DeliveryService(database_url, store, SmscIdIndex(client, "t:"), carriers, registry)
-    return database_url, service, connectors, store
+from tests.unit.delivery.conftest import make_payload
 
 
 def accept(database_url, message_id="m1", text="Hello", carriers=None, **extra):
     carriers = carriers or CarrierDirectory(database_url, refresh_seconds=0)
-    payload = {"id": message_id, "account_id": 1, "client_message_id": message_id,
-               "phone_number": extra.pop("phone_number", "447700900123"),
-               "sender": "99222", "message": text, "carrier": None, "receipt": True, "app_id": None,
-               "conversation_id": None, "priority": "BULK", "attachments": [], "accepted_at": time.time(), **extra}
+    payload = make_payload(message_id, text, **extra)
     with session_scope(database_url) as session:
         record_accepted(session, payload, now=datetime.now(timezone.utc), route=carriers.route)
     return message_id
+
+
+def deliver(service, message_id):
+    """One more attempt for one recorded message (a ``deliver`` task of one id)."""
+    return service.deliver_batch([message_id], interactive=False)[message_id]
 
 
 def message(database_url, message_id="m1"):
@@ -68,7 +46,7 @@ def message(database_url, message_id="m1"):
 def test_single_segment_goes_en_route_with_its_smsc_id(world):
     database_url, service, connectors, store = world
     accept(database_url)
-    assert service.deliver("m1", interactive=False).retry_in is None
+    assert deliver(service, "m1").retry_in is None
     found, events, submits = message(database_url)
     assert found.state == MessageState.ACCEPTED and found.segments == 1 and found.carrier_id == 1
     assert events == ["accepted", "routed", "submitted"]
@@ -81,7 +59,7 @@ def test_single_segment_goes_en_route_with_its_smsc_id(world):
 def test_long_message_is_three_udh_segments_with_one_reference(world):
     database_url, service, connectors, _ = world
     accept(database_url, text="x" * 400)
-    service.deliver("m1", interactive=False)
+    deliver(service, "m1")
     segments = connectors[1].submissions[0].segments
     assert [s.seq for s in segments] == [1, 2, 3]
     assert len({s.short_message[3] for s in segments}) == 1  # one concatenation reference
@@ -93,10 +71,10 @@ def test_retry_never_resubmits_an_acknowledged_segment(world):
     database_url, service, connectors, _ = world
     connectors[1]._statuses.extend([0, 0x08, 0])  # segment 2 hits a transient system error
     accept(database_url, text="y" * 400)
-    first = service.deliver("m1", interactive=False)
+    first = deliver(service, "m1")
     assert first.retry_in == 1.0
     assert message(database_url)[0].state == MessageState.ACCEPTED
-    service.deliver("m1", interactive=False)
+    deliver(service, "m1")
     second = connectors[1].submissions[1]
     assert [s.seq for s in second.segments] == [2]
     found, events, submits = message(database_url)
@@ -107,8 +85,8 @@ def test_retry_never_resubmits_an_acknowledged_segment(world):
 def test_redelivered_task_after_success_sends_nothing(world):
     database_url, service, connectors, _ = world
     accept(database_url)
-    service.deliver("m1", interactive=False)
-    service.deliver("m1", interactive=False)
+    deliver(service, "m1")
+    deliver(service, "m1")
     assert len(connectors[1].submissions) == 1
 
 
@@ -116,7 +94,7 @@ def test_permanent_error_rejects_with_the_mapped_result_code(world):
     database_url, service, connectors, _ = world
     connectors[1]._statuses.append(0x0B)  # ESME_RINVDSTADR
     accept(database_url)
-    assert service.deliver("m1", interactive=False).retry_in is None
+    assert deliver(service, "m1").retry_in is None
     found, events, _ = message(database_url)
     assert found.state == MessageState.REJECTED and found.result_code == 1
     assert events[-1] == "rejected"
@@ -126,7 +104,7 @@ def test_throttled_answer_retries_without_counting_an_attempt(world):
     database_url, service, connectors, _ = world
     connectors[1]._statuses.append(0x58)
     accept(database_url)
-    assert service.deliver("m1", interactive=False).retry_in == 1.0
+    assert deliver(service, "m1").retry_in == 1.0
     assert message(database_url)[0].submit_attempts == 0
 
 
@@ -134,9 +112,9 @@ def test_carrier_that_keeps_failing_fails_over_to_the_next(world):
     database_url, service, connectors, _ = world
     connectors[1]._statuses.extend([CONNECTION_LOST] * MAX_TRANSIENT_ATTEMPTS)
     accept(database_url)
-    outcomes = [service.deliver("m1", interactive=False) for _ in range(MAX_TRANSIENT_ATTEMPTS)]
+    outcomes = [deliver(service, "m1") for _ in range(MAX_TRANSIENT_ATTEMPTS)]
     assert outcomes[-1].retry_in == 0.0 and outcomes[-1].reason == "failover"
-    service.deliver("m1", interactive=False)
+    deliver(service, "m1")
     found, events, submits = message(database_url)
     assert found.carrier_id == 2 and events[-1] == "submitted"
     assert "failover" in events and len(connectors[2].submissions) == 1
@@ -147,7 +125,7 @@ def test_trusted_carrier_is_never_swapped(world):
     connectors[1]._statuses.extend([CONNECTION_LOST] * MAX_TRANSIENT_ATTEMPTS)
     accept(database_url, carrier=1)
     for _ in range(MAX_TRANSIENT_ATTEMPTS):
-        service.deliver("m1", interactive=False)
+        deliver(service, "m1")
     found, events, _ = message(database_url)
     assert found.state == MessageState.REJECTED and found.result_code == 98
     assert connectors[2].submissions == []
@@ -160,9 +138,9 @@ def test_carrier_bucket_throttles_with_the_computed_wait(world):
     service.connectors.install(1, service.carriers.current().carriers[1], connectors[1])
     accept(database_url, "a")
     accept(database_url, "b", text="z" * 2000)  # 14 segments, more than the bucket holds
-    assert service.deliver("a", interactive=False).retry_in is None
+    assert deliver(service, "a").retry_in is None
     store.take_carrier_token(1, 1.0, 10.0, cost=9)  # other workers drained the rest
-    outcome = service.deliver("b", interactive=False)
+    outcome = deliver(service, "b")
     assert outcome.retry_in is not None and 8 < outcome.retry_in <= 10
     assert message(database_url, "b")[0].state == MessageState.ACCEPTED
 
@@ -170,7 +148,7 @@ def test_carrier_bucket_throttles_with_the_computed_wait(world):
 def test_unencodable_text_for_a_requested_encoding_is_rejected(world):
     database_url, service, _, _ = world
     accept(database_url, text="中文", encoding="latin1")
-    service.deliver("m1", interactive=False)
+    deliver(service, "m1")
     found = message(database_url)[0]
     assert found.state == MessageState.REJECTED and found.result_code == 99
 
@@ -185,7 +163,7 @@ def test_message_with_no_route_is_rejected_with_code_3_and_reported(world):
     with session_scope(database_url) as session:
         [callback] = session.scalars(select(Callback)).all()
         assert dict(callback.fields)["message_state"] == "8" and dict(callback.fields)["result_code"] == "3"
-    assert service.deliver("m1", interactive=False).retry_in is None and connectors[1].submissions == []
+    assert deliver(service, "m1").retry_in is None and connectors[1].submissions == []
 
 
 def test_every_state_change_report_is_queued_for_receipt_messages(world):
@@ -193,7 +171,7 @@ def test_every_state_change_report_is_queued_for_receipt_messages(world):
     with session_scope(database_url) as session:
         svc.update_account(session, "acme", options=AccountOptions(dr_url="https://client.example/dr"))
     accept(database_url)
-    service.deliver("m1", interactive=False)
+    deliver(service, "m1")
     with session_scope(database_url) as session:
         [callback] = session.scalars(select(Callback)).all()
         assert dict(callback.fields) == {"type": "receipt", "message_id": "m1", "message_state": "6",

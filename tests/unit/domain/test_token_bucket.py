@@ -45,14 +45,18 @@ def store() -> RedisStore:
 
 def admit(s: RedisStore, client_id: str | None, *, rate=None, burst=None, message_id="m"):
     return s.admit(account_id=1, client_message_id=client_id, message_id=message_id, claim_ttl_seconds=60,
-                   rate=rate, burst=burst, queue="q", task_message="task")
+                   rate=rate, burst=burst, queue="q", item="payload", drain="drain")
+
+
+def queued(s: RedisStore) -> int:
+    return s.client.llen(s.keys.mt_pending("q"))
 
 
 def test_lua_admits_burst_then_throttles_like_the_python():
     s = store()
     outcomes = [admit(s, f"id{i}", rate=1, burst=3).outcome for i in range(4)]
     assert outcomes == [Admission.QUEUED] * 3 + [Admission.THROTTLED]
-    assert s.client.llen("q") == 3
+    assert queued(s) == 3
 
 
 def test_lua_throttled_request_leaves_no_claim():
@@ -69,7 +73,7 @@ def test_lua_duplicate_spends_no_token_and_queues_nothing():
     duplicate = admit(s, "a", rate=1, burst=2, message_id="second")
     assert duplicate.outcome is Admission.DUPLICATE and duplicate.existing_message_id == "first"
     assert admit(s, "b", rate=1, burst=2).outcome is Admission.QUEUED  # the second token was still there
-    assert s.client.llen("q") == 2
+    assert queued(s) == 2
 
 
 def test_lua_without_message_id_claims_nothing():
@@ -106,3 +110,17 @@ def test_lua_carrier_reserve_matches_the_python():
     assert s.take_carrier_token(9, rate=1, burst=3, reserve=1) == 0
     assert s.take_carrier_token(9, rate=1, burst=3, reserve=1) > 0  # bulk must leave one
     assert s.take_carrier_token(9, rate=1, burst=3) == 0  # interactive takes the last one
+
+
+def test_lua_takes_for_as_many_messages_as_the_bucket_holds_in_order():
+    s = store()
+    taken, wait = s.take_carrier_tokens(5, rate=2, burst=5, costs=[1, 3, 2, 1])
+    assert taken == 2  # 1 + 3 of 5; the third (2) does not fit, the fourth must not jump the queue
+    assert 0.4 < wait <= 0.5  # (2 - 1) / 2 tokens per second
+
+
+def test_lua_take_many_respects_the_reserve_and_takes_all_when_it_can():
+    s = store()
+    assert s.take_carrier_tokens(6, rate=1, burst=4, costs=[1, 1, 1, 1], reserve=1)[0] == 3
+    assert s.take_carrier_tokens(7, rate=1, burst=4, costs=[1, 1]) == (2, 0)
+    assert s.take_carrier_tokens(8, rate=0, burst=4, costs=[9, 9]) == (2, 0)  # no limit

@@ -1,0 +1,124 @@
+"""The MT stage a batch at a time (``DeliveryService.process_batch``): the set-based
+path writes the same rows as the one-at-a-time path, a batch handled twice changes
+nothing twice, the odd message in a batch takes the slow path without holding up the
+rest, and a carrier's bucket lets through what it holds and paces the others."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.adapters.redis_correlation import SmscIdIndex
+from app.db.models import Callback, Carrier, Message, MessageEvent, SegmentSubmit
+from app.db.session import session_scope
+from app.domain.states import MessageState
+from app.services import accounts as svc
+from app.services.accounts import AccountOptions
+from app.services.delivery import BULK_RESERVE_FRACTION
+from tests.unit.delivery.conftest import make_payload
+
+
+def with_dr_url(database_url):
+    with session_scope(database_url) as session:
+        svc.update_account(session, "acme", options=AccountOptions(dr_url="https://client.example/dr"))
+
+
+def rows(database_url, model, **where):
+    with session_scope(database_url) as session:
+        query = select(model)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        return session.scalars(query).all()
+
+
+def events(database_url, message_id):
+    return [e.kind for e in rows(database_url, MessageEvent, message_id=message_id)]
+
+
+def test_a_batch_is_recorded_submitted_and_reported_like_single_messages(world):
+    database_url, service, connectors, store = world
+    with_dr_url(database_url)
+    batch = [make_payload("a"), make_payload("b", text="x" * 400, receipt=False), make_payload("c", app_id="app-7")]
+    outcomes = service.process_batch(batch, interactive=False)
+    assert outcomes == {"a": outcomes["a"], "b": outcomes["b"], "c": outcomes["c"]}
+    assert all(o.retry_in is None for o in outcomes.values())
+    messages = {m.id: m for m in rows(database_url, Message)}
+    assert {mid: (m.state, m.segments) for mid, m in messages.items()} == {
+        "a": (MessageState.ACCEPTED, 1), "b": (MessageState.ACCEPTED, 3), "c": (MessageState.ACCEPTED, 1)}
+    assert {m.carrier_id for m in messages.values()} == {1, 2}  # route 44: round robin over carriers 1 and 2
+    assert messages["c"].app_id == "app-7" and messages["a"].receipt and not messages["b"].receipt
+    assert all(events(database_url, mid) == ["accepted", "routed", "submitted"] for mid in "abc")
+    assert [s.seq for s in rows(database_url, SegmentSubmit, message_id="b")] == [1, 2, 3]
+    assert len(connectors[1].submissions) + len(connectors[2].submissions) == 3
+    # DR callbacks of state 6 only for receipt=TRUE (seed 000, "Receiving a Delivery Receipt")
+    callbacks = {c.message_id: dict(c.fields) for c in rows(database_url, Callback)}
+    assert set(callbacks) == {"a", "c"}
+    assert callbacks["c"] == {"type": "receipt", "message_id": "c", "message_state": "6", "result_code": "0",
+                              "app_id": "app-7"}
+    [segment] = rows(database_url, SegmentSubmit, message_id="a")
+    assert SmscIdIndex(store.client, "t:").lookup(segment.carrier_id, segment.smsc_message_id) == ("a", 1)
+
+
+def test_committed_callbacks_are_handed_on_after_the_batch(world):
+    database_url, service, _, _ = world
+    with_dr_url(database_url)
+    handed = []
+    service.notify = handed.extend
+    service.process_batch([make_payload("a"), make_payload("b")], interactive=False)
+    assert sorted(handed) == sorted(c.id for c in rows(database_url, Callback))
+
+
+def test_a_batch_handled_twice_submits_and_records_nothing_twice(world):
+    database_url, service, connectors, _ = world
+    with_dr_url(database_url)
+    batch = [make_payload("a"), make_payload("b")]
+    service.process_batch(batch, interactive=False)
+    again = service.process_batch(batch, interactive=False)  # a retried or redelivered drain task
+    assert all(o.retry_in is None for o in again.values())
+    assert len(connectors[1].submissions) + len(connectors[2].submissions) == 2
+    with session_scope(database_url) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 2
+        assert session.scalar(select(func.count()).select_from(Callback)) == 2
+
+
+def test_odd_messages_take_the_slow_path_and_the_rest_still_goes(world):
+    database_url, service, connectors, _ = world
+    batch = [
+        make_payload("plain"),
+        make_payload("no-route", phone_number="12025550100"),  # only 44 is routed
+        make_payload("latin", text="中文", encoding="latin1"),
+        make_payload("mms", attachments=[["image/png", "iVBORw0KGgo="]]),
+    ]
+    service.process_batch(batch, interactive=False)
+    messages = {m.id: m for m in rows(database_url, Message)}
+    assert set(messages) == {"plain", "no-route", "latin", "mms"}
+    assert (messages["no-route"].state, messages["no-route"].result_code) == (MessageState.REJECTED, 3)
+    assert (messages["latin"].state, messages["latin"].result_code) == (MessageState.REJECTED, 99)
+    assert events(database_url, "plain") == ["accepted", "routed", "submitted"]
+    assert "plain" in {s.message_id for c in connectors.values() for s in c.submissions}
+
+
+def test_a_reused_client_message_id_leaves_only_that_message_out(world, caplog):
+    database_url, service, connectors, _ = world
+    service.process_batch([make_payload("first", client_message_id="dup")], interactive=False)
+    batch = [make_payload("x"), make_payload("second", client_message_id="dup"), make_payload("y")]
+    outcomes = service.process_batch(batch, interactive=False)  # "dup" outlived its Redis claim
+    assert {m.id for m in rows(database_url, Message)} == {"first", "x", "y"}
+    assert all(o.retry_in is None for o in outcomes.values())
+    assert sorted(s.message_id for c in connectors.values() for s in c.submissions) == ["first", "x", "y"]
+    assert "past its claim TTL" in caplog.text
+
+
+def test_the_carrier_bucket_lets_through_what_it_holds_and_paces_the_rest(world):
+    database_url, service, connectors, _ = world
+    with session_scope(database_url) as session:
+        session.get(Carrier, 1).throughput = 2.0  # burst 10; bulk leaves a reserve of 1
+    service.connectors.install(1, service.carriers.current().carriers[1], connectors[1])
+    outcomes = service.process_batch([make_payload(f"m{i}", carrier=1) for i in range(14)], interactive=False)
+    sent = int(10 - 10 * BULK_RESERVE_FRACTION)
+    assert [o.retry_in is None for o in outcomes.values()].count(True) == sent == len(connectors[1].submissions)
+    waits = [outcomes[f"m{i}"].retry_in for i in range(sent, 14)]
+    assert waits == sorted(waits) and 0 < waits[0] <= 0.5
+    assert [round(b - a, 3) for a, b in zip(waits, waits[1:])] == [0.5] * (len(waits) - 1)  # 1 token / 2 per s
+    assert all(m.state == MessageState.ACCEPTED for m in rows(database_url, Message))
+    later = service.deliver_batch([f"m{i}" for i in range(sent, 14)], interactive=True)  # interactive: no reserve
+    assert sum(o.retry_in is None for o in later.values()) >= 1
