@@ -14,17 +14,25 @@ from workers.services import worker_services
 from workers.base import SmsaggTask
 
 
-def _in_unit_of_work(work) -> None:
+HELD_RECHECK_SECONDS = 1.0
+"""A receipt that overtook its submit_sm_resp is tried again this soon (the MT stage
+commits its batch within about a second), not only at beat's next rematch."""
+
+
+def _in_unit_of_work(work):
     services = worker_services()
     with session_scope(services.settings.database_url) as session:
-        work(services, session, datetime.now(timezone.utc))
+        result = work(services, session, datetime.now(timezone.utc))
         callbacks = take_new_callbacks(session)
     services.notify_callbacks(callbacks)
+    return result
 
 
 @celery.task(name="smsagg.inbound.batch", base=SmsaggTask, queue=INBOUND_QUEUE)
 def inbound_batch(items: list[dict]) -> None:
-    _in_unit_of_work(lambda services, session, now: process_items(services.inbound, session, items, now))
+    held = _in_unit_of_work(lambda services, session, now: process_items(services.inbound, session, items, now))
+    if held:
+        rematch_receipts.apply_async(countdown=HELD_RECHECK_SECONDS)
 
 
 @celery.task(name="smsagg.inbound.rematch", base=SmsaggTask, queue=INBOUND_QUEUE)

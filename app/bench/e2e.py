@@ -111,6 +111,7 @@ def _start_gateway(gw: BenchGateway) -> tuple[str, str]:
     env = {"SMSAGG_ALLOW_PRIVATE_CALLBACKS": "1"}
     gw.start("web", "--port", str(web_port), "--workers", "2", "--threads", "8", **env)
     worker_env = {**env, "SMSAGG_LOG_LEVEL": "INFO"}  # Celery says " ready." at INFO
+    gw.start("beat", **worker_env)  # re-matches held receipts, sweeps, as in `smsagg up`
     workers = [
         gw.start("worker", "--queues", "mt.interactive,mt.interactive_low", "--pool", "threads", "--concurrency", "10",
                  **worker_env),

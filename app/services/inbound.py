@@ -168,8 +168,8 @@ class InboundService:
 
     # -- receipts --------------------------------------------------------------
 
-    def receive_receipts(self, session: Session, receipts: Sequence[ReceiptIn], now: datetime) -> None:
-        """Apply receipts in order; hold those that match nothing yet."""
+    def receive_receipts(self, session: Session, receipts: Sequence[ReceiptIn], now: datetime) -> int:
+        """Apply receipts in order; hold those that match nothing yet (returns how many)."""
         targets = self._match(session, [(r.carrier_id, r.receipt.smsc_id) for r in receipts])
         held = [r for r, target in zip(receipts, targets, strict=True) if target is None]
         if held:
@@ -178,6 +178,7 @@ class InboundService:
                      received_at=now, status="pending") for r in held])
         apply_receipts(session, [(target, r.receipt) for r, target in zip(receipts, targets, strict=True)
                                  if target is not None], now)
+        return len(held)
 
     def keep_malformed(self, session: Session, carrier_id: int | None, fields: dict[str, Any], reason: str,
                        now: datetime) -> None:
@@ -388,10 +389,10 @@ def _aware(moment: datetime, like: datetime) -> datetime:
 MALFORMED = (MalformedReceipt, MalformedUdh, UnsupportedDataCoding, ValueError, KeyError, TypeError)
 
 
-def process_items(service: InboundService, session: Session, items: list[dict[str, Any]], now: datetime) -> None:
+def process_items(service: InboundService, session: Session, items: list[dict[str, Any]], now: datetime) -> int:
     """One batch from the inbound queue: MOs one by one, receipts all together.
     Anything that cannot be understood is kept (``malformed``) rather than raised, so
-    one bad PDU never blocks the queue."""
+    one bad PDU never blocks the queue. Returns how many receipts were held."""
     receipts: list[ReceiptIn] = []
     for item in items:
         carrier_id = item.get("carrier")
@@ -403,7 +404,7 @@ def process_items(service: InboundService, session: Session, items: list[dict[st
                 receipts.append(incoming)
         except MALFORMED as exc:
             service.keep_malformed(session, carrier_id, item, f"{type(exc).__name__}: {exc}", now)
-    service.receive_receipts(session, receipts, now)
+    return service.receive_receipts(session, receipts, now)
 
 
 def _receipt_of(item: dict[str, Any], carrier_id) -> ReceiptIn | None:
