@@ -51,13 +51,13 @@ task_send_sent_event = False
 
 # Periodic work run by ``smsagg beat``. Each area adds its entries here.
 beat_schedule = {
-    # Put back MT batches of workers that died; queue a drain wherever payloads wait.
-    "mt-sweep": {"task": "smsagg.mt.sweep", "schedule": 30.0},
+    # Put back batches of workers that died; queue a drain wherever items wait.
+    "stages-sweep": {"task": "smsagg.stages.sweep", "schedule": 30.0},
     "rematch-held-receipts": {"task": "smsagg.inbound.rematch", "schedule": 5.0},
     # Re-enqueue pending DR/MO callbacks whose task was lost (the outbox guarantee).
     "callbacks-sweep": {"task": "smsagg.callbacks.sweep", "schedule": 60.0},
 }
-task_routes |= {"smsagg.mt.sweep": {"queue": Priority.INTERACTIVE.queue}}
-task_routes |= {"smsagg.inbound.batch": {"queue": INBOUND_QUEUE}, "smsagg.inbound.rematch": {"queue": INBOUND_QUEUE}}
+task_routes |= {"smsagg.stages.sweep": {"queue": Priority.INTERACTIVE.queue}}
+task_routes |= {"smsagg.inbound.drain": {"queue": INBOUND_QUEUE}, "smsagg.inbound.rematch": {"queue": INBOUND_QUEUE}}
 task_routes |= {name: {"queue": CALLBACK_QUEUE}
                 for name in ("smsagg.callbacks.send_batch", "smsagg.callbacks.send_one", "smsagg.callbacks.sweep")}

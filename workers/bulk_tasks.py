@@ -26,8 +26,8 @@ from app.bulk.runtime import default_store
 from app.bulk.settings import get_bulk_settings
 from app.db.session import session_scope
 from app.settings import get_settings
-from workers.celery_app import celery
 from workers.base import SmsaggTask
+from workers.celery_app import celery
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from app.db.session import dispose_engines
 
@@ -29,7 +34,7 @@ def _start_delivering(**_kwargs) -> None:
 
     services = worker_services()
     services.connectors.connect_all(services.carriers.current().carriers)
-    services.mt_queue.sweep(time.time())
+    services.stages.sweep(time.time())
 
 
 @worker_process_shutdown.connect
@@ -41,7 +46,7 @@ def _unbind_carriers(**_kwargs) -> None:
     close_worker_services()
 
 
-import workers.tasks  # noqa: E402,F401  (registers the tasks on this app)
-import workers.callback_tasks  # noqa: E402,F401  (DR/MO callbacks: send, retry, sweep)
 import workers.bulk_tasks  # noqa: E402,F401  (bulk fan-out, schedule release in beat)
+import workers.callback_tasks  # noqa: E402,F401  (DR/MO callbacks: send, retry, sweep)
 import workers.inbound_tasks  # noqa: E402,F401  (receipts and MO)
+import workers.tasks  # noqa: E402,F401  (registers the tasks on this app)

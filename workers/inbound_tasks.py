@@ -1,19 +1,20 @@
-"""Inbound tasks: receipts and MO in batches; periodically, re-matching held receipts
+"""Inbound tasks: receipts and MO in batches drained from the ``inbound`` list; periodically, re-matching held receipts
 and releasing concatenated MOs whose missing parts never came."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from app.adapters.stage_queue import INBOUND_DRAIN_TASK
 from app.db.session import session_scope
 from app.domain.priorities import INBOUND_QUEUE
 from app.services.callback_outbox import take_new_callbacks
 from app.services.inbound import process_items
+from workers.base import SmsaggTask
 from workers.celery_app import celery
 from workers.services import worker_services
-from workers.base import SmsaggTask
 
-
+DRAIN_BATCH = 500
 HELD_RECHECK_SECONDS = 1.0
 """A receipt that overtook its submit_sm_resp is tried again this soon (the MT stage
 commits its batch within about a second), not only at beat's next rematch."""
@@ -28,11 +29,18 @@ def _in_unit_of_work(work):
     return result
 
 
-@celery.task(name="smsagg.inbound.batch", base=SmsaggTask, queue=INBOUND_QUEUE)
-def inbound_batch(items: list[dict]) -> None:
-    held = _in_unit_of_work(lambda services, session, now: process_items(services.inbound, session, items, now))
-    if held:
-        rematch_receipts.apply_async(countdown=HELD_RECHECK_SECONDS)
+@celery.task(name=INBOUND_DRAIN_TASK, base=SmsaggTask, queue=INBOUND_QUEUE, bind=True, autoretry_for=(Exception,))
+def inbound_drain(self) -> int:
+    """A batch of receipts and MOs from the ``inbound`` list (``app.adapters.stage_queue``);
+    retried under the same task id, it gets the same batch."""
+    stages = worker_services().stages
+    items = stages.claim(INBOUND_QUEUE, self.request.id, DRAIN_BATCH)
+    if items:
+        held = _in_unit_of_work(lambda services, session, now: process_items(services.inbound, session, items, now))
+        if held:
+            rematch_receipts.apply_async(countdown=HELD_RECHECK_SECONDS)
+    stages.finish(INBOUND_QUEUE, self.request.id)
+    return len(items)
 
 
 @celery.task(name="smsagg.inbound.rematch", base=SmsaggTask, queue=INBOUND_QUEUE)

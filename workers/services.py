@@ -6,13 +6,14 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.adapters.inbound_queue import InboundBatcher, deliver_sm_item, enqueue_inbound
 from app.adapters.callback_queue import enqueue_callbacks
-from app.adapters.mt_queue import MtQueue
+from app.adapters.inbound_queue import InboundBatcher, deliver_sm_item
 from app.adapters.redis_correlation import SmscIdIndex
 from app.adapters.redis_scripts import RedisStore, connect
+from app.adapters.stage_queue import StageQueue
 from app.connectors.loop import BackgroundLoop
 from app.connectors.smpp import DeliverHandler
+from app.domain.priorities import INBOUND_QUEUE
 from app.services.carriers import CarrierDirectory, ConnectorRegistry
 from app.services.delivery import DeliveryService
 from app.services.inbound import InboundService
@@ -23,7 +24,7 @@ from app.settings import Settings, get_settings
 class WorkerServices:
     settings: Settings
     store: RedisStore
-    mt_queue: MtQueue
+    stages: StageQueue
     smsc_ids: SmscIdIndex
     carriers: CarrierDirectory
     connectors: ConnectorRegistry
@@ -32,9 +33,9 @@ class WorkerServices:
     notify_callbacks: Callable[[list[str]], None]
 
 
-def _inbound_handler(store: RedisStore):
+def _inbound_handler(stages: StageQueue):
     """deliver_sm of every carrier goes through one batcher on the connector loop."""
-    batcher = InboundBatcher(lambda items: enqueue_inbound(store.client, items))
+    batcher = InboundBatcher(lambda items: stages.push(INBOUND_QUEUE, items))
 
     def for_carrier(carrier_id: int) -> DeliverHandler:
         async def on_deliver(pdu) -> None:
@@ -50,17 +51,17 @@ def worker_services() -> WorkerServices:
     settings = get_settings()
     store = RedisStore(connect(settings.require_redis_url()), settings.key_prefix)
     smsc_ids = SmscIdIndex(store.client, settings.key_prefix)
+    stages = StageQueue(store.client, settings.key_prefix)
     carriers = CarrierDirectory(settings.database_url, settings.directory_refresh_seconds)
-    connectors = ConnectorRegistry(BackgroundLoop(), _inbound_handler(store))
+    connectors = ConnectorRegistry(BackgroundLoop(), _inbound_handler(stages))
 
     def notify_callbacks(ids: list[str]) -> None:
         if ids:
             enqueue_callbacks(store.client, ids)
 
-    delivery = DeliveryService(settings.database_url, store, smsc_ids, carriers, connectors, notify=notify_callbacks)
+    delivery = DeliveryService(settings.database_url, store, carriers, connectors, notify=notify_callbacks)
     inbound = InboundService(smsc_ids, stop_keywords=_stop_keywords())
-    mt_queue = MtQueue(store.client, settings.key_prefix)
-    return WorkerServices(settings, store, mt_queue, smsc_ids, carriers, connectors, delivery, inbound, notify_callbacks)
+    return WorkerServices(settings, store, stages, smsc_ids, carriers, connectors, delivery, inbound, notify_callbacks)
 
 
 def _stop_keywords():

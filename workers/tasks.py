@@ -1,13 +1,13 @@
 """MT tasks, two per priority queue, thin: the logic is in ``app.services.delivery``.
 
 * ``smsagg.mt.<priority>`` (drain): claims a batch of accepted payloads from the
-  priority's MT list (:mod:`app.adapters.mt_queue`), delivers it, finishes the claim.
+  priority's MT list (:mod:`app.adapters.stage_queue`), delivers it, finishes the claim.
   The ingress queues one when none is waiting; a drain that leaves payloads behind
   queues the next, so every worker process of the queue works a backlog at once.
 * ``smsagg.mt.<priority>.deliver(ids)``: another attempt for recorded messages
   (throttled, retried, failed over), sent with the ``countdown`` their outcome asked
   for, grouped so that messages due together travel in one task.
-* ``smsagg.mt.sweep`` (beat): puts back batches of workers that died and queues a
+* ``smsagg.stages.sweep`` (beat): puts back batches of workers that died and queues a
   drain wherever payloads wait without one.
 
 An accepted message is never dropped: whatever goes wrong is retried with backoff (a
@@ -23,7 +23,7 @@ from collections import defaultdict
 
 from celery import Task
 
-from app.adapters.mt_queue import SWEEP_TASK
+from app.adapters.stage_queue import SWEEP_TASK
 from app.domain.priorities import INTERACTIVE_QUEUES, Priority
 from app.services.delivery import Outcome
 from workers.base import SmsaggTask
@@ -59,10 +59,10 @@ def _register(priority: Priority) -> tuple[Task, Task]:
                  autoretry_for=(Exception,))
     def drain(self) -> int:
         services = worker_services()
-        batch = services.mt_queue.claim(priority.queue, self.request.id, DRAIN_BATCH)
+        batch = services.stages.claim(priority.queue, self.request.id, DRAIN_BATCH)
         if batch:
             follow_up(services.delivery.process_batch(batch, interactive=interactive))
-        services.mt_queue.finish(priority.queue, self.request.id)
+        services.stages.finish(priority.queue, self.request.id)
         return len(batch)
 
     @celery.task(name=priority.deliver_task_name, base=SmsaggTask, queue=priority.queue,
@@ -78,4 +78,4 @@ MT_TASKS = {priority: _register(priority) for priority in Priority}
 
 @celery.task(name=SWEEP_TASK, base=SmsaggTask, queue=Priority.INTERACTIVE.queue)
 def sweep() -> int:
-    return worker_services().mt_queue.sweep(time.time())
+    return worker_services().stages.sweep(time.time())

@@ -1,10 +1,10 @@
-"""Handing received deliver_sm PDUs (receipts, MO) and carrier webhooks to the
-``inbound`` queue, as one task per batch.
+"""Handing received deliver_sm PDUs (receipts, MO) to the ``inbound`` stage: items on
+its list in Redis, drained in batches by ``smsagg.inbound.drain``
+(:mod:`app.adapters.stage_queue`; carrier webhooks push there too).
 
-The SMPP client acknowledges a deliver_sm only after its batch is pushed, so once
-the SMSC has its deliver_sm_resp the PDU is durable in Redis; nothing is parsed here
-(the inbound worker does that, and keeps what it cannot parse). Batching keeps the
-Celery cost per receipt far below one task (DESIGN.md: ~1k tasks/s per worker).
+The SMPP client acknowledges a deliver_sm only after its item is pushed, so once the
+SMSC has its deliver_sm_resp the PDU is durable in Redis; nothing is parsed here (the
+inbound worker does that, and keeps what it cannot parse).
 """
 
 from __future__ import annotations
@@ -15,13 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
-from app.adapters.celery_wire import task_message
-from app.domain.priorities import INBOUND_QUEUE
 from app.smpp.pdu import DeliverSm
-
-INBOUND_BATCH_TASK = "smsagg.inbound.batch"
 
 
 def deliver_sm_item(carrier_id: int, pdu: DeliverSm) -> dict[str, Any]:
@@ -44,14 +38,11 @@ def deliver_sm_item(carrier_id: int, pdu: DeliverSm) -> dict[str, Any]:
     }
 
 
-def enqueue_inbound(client: redis.Redis, items: list[dict[str, Any]]) -> None:
-    client.lpush(INBOUND_QUEUE, task_message(INBOUND_BATCH_TASK, INBOUND_QUEUE, [items]))
-
-
 class InboundBatcher:
     """Collects deliver_sm items on the connector loop for up to ``window`` seconds
-    (or ``max_items``) and pushes them as one task; every ``add`` returns only once
-    its item is in Redis."""
+    (or ``max_items``) and pushes them in one round trip (onto the ``inbound`` list,
+    :mod:`app.adapters.stage_queue`); every ``add`` returns only once its item is in
+    Redis, so a deliver_sm is acknowledged only then."""
 
     def __init__(self, push: Callable[[list[dict[str, Any]]], None], window: float = 0.02, max_items: int = 200):
         self._push = push

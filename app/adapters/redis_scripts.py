@@ -200,19 +200,19 @@ class RedisKeys:
     def carrier_bucket(self, carrier_id: int) -> str:
         return f"{self.prefix}bucket:carrier:{carrier_id}"
 
-    # The MT stage (app.adapters.mt_queue): accepted payloads per priority queue, the
-    # "a drain task is waiting" flag, and the batches drain tasks hold.
-    def mt_pending(self, queue: str) -> str:
-        return f"{self.prefix}mt:{queue}"
+    # Stages drained in batches (app.adapters.stage_queue): the items waiting per queue,
+    # the "a drain task is waiting" flag, and the batches drain tasks hold.
+    def stage_pending(self, queue: str) -> str:
+        return f"{self.prefix}stage:{queue}"
 
-    def mt_drain_flag(self, queue: str) -> str:
-        return f"{self.prefix}mt:{queue}:drain"
+    def drain_flag(self, queue: str) -> str:
+        return f"{self.prefix}stage:{queue}:drain"
 
-    def mt_inflight(self, queue: str, task_id: str) -> str:
-        return f"{self.prefix}mt:{queue}:inflight:{task_id}"
+    def stage_inflight(self, queue: str, task_id: str) -> str:
+        return f"{self.prefix}stage:{queue}:inflight:{task_id}"
 
-    def mt_inflight_index(self) -> str:
-        return f"{self.prefix}mt:inflight"
+    def stage_inflight_index(self) -> str:
+        return f"{self.prefix}stage:inflight"
 
     # Bulk API, credit and compliance (app.bulk). Lua builds batch:/schedule:account:/
     # credit: keys from the prefix with exactly these shapes.
@@ -273,15 +273,15 @@ class RedisStore:
         prepaid: bool = False,
     ) -> AdmitResult:
         """Admit one MT: ``item`` (the accepted payload, JSON) goes onto the MT list of
-        ``queue`` and ``drain`` (a drain task message, :mod:`app.adapters.mt_queue`)
+        ``queue`` and ``drain`` (a drain task message, :mod:`app.adapters.stage_queue`)
         onto the Celery queue if none is waiting. With ``phone_number`` the account's
         opt-outs are checked and, for a ``prepaid`` account, ``price`` credit units are
         debited (or 1725)."""
         claim_key = self.keys.idempotency(account_id, client_message_id) if client_message_id else ""
         rate_value = rate or 0
         burst_value = burst or max(1, int(rate_value))
-        keys = [claim_key, self.keys.account_bucket(account_id), queue, self.keys.mt_pending(queue),
-                self.keys.mt_drain_flag(queue)]
+        keys = [claim_key, self.keys.account_bucket(account_id), queue, self.keys.stage_pending(queue),
+                self.keys.drain_flag(queue)]
         args = [message_id if client_message_id else "", claim_ttl_seconds, rate_value, burst_value, 1, item, drain]
         if phone_number is not None:
             keys += [self.keys.optouts(account_id), self.keys.credit(account_id), self.keys.credit_journal()]
@@ -515,15 +515,15 @@ class BulkStore:
         drain: str = "",
     ) -> BulkAdmission:
         """One EVALSHA. In ``direct`` mode ``task_now`` is the one MT payload, pushed onto
-        the MT list with ``drain`` (:func:`app.adapters.mt_queue.drain_message`). A lost
+        the MT list with ``drain`` (:func:`app.adapters.stage_queue.drain_message`). A lost
         answer is asked again once (the script answers a batch id it has seen with what
         it decided then); raises :class:`NotSent` when nothing
         ran and :class:`OutcomeUnknown` when the outcome cannot be learned."""
         keys = [
             self.keys.batch(batch_id), self.keys.batch_destinations(batch_id), self.keys.credit(account_id),
             self.keys.optouts(account_id), self.keys.dnd(), queue, self.keys.schedule(),
-            self.keys.account_schedule(account_id), self.keys.credit_journal(), self.keys.mt_pending(queue),
-            self.keys.mt_drain_flag(queue),
+            self.keys.account_schedule(account_id), self.keys.credit_journal(), self.keys.stage_pending(queue),
+            self.keys.drain_flag(queue),
         ]
         args: list = [batch_id, mode, repr(due), duplicate_prefix, duplicate_window, task_now, task_on_release,
                       meta, account_id, "1" if prepaid else "0", "1" if check_dnd else "0", len(candidates)]
@@ -543,7 +543,7 @@ class BulkStore:
     def fanout_chunk(self, batch_id: str, queue: str, expected_cursor: int, items: list[str], drain: str) -> int:
         """Push one chunk of MT payloads (and ``drain``, a drain task message, if none is
         waiting); -1 when pushed, else the batch's actual cursor."""
-        keys = [self.keys.batch(batch_id), queue, self.keys.mt_pending(queue), self.keys.mt_drain_flag(queue)]
+        keys = [self.keys.batch(batch_id), queue, self.keys.stage_pending(queue), self.keys.drain_flag(queue)]
         return int(self._chunk(self.client, keys, [expected_cursor, expected_cursor + len(items), drain, *items]))
 
     def release_due(self, now: float, limit: int = 1000) -> list[str]:

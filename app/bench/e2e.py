@@ -29,7 +29,7 @@ import redis
 import requests
 from sqlalchemy import select
 
-from app.adapters import mt_queue
+from app.adapters import stage_queue
 from app.adapters.redis_scripts import RedisKeys
 from app.bench.harness import BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BenchGateway, free_port, wait_for_port
 from app.bench.loadgen import RequestSpec, run_load
@@ -113,10 +113,11 @@ def _start_gateway(gw: BenchGateway) -> tuple[str, str]:
     worker_env = {**env, "SMSAGG_LOG_LEVEL": "INFO"}  # Celery says " ready." at INFO
     gw.start("beat", **worker_env)  # re-matches held receipts, sweeps, as in `smsagg up`
     workers = [
-        gw.start("worker", "--queues", "mt.interactive,mt.interactive_low", "--pool", "threads", "--concurrency", "10",
+        gw.start("worker", "--queues", "mt.interactive,mt.interactive_low", "--pool", "threads", "--concurrency", "4",
                  **worker_env),
-        gw.start("worker", "--queues", "mt.bulk,mt.bulk_low", "--pool", "threads", "--concurrency", "20", **worker_env),
-        gw.start("worker", "--queues", "inbound,callbacks", "--pool", "threads", "--concurrency", "10", **worker_env),
+        gw.start("worker", "--queues", "mt.bulk,mt.bulk_low", "--pool", "threads", "--concurrency", "4", **worker_env),
+        gw.start("worker", "--queues", "inbound", "--pool", "threads", "--concurrency", "4", **worker_env),
+        gw.start("worker", "--queues", "callbacks", "--pool", "threads", "--concurrency", "8", **worker_env),
     ]
     for port in (smsc_port, receiver_port, web_port):
         wait_for_port(port)
@@ -199,9 +200,9 @@ def _queue_bulk_backlog(gw: BenchGateway, count: int) -> float:
                        "phone_number": "12025550100", "sender": BENCH_SENDER, "message": "backlog", "carrier": None,
                        "receipt": False, "app_id": None, "conversation_id": None, "priority": priority.value,
                        "attachments": [], "accepted_at": time.time()}
-            pipe.lpush(keys.mt_pending(priority.queue), mt_queue.item(payload))
+            pipe.lpush(keys.stage_pending(priority.queue), stage_queue.item(payload))
         pipe.execute()
-    client.lpush(priority.queue, mt_queue.drain_message(priority.queue))
+    client.lpush(priority.queue, stage_queue.drain_message(priority.queue))
     return time.monotonic() - started
 
 
@@ -215,7 +216,7 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         pushed_in = _queue_bulk_backlog(gw, BACKLOG)
         echo(f"queued {BACKLOG:,} BULK messages in {pushed_in:.1f}s")
         loaded = _interactive_probe(url, gw, "busy")
-        backlog = RedisKeys(gw.key_prefix).mt_pending(Priority.BULK.queue)
+        backlog = RedisKeys(gw.key_prefix).stage_pending(Priority.BULK.queue)
         backlog_left = redis.Redis.from_url(gw.redis_url).llen(backlog)
         echo(f"INTERACTIVE with the BULK backlog draining ({backlog_left:,} still queued): ms {loaded}")
         redis.Redis.from_url(gw.redis_url).delete(backlog)

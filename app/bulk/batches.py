@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.adapters import mt_queue
+from app.adapters import stage_queue
 from app.adapters.redis_scripts import BulkStore
 from app.bulk import payloads
 from app.bulk.models import Batch
@@ -103,7 +103,7 @@ def fan_out(store: BulkStore, batch_id: str, *, chunk: int) -> int:
         if not entries:
             break
         items = [payloads.destination_item(meta, number, message_id, price) for number, message_id, price in entries]
-        actual = store.fanout_chunk(batch_id, queue, cursor, items, mt_queue.drain_message(queue))
+        actual = store.fanout_chunk(batch_id, queue, cursor, items, stage_queue.drain_message(queue))
         if actual == -1:
             cursor += len(entries)
             pushed += len(entries)

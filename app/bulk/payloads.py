@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.adapters import mt_queue
+from app.adapters import stage_queue
 from app.adapters.celery_wire import task_message
 from app.domain.priorities import Priority
 
@@ -72,8 +72,8 @@ def destination_payload(meta: dict[str, Any], destination: str, message_id_: str
 
 
 def destination_item(meta: dict[str, Any], destination: str, message_id_: str, price: int) -> str:
-    """The destination's payload as it waits on the MT list (:mod:`app.adapters.mt_queue`)."""
-    return mt_queue.item(destination_payload(meta, destination, message_id_, price))
+    """The destination's payload as it waits on the MT list (:mod:`app.adapters.stage_queue`)."""
+    return stage_queue.item(destination_payload(meta, destination, message_id_, price))
 
 
 def batch_task(name: str, meta: dict[str, Any], batch_id: str) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.adapters import mt_queue
+from app.adapters import stage_queue
 from app.adapters.redis_scripts import BulkCandidate, BulkStore, NotSent, OutcomeUnknown
 from app.bulk import payloads
 from app.bulk.rules import matches_spam, matches_template
@@ -201,6 +201,6 @@ class BulkSubmitService:
             task_on_release=task_later,
             meta=payloads.dumps(meta),
             candidates=script_candidates,
-            drain=mt_queue.drain_message(account.default_priority.queue),
+            drain=stage_queue.drain_message(account.default_priority.queue),
         )
         return {d.index: code for d, code in zip(candidates, admission.codes)}

@@ -23,7 +23,7 @@ class Priority(str, enum.Enum):
     @property
     def task_name(self) -> str:
         """The Celery task that drains this priority's accepted messages in batches
-        (see ``workers.tasks`` and ``app.adapters.mt_queue``)."""
+        (see ``workers.tasks`` and ``app.adapters.stage_queue``)."""
         return "smsagg." + self.queue
 
     @property

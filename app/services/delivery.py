@@ -1,7 +1,7 @@
 """Delivering accepted messages to their carriers: the MT stage, a batch at a time.
 
 A drain task hands :meth:`DeliveryService.process_batch` the payloads it claimed
-(:mod:`app.adapters.mt_queue`); a retry hands :meth:`DeliveryService.deliver_batch`
+(:mod:`app.adapters.stage_queue`); a retry hands :meth:`DeliveryService.deliver_batch`
 message ids. Per batch, in order:
 
 1. **Record and prepare** (one transaction). New routed text messages are written with
@@ -19,8 +19,8 @@ message ids. Per batch, in order:
 3. **Submit** through each carrier's connector, the whole batch at once (SMPP: every
    segment within the binds' windows), outside any transaction.
 4. **Record** (one transaction) what the carrier said, by the error table in
-   :mod:`app.domain.smpp_status`. Acknowledged segments get their SMSC id (and the
-   Redis correlation entry for receipts) in one insert; a fully acknowledged message
+   :mod:`app.domain.smpp_status`. Acknowledged segments get their SMSC id in one
+   insert (receipts are matched against that table); a fully acknowledged message
    gets its ``submitted`` event and, for ``receipt=TRUE``, a DR callback of state 6,
    in one insert each. Failures go message by message: throttled answers retry after
    the hint; transient errors and lost links retry with backoff a bounded number of
@@ -46,7 +46,6 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.adapters.redis_correlation import SmscIdIndex
 from app.adapters.redis_scripts import RedisStore
 from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.db.models import Message, MessageEvent, SegmentSubmit
@@ -124,7 +123,6 @@ class DeliveryService:
         self,
         database_url: str,
         store: RedisStore,
-        smsc_ids: SmscIdIndex,
         carriers: CarrierDirectory,
         connectors: ConnectorRegistry,
         clock=None,
@@ -132,7 +130,6 @@ class DeliveryService:
     ):
         self.database_url = database_url
         self.store = store
-        self.smsc_ids = smsc_ids
         self.carriers = carriers
         self.connectors = connectors
         self.clock = clock or (lambda: datetime.now(timezone.utc))
@@ -296,9 +293,10 @@ class DeliveryService:
     def _remember_accepted(self, session: Session, answered: list[tuple[_Attempt, list[SegmentResult]]],
                            now: datetime) -> None:
         """One ``segment_submits`` row per acknowledged segment (only segments without
-        one are ever submitted), and the SMSC ids in Redis for receipts. ``total``
-        counts submit_sm PDUs (one for message_payload): what receipts come back for."""
-        rows, by_carrier = [], defaultdict(list)
+        one are ever submitted), with the SMSC id in its canonical form: receipts are
+        matched against this table. ``total`` counts submit_sm PDUs (one for
+        message_payload): what receipts come back for."""
+        rows = []
         for attempt, results in answered:
             pdus = attempt.submission.segments[0].total
             for result in results:
@@ -309,12 +307,8 @@ class DeliveryService:
                              "submitted_at": now, "updated_at": now,
                              "smsc_message_id": normalize_smsc_id(result.smsc_message_id
                                                                   or f"{attempt.message.id}:{result.seq}")})
-                if result.smsc_message_id:
-                    by_carrier[attempt.carrier.id].append((result.smsc_message_id, attempt.message.id, result.seq))
         if rows:
             session.execute(SegmentSubmit.__table__.insert(), rows)
-        for carrier_id, entries in by_carrier.items():
-            self.smsc_ids.remember(carrier_id, entries)
 
     def _handle_failures(self, session: Session, message: Message, failures: list[SegmentResult], now) -> Outcome:
         statuses = [classify(r.command_status) if r.command_status != CONNECTION_LOST else None for r in failures]

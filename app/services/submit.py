@@ -3,7 +3,7 @@
 Work per request, and nothing else (DESIGN.md): parse and validate (pure), look up
 the cached credential, authorize the sender, then one Redis round trip that claims
 the idempotency key, takes an account token and queues the payload on its priority's
-MT list (:mod:`app.adapters.mt_queue`). The reply is the
+MT list (:mod:`app.adapters.stage_queue`). The reply is the
 seed's ``result_code``; ``0`` means the message is durable in Redis and a worker
 will record it and carry it to a final state.
 
@@ -34,7 +34,7 @@ from typing import Any
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.adapters import mt_queue
+from app.adapters import stage_queue
 from app.adapters.redis_scripts import Admission, RedisStore
 from app.domain.encoding import UnencodableText, plan_encoding
 from app.domain.mt_request import MtRequest, check_length, classify_sender, parse_mt_request
@@ -114,8 +114,8 @@ class SubmitService:
             rate=account.rate,
             burst=account.burst,
             queue=priority.queue,
-            item=mt_queue.item(payload),
-            drain=mt_queue.drain_message(priority.queue),
+            item=stage_queue.item(payload),
+            drain=stage_queue.drain_message(priority.queue),
             phone_number=request.phone_number,
             price=price,
             prepaid=prepaid,

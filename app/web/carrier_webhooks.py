@@ -27,10 +27,11 @@ import hmac
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from app.adapters.inbound_queue import enqueue_inbound
+from app.adapters.stage_queue import StageQueue
 from app.domain.mt_request import parse_attachments, parse_form
-from app.domain.result_codes import Rejected
+from app.domain.priorities import INBOUND_QUEUE
 from app.domain.receipts import STAT_STATES
+from app.domain.result_codes import Rejected
 
 blueprint = Blueprint("carrier_webhooks", __name__)
 
@@ -88,7 +89,8 @@ def _receive(carrier_id: int, kind: str, limit: int, validate):
         except Rejected as rejected:
             return _error(400, "invalid_field", rejected.reason, "mms_attachment")
     store = current_app.extensions["smsagg"]["store"]
-    enqueue_inbound(store.client, [{"source": kind, "carrier": carrier_id, "fields": fields}])
+    StageQueue(store.client, store.keys.prefix).push(INBOUND_QUEUE, [{"source": kind, "carrier": carrier_id,
+                                                                      "fields": fields}])
     return Response("OK", status=200, mimetype="text/plain")
 
 

@@ -37,11 +37,11 @@ def queues(redis_client):
 @pytest.fixture
 def queued(redis_client, key_prefix):
     """``queued("mt.bulk")``: the accepted payloads waiting on that priority's MT list
-    (``app.adapters.mt_queue``), newest first."""
+    (``app.adapters.stage_queue``), newest first."""
     keys = RedisKeys(key_prefix)
 
     def read(queue: str = "mt.bulk") -> list[dict]:
-        return [json.loads(raw) for raw in redis_client.lrange(keys.mt_pending(queue), 0, -1)]
+        return [json.loads(raw) for raw in redis_client.lrange(keys.stage_pending(queue), 0, -1)]
 
     return read
 

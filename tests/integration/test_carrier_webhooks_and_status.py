@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.adapters.inbound_queue import INBOUND_BATCH_TASK
+from app.adapters.stage_queue import INBOUND_DRAIN_TASK
 from app.db.models import Carrier
 from app.db.session import session_scope
 from app.web import create_app
@@ -23,13 +23,11 @@ def webhook_client(gateway):
     return create_app(gateway).test_client()
 
 
-def queued_items(redis_client):
-    items = []
-    for raw in redis_client.lrange("inbound", 0, -1):
-        envelope = json.loads(raw)
-        assert envelope["headers"]["task"] == INBOUND_BATCH_TASK
-        items += json.loads(base64.b64decode(envelope["body"]))[0][0]
-    return items
+def queued_items(redis_client, queued):
+    """The items on the inbound list, oldest first; a drain task waits for them."""
+    [drain] = [json.loads(raw) for raw in redis_client.lrange("inbound", 0, -1)]
+    assert drain["headers"]["task"] == INBOUND_DRAIN_TASK
+    return list(reversed(queued("inbound")))
 
 
 def post(client, path, data, token="tok-123", **kwargs):
@@ -37,10 +35,10 @@ def post(client, path, data, token="tok-123", **kwargs):
     return client.post(path, data=data, headers=headers, **kwargs)
 
 
-def test_dr_webhook_is_queued(webhook_client, redis_client):
+def test_dr_webhook_is_queued(webhook_client, redis_client, queued):
     response = post(webhook_client, "/carriers/99901/dr", {"message_id": "abc", "status": "DELIVRD", "err": "000"})
     assert response.status_code == 200 and response.get_data(as_text=True) == "OK"
-    [item] = queued_items(redis_client)
+    [item] = queued_items(redis_client, queued)
     assert item["source"] == "webhook_dr" and item["carrier"] == 99901 and item["fields"]["message_id"] == "abc"
 
 
@@ -51,12 +49,12 @@ def test_basic_auth_works_too(webhook_client, redis_client):
     assert response.status_code == 200
 
 
-def test_mo_webhook_with_mms(webhook_client, redis_client):
+def test_mo_webhook_with_mms(webhook_client, redis_client, queued):
     response = post(webhook_client, "/carriers/99901/mo", {
         "from": "447700900555", "to": "99222", "text": "pic",
         "mms_attachment[0].content_type": "image/png", "mms_attachment[0].content": "iVBORw=="})
     assert response.status_code == 200
-    [item] = queued_items(redis_client)
+    [item] = queued_items(redis_client, queued)
     assert item["fields"]["attachments"] == [["image/png", "iVBORw=="]]
 
 
@@ -71,17 +69,17 @@ def test_mo_webhook_with_mms(webhook_client, redis_client):
     ("/carriers/99901/dr", {"message_id": "a", "status": "2"}, None, 401, None),
     ("/carriers/424242/dr", {"message_id": "a", "status": "2"}, "tok-123", 404, None),
 ])
-def test_bad_webhooks_get_clear_errors_and_queue_nothing(webhook_client, redis_client, path, data, token, status, field):
+def test_bad_webhooks_get_clear_errors_and_queue_nothing(webhook_client, redis_client, path, data, token, status, field, queued):
     response = post(webhook_client, path, data, token)
     assert response.status_code == status
     body = response.get_json()
     assert body["error"] and (field is None or body["field"] == field)
-    assert queued_items(redis_client) == []
+    assert queued("inbound") == [] and redis_client.llen("inbound") == 0
 
 
-def test_oversize_webhook_is_413(webhook_client, redis_client):
+def test_oversize_webhook_is_413(webhook_client, redis_client, queued):
     response = post(webhook_client, "/carriers/99901/dr", {"message_id": "a", "status": "2", "pad": "x" * 70000})
-    assert response.status_code == 413 and queued_items(redis_client) == []
+    assert response.status_code == 413 and queued("inbound") == [] and redis_client.llen("inbound") == 0
 
 
 def test_carrier_without_token_cannot_use_webhooks(client, redis_client):
@@ -102,7 +100,7 @@ def record_one(gateway, client, message_id="st-1"):
     from app.services.intake import record_accepted
 
     assert submit(client, "POST", params(message_id=message_id)) == 0
-    raw = redis.Redis.from_url(gateway.redis_url).lindex(RedisKeys(gateway.key_prefix).mt_pending("mt.bulk"), 0)
+    raw = redis.Redis.from_url(gateway.redis_url).lindex(RedisKeys(gateway.key_prefix).stage_pending("mt.bulk"), 0)
     with session_scope(gateway.database_url) as session:
         record_accepted(session, json.loads(raw), now=datetime.now(timezone.utc), route=lambda _n: 99901)
 

@@ -8,7 +8,7 @@ import json
 
 from sqlalchemy import select
 
-from app.adapters import mt_queue
+from app.adapters import stage_queue
 from app.adapters.redis_scripts import RedisKeys
 from app.db.models import Message, MessageEvent, MessagePart
 from app.db.session import session_scope
@@ -57,10 +57,10 @@ def test_worker_records_messages_from_every_priority_queue(gateway, client, tmp_
 
 def test_a_payload_handled_twice_is_recorded_once(gateway, client, tmp_path, redis_client):
     assert submit(client, "POST", params(message_id="twice")) == 0
-    pending = RedisKeys(gateway.key_prefix).mt_pending("mt.bulk")
+    pending = RedisKeys(gateway.key_prefix).stage_pending("mt.bulk")
     payload = redis_client.lindex(pending, 0)
     redis_client.lpush(pending, payload)  # what a batch put back by the sweeper after all looks like
-    redis_client.lpush("mt.bulk", mt_queue.drain_message("mt.bulk"))
+    redis_client.lpush("mt.bulk", stage_queue.drain_message("mt.bulk"))
     log = tmp_path / "worker.log"
     with running(["worker", "--queues", "mt.bulk"], gateway, log, ready=worker_ready(log)):
         wait_until(lambda: log.read_bytes().count(b"smsagg.mt.bulk[") >= 4)  # two drains received and done

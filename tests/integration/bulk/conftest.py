@@ -69,7 +69,7 @@ def queued_tasks(redis_client, key_prefix):
     """``queued_tasks()``: what waits for the bulk workers, oldest first, as (task name,
     args): the task messages on ``mt.bulk`` (without the drain tasks), then each payload
     on its MT list as the ``smsagg.mt.bulk`` drain will take it: ("smsagg.mt.bulk", [payload])."""
-    pending = RedisKeys(key_prefix).mt_pending("mt.bulk")
+    pending = RedisKeys(key_prefix).stage_pending("mt.bulk")
 
     def read() -> list[tuple[str, list]]:
         result = []

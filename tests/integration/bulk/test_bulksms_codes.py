@@ -34,7 +34,7 @@ MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 def nothing_left(redis_client, bulk_store) -> bool:
     batches = list(redis_client.scan_iter(match=bulk_store.keys.prefix + "batch:*"))
-    queued = redis_client.llen("mt.bulk") + redis_client.llen(bulk_store.keys.mt_pending("mt.bulk"))
+    queued = redis_client.llen("mt.bulk") + redis_client.llen(bulk_store.keys.stage_pending("mt.bulk"))
     return queued == 0 and not batches
 
 

@@ -8,7 +8,6 @@ import time
 import fakeredis
 import pytest
 
-from app.adapters.redis_correlation import SmscIdIndex
 from app.adapters.redis_scripts import RedisStore
 from app.connectors.loop import BackgroundLoop
 from app.connectors.memory import InMemoryConnector
@@ -42,7 +41,7 @@ def world(database_url):
     connectors = {1: InMemoryConnector(), 2: InMemoryConnector()}
     for carrier_id, connector in connectors.items():
         registry.install(carrier_id, carriers.current().carriers[carrier_id], connector)
-    service = DeliveryService(database_url, store, SmscIdIndex(client, "t:"), carriers, registry)
+    service = DeliveryService(database_url, store, carriers, registry)
     return database_url, service, connectors, store
 
 

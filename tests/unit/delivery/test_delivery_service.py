@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from app.adapters.redis_correlation import SmscIdIndex
 from app.connectors.base import CONNECTION_LOST
 from app.db.models import Callback, Carrier, Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
@@ -53,7 +52,6 @@ def test_single_segment_goes_en_route_with_its_smsc_id(world):
     assert submits == [(1, "mem000001")]  # stored in canonical form (normalize_smsc_id)
     [submission] = connectors[1].submissions
     assert submission.registered_delivery == 1 and submission.destination == "447700900123"
-    assert SmscIdIndex(store.client, "t:").lookup(1, "mem000001") == ("m1", 1)
 
 
 def test_long_message_is_three_udh_segments_with_one_reference(world):

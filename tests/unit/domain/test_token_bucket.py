@@ -49,7 +49,7 @@ def admit(s: RedisStore, client_id: str | None, *, rate=None, burst=None, messag
 
 
 def queued(s: RedisStore) -> int:
-    return s.client.llen(s.keys.mt_pending("q"))
+    return s.client.llen(s.keys.stage_pending("q"))
 
 
 def test_lua_admits_burst_then_throttles_like_the_python():

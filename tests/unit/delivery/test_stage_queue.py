@@ -1,5 +1,6 @@
-"""The MT lists and their drain tasks (app.adapters.mt_queue) against fakeredis: what
-the ingress pushes, what a drain claims, and that nothing claimed is ever lost."""
+"""Stages drained in batches (app.adapters.stage_queue) against fakeredis: what the
+ingress and the inbound side push, what a drain claims, and that nothing claimed is
+ever lost."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import json
 import fakeredis
 import pytest
 
-from app.adapters import mt_queue
-from app.adapters.mt_queue import MtQueue
+from app.adapters import stage_queue
+from app.adapters.stage_queue import StageQueue
 from app.adapters.redis_scripts import Admission, RedisStore
 
 QUEUE = "mt.bulk"
@@ -28,14 +29,14 @@ def store(redis_client):
 
 @pytest.fixture
 def queue(redis_client):
-    return MtQueue(redis_client, "t:")
+    return StageQueue(redis_client, "t:")
 
 
 def admit(store: RedisStore, index: int):
     payload = {"id": f"m{index}", "n": index}
     return store.admit(account_id=1, client_message_id=f"c{index}", message_id=f"m{index}", claim_ttl_seconds=60,
-                       rate=None, burst=None, queue=QUEUE, item=mt_queue.item(payload),
-                       drain=mt_queue.drain_message(QUEUE))
+                       rate=None, burst=None, queue=QUEUE, item=stage_queue.item(payload),
+                       drain=stage_queue.drain_message(QUEUE))
 
 
 def drain_tasks(redis_client) -> list[dict]:
@@ -43,17 +44,17 @@ def drain_tasks(redis_client) -> list[dict]:
 
 
 def test_drain_message_is_a_celery_task_for_the_queue_with_no_arguments():
-    envelope = json.loads(mt_queue.drain_message(QUEUE))
+    envelope = json.loads(stage_queue.drain_message(QUEUE))
     assert envelope["headers"]["task"] == "smsagg.mt.bulk"
     assert envelope["properties"]["delivery_info"]["routing_key"] == QUEUE
     assert json.loads(base64.b64decode(envelope["body"]))[0] == []
-    assert envelope["headers"]["id"] != json.loads(mt_queue.drain_message(QUEUE))["headers"]["id"]
+    assert envelope["headers"]["id"] != json.loads(stage_queue.drain_message(QUEUE))["headers"]["id"]
 
 
 def test_many_admissions_queue_one_drain_task(store, redis_client):
     assert all(admit(store, i).outcome is Admission.QUEUED for i in range(5))
     assert len(drain_tasks(redis_client)) == 1
-    assert redis_client.llen(store.keys.mt_pending(QUEUE)) == 5
+    assert redis_client.llen(store.keys.stage_pending(QUEUE)) == 5
 
 
 def test_claim_takes_the_oldest_first_and_queues_the_next_drain_when_some_are_left(store, queue, redis_client):
@@ -89,8 +90,8 @@ def test_finish_leaves_nothing_inflight(store, queue, redis_client):
     admit(store, 0)
     queue.claim(QUEUE, "task-1", limit=10)
     queue.finish(QUEUE, "task-1")
-    assert redis_client.zcard(store.keys.mt_inflight_index()) == 0
-    assert not redis_client.exists(store.keys.mt_inflight(QUEUE, "task-1"))
+    assert redis_client.zcard(store.keys.stage_inflight_index()) == 0
+    assert not redis_client.exists(store.keys.stage_inflight(QUEUE, "task-1"))
 
 
 def test_sweep_puts_a_dead_workers_batch_back_first_in_line(store, queue, redis_client):
@@ -98,18 +99,26 @@ def test_sweep_puts_a_dead_workers_batch_back_first_in_line(store, queue, redis_
         admit(store, i)
     redis_client.delete(QUEUE)  # the drain task a worker took
     queue.claim(QUEUE, "dead-task", limit=2)  # that worker dies: no finish
-    fresh_claim_time = redis_client.zscore(store.keys.mt_inflight_index(), store.keys.mt_inflight(QUEUE, "dead-task"))
+    fresh_claim_time = redis_client.zscore(store.keys.stage_inflight_index(), store.keys.stage_inflight(QUEUE, "dead-task"))
     assert queue.sweep(now=fresh_claim_time + 1) == 0  # not stale yet
-    assert queue.sweep(now=fresh_claim_time + mt_queue.STALE_AFTER_SECONDS + 1) == 2
+    assert queue.sweep(now=fresh_claim_time + stage_queue.STALE_AFTER_SECONDS + 1) == 2
     assert len(drain_tasks(redis_client)) == 1  # the drain queued for the two left serves all four
     assert [p["n"] for p in queue.claim(QUEUE, "task-2", limit=10)] == [0, 1, 2, 3]
 
 
 def test_sweep_queues_a_drain_for_payloads_whose_drain_was_lost(store, queue, redis_client):
     admit(store, 0)
-    redis_client.delete(QUEUE, store.keys.mt_drain_flag(QUEUE))  # the drain message and its flag are gone
+    redis_client.delete(QUEUE, store.keys.drain_flag(QUEUE))  # the drain message and its flag are gone
     queue.sweep(now=0)
     assert len(drain_tasks(redis_client)) == 1
     queue.sweep(now=0)
     assert len(drain_tasks(redis_client)) == 1  # one is waiting: no second one
     assert queue.pending(QUEUE) == 1
+
+
+def test_pushed_inbound_items_wait_for_one_inbound_drain(queue, redis_client):
+    queue.push("inbound", [{"source": "smpp", "n": 1}, {"source": "smpp", "n": 2}])
+    queue.push("inbound", [{"source": "webhook_dr", "n": 3}])
+    [drain] = [json.loads(raw) for raw in redis_client.lrange("inbound", 0, -1)]
+    assert drain["headers"]["task"] == "smsagg.inbound.drain"
+    assert [i["n"] for i in queue.claim("inbound", "task-1", limit=500)] == [1, 2, 3]
