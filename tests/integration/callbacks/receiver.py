@@ -1,6 +1,8 @@
 """A client's callback endpoint for tests: a real threaded HTTP server on 127.0.0.1
-whose answers are scripted per path (status codes in turn, an optional delay) and
-which records every request it gets (when, headers, raw body)."""
+(HTTP/1.1, connections kept alive) whose answers are scripted per path (status codes in
+turn, an optional delay, requests dropped unanswered) and which records every request
+it gets (when, headers, raw body, the client's port, whether its connection had carried
+a request before)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ class Received:
     at: float  # time.monotonic()
     headers: dict[str, str]
     body: bytes
+    peer_port: int = 0
+    reused: bool = False  # the connection had carried a request before
 
     @property
     def fields(self) -> list[tuple[str, str]]:
@@ -30,15 +34,22 @@ class Receiver:
         self.requests: list[Received] = []
         self._statuses: dict[str, list[int]] = defaultdict(list)
         self._delays: dict[str, float] = {}
+        self._drops: dict[tuple[str, bool], int] = defaultdict(int)
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            served = 0  # requests on this connection (one handler per connection)
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver._record(Received(self.path, time.monotonic(), dict(self.headers.items()), body))
+                reused, self.served = self.served > 0, self.served + 1
+                receiver._record(Received(self.path, time.monotonic(), dict(self.headers.items()), body,
+                                          self.client_address[1], reused))
+                if receiver._take_drop(self.path, reused):
+                    self.close_connection = True  # no answer: the client sees the connection dropped
+                    return
                 status, delay = receiver._answer(self.path)
                 if delay:
                     time.sleep(delay)
@@ -66,6 +77,19 @@ class Receiver:
         with self._lock:
             self._statuses[path] = list(statuses or [])
             self._delays[path] = delay
+
+    def drop(self, path: str, count: int = 1, *, reused: bool = True) -> None:
+        """Close the connection without answering the next ``count`` requests to ``path``
+        that arrive on a kept-alive connection (``reused``) or on a new one."""
+        with self._lock:
+            self._drops[(path, reused)] = count
+
+    def _take_drop(self, path: str, reused: bool) -> bool:
+        with self._lock:
+            if self._drops[(path, reused)] <= 0:
+                return False
+            self._drops[(path, reused)] -= 1
+            return True
 
     def _answer(self, path: str) -> tuple[int, float]:
         with self._lock:
