@@ -12,6 +12,9 @@
 
 Deferred callbacks (order within a message, the account's share busy) go back as one
 ``send_batch`` with a short countdown and some jitter.
+
+One sender per worker process: its kept-alive connections serve every thread's
+batches, and are closed when the worker (or a pool child) stops.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import functools
 import logging
 import random
 from datetime import UTC, datetime
+
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from app.adapters.callback_http import DEFAULT_PER_ACCOUNT, AiohttpCallbackSender
 from app.adapters.callback_queue import (
@@ -40,8 +45,8 @@ from app.services.callbacks import (
 )
 from app.settings import get_settings
 from celeryconfig import MAX_COUNTDOWN_SECONDS
-from workers.celery_app import celery
 from workers.base import SmsaggTask
+from workers.celery_app import celery
 
 log = logging.getLogger(__name__)
 BATCHES_PER_ACCOUNT = 4
@@ -49,12 +54,22 @@ BATCHES_PER_ACCOUNT = 4
 
 
 @functools.cache
+def callback_sender() -> AiohttpCallbackSender:
+    return AiohttpCallbackSender(allow_private=get_settings().allow_private_callbacks, per_account=DEFAULT_PER_ACCOUNT)
+
+
+@functools.cache
 def callback_service() -> CallbackService:
     """One per worker process (its per-account slots are process-wide)."""
-    settings = get_settings()
-    sender = AiohttpCallbackSender(allow_private=settings.allow_private_callbacks, per_account=DEFAULT_PER_ACCOUNT)
-    return CallbackService(settings.database_url, sender, slots=AccountSlots(BATCHES_PER_ACCOUNT),
+    return CallbackService(get_settings().database_url, callback_sender(), slots=AccountSlots(BATCHES_PER_ACCOUNT),
                            per_batch=MAX_ROUNDS * DEFAULT_PER_ACCOUNT)
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_callback_connections(**_kwargs) -> None:
+    if callback_sender.cache_info().currsize:
+        callback_sender().close()
 
 
 @functools.cache

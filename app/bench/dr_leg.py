@@ -36,7 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,11 +188,10 @@ def insert_baseline(database_url: str, count: int) -> Leg:
 
 def sender_baseline(url: str, count: int, batch: int, account_id: int) -> Leg:
     """The sender alone: ``count`` POSTs in batches, no database."""
-    sender = AiohttpCallbackSender(allow_private=True)
     body = b"type=receipt&message_id=baseline&message_state=2&result_code=0"
     requests = [CallbackRequest(str(n), account_id, url, body, {"Content-Type": "application/x-www-form-urlencoded"})
                 for n in range(count)]
-    with _timed() as spent:
+    with closing(AiohttpCallbackSender(allow_private=True)) as sender, _timed() as spent:
         for chunk in _chunks(requests, batch):
             sender.send_many(chunk)
     return Leg(count, *spent, calls=-(-count // batch))
@@ -204,18 +203,18 @@ def measure(database_url: str, smsc_ids: SmscIdIndex, receiver_url: str, message
     account_id = provision(database_url, receiver_url)
     smsc = sent_messages(database_url, smsc_ids, account_id, messages)
     items = receipt_items(smsc)
-    service = CallbackService(database_url, AiohttpCallbackSender(allow_private=True))  # the worker's settings
     inbound = InboundService(smsc_ids)
-
-    with _timed() as accepted_spent:
-        sent, accepted_calls = send_all(service, pending_callbacks(database_url, MessageState.ACCEPTED), batch)
-    with _timed() as receipts_spent:
-        for chunk in _chunks(items, batch):
-            with session_scope(database_url) as session:
-                process_items(inbound, session, list(chunk), datetime.now(UTC))
-    finals = pending_callbacks(database_url, MessageState.DELIVERED)
-    with _timed() as final_spent:
-        delivered, final_calls = send_all(service, finals, batch)
+    with closing(AiohttpCallbackSender(allow_private=True)) as sender:  # the worker's settings
+        service = CallbackService(database_url, sender)
+        with _timed() as accepted_spent:
+            sent, accepted_calls = send_all(service, pending_callbacks(database_url, MessageState.ACCEPTED), batch)
+        with _timed() as receipts_spent:
+            for chunk in _chunks(items, batch):
+                with session_scope(database_url) as session:
+                    process_items(inbound, session, list(chunk), datetime.now(UTC))
+        finals = pending_callbacks(database_url, MessageState.DELIVERED)
+        with _timed() as final_spent:
+            delivered, final_calls = send_all(service, finals, batch)
     if sent != messages or delivered != messages:
         raise RuntimeError(f"expected {messages} callbacks of each kind, sent {sent} and {delivered}")
 
