@@ -5,7 +5,7 @@ Parts: an embedded Redis (unless ``SMSAGG_REDIS_URL`` is set), the SQLite schema
 brought up to date, the SMSC simulator (unless ``--no-smsc-sim``; on a gateway with
 no carriers yet it becomes carrier 1 with a catch-all route, so a first message goes
 out and its receipt comes back), the ingress, one worker for the interactive queues,
-one for the bulk queues, one for inbound and callbacks, and beat. If any part dies the others
+one for the bulk queues, one for inbound, one for callbacks, and beat. If any part dies the others
 are stopped too (a half-running gateway is worse than a stopped one). Ctrl-C or
 SIGTERM stops everything, Redis last so it can flush its append-only file.
 """
@@ -43,9 +43,9 @@ def _cli(*args: str) -> list[str]:
 
 
 def _worker(queues: tuple[str, ...], concurrency: int = 1) -> list[str]:
-    """Thread pools: MT tasks in flight share the process's SMPP binds (several
+    """Thread pools: MT batches in flight share the process's SMPP binds (several
     submit_sm outstanding at once), and callbacks to one slow client cannot hold up
-    the others."""
+    the others. A few threads suffice: MT and inbound tasks drain batches."""
     pool = ["--pool", "threads", "--concurrency", str(concurrency)] if concurrency > 1 else []
     return _cli("worker", "--queues", ",".join(queues), *pool)
 
@@ -103,9 +103,10 @@ def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int, sm
                 console.print(f"carrier {SIMULATOR_CARRIER_ID} is the SMSC simulator; every number routes to it")
     commands |= {
         "web": _cli("web", "--port", str(web_port)),
-        "worker-interactive": _worker(INTERACTIVE_QUEUES, concurrency=10),
-        "worker-bulk": _worker(BULK_QUEUES, concurrency=10),
-        "worker-inbound": _worker((INBOUND_QUEUE, CALLBACK_QUEUE), concurrency=16),
+        "worker-interactive": _worker(INTERACTIVE_QUEUES, concurrency=4),
+        "worker-bulk": _worker(BULK_QUEUES, concurrency=4),
+        "worker-inbound": _worker((INBOUND_QUEUE,), concurrency=4),
+        "worker-callbacks": _worker((CALLBACK_QUEUE,), concurrency=8),
         "beat": _cli("beat"),
     }
     parts = [Part(name, subprocess.Popen(command, env=env)) for name, command in commands.items()]

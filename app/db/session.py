@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import contextlib
+import fcntl
+import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,18 +69,64 @@ def session_factory(database_url: str) -> sessionmaker[Session]:
     return factory
 
 
-_SQLITE_WRITER = threading.RLock()  # units of work may nest (a snapshot reload inside one)
+class _SqliteTurns:
+    """Units of work on one SQLite file take turns, across the threads of a process
+    (an ``RLock``: units may nest, a snapshot reload inside one) and across processes
+    (``flock`` on ``<file>.turns``, taken by the outermost unit of the holding thread).
+
+    SQLite has one writer at a time, and a writer that finds the file locked backs off
+    in sleeps of up to 100 ms (its busy handler) however soon the lock is free: with
+    the ingress, three workers and beat on one file, those sleeps decided throughput
+    and latency. A waiter on ``flock`` is woken by the kernel the moment it is free.
+    Units of work never hold it across network I/O."""
+
+    def __init__(self, path: str | None):
+        self._threads = threading.RLock()
+        self._path = f"{path}.turns" if path else None
+        self._file = None
+        self._owner_pid = 0
+        self._depth = 0  # changed only by the thread holding self._threads
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self._depth == 0 and self._path is not None:
+            fcntl.flock(self._lock_file(), fcntl.LOCK_EX)
+        self._depth += 1
+
+    def __exit__(self, *_exc) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._path is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def _lock_file(self):
+        """This process's own open file: a descriptor inherited across a fork would
+        share its lock with the parent."""
+        if self._file is None or self._owner_pid != os.getpid():
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._path, "a+b")  # noqa: SIM115 (kept open for the process's life)
+            self._owner_pid = os.getpid()
+        return self._file
+
+
+_TURNS: dict[str, _SqliteTurns] = {}
+_TURNS_LOCK = threading.Lock()
+
+
+def _turns(database_url: str) -> _SqliteTurns:
+    with _TURNS_LOCK:
+        turns = _TURNS.get(database_url)
+        if turns is None:
+            path = database_url.split("///", 1)[1].split("?", 1)[0] if "///" in database_url else ""
+            turns = _TURNS[database_url] = _SqliteTurns(path if path and path != ":memory:" else None)
+        return turns
 
 
 @contextmanager
 def session_scope(database_url: str) -> Iterator[Session]:
-    """A unit of work: commit on success, roll back on any error.
-
-    On SQLite, units of work of one process take turns: SQLite has one writer at a
-    time, and threads that collide on its lock back off in sleeps of up to 100 ms,
-    which costs far more than waiting on a lock here (units of work never hold it
-    across network I/O)."""
-    guard = _SQLITE_WRITER if database_url.startswith("sqlite") else contextlib.nullcontext()
+    """A unit of work: commit on success, roll back on any error. On SQLite, units of
+    work take turns (:class:`_SqliteTurns`)."""
+    guard = _turns(database_url) if database_url.startswith("sqlite") else contextlib.nullcontext()
     with guard:
         session = session_factory(database_url)()
         try:
