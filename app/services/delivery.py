@@ -40,7 +40,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -67,6 +67,10 @@ MAX_TRANSIENT_ATTEMPTS = 8
 """Transient errors and lost links tolerated per carrier: seven retries after 1, 2, 4 ...
 64 s (about two minutes), then failover or rejection."""
 THROTTLED_RETRY_SECONDS = 1.0
+GIVE_UP_THROTTLED_AFTER = timedelta(hours=1)
+"""A message the SMSC still answers ``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL`` this long
+after it was accepted ends rejected with DR result code 6 ("rejected due to throttle
+errors. Please resubmit", seed 000), instead of being retried forever."""
 BULK_RESERVE_FRACTION = 0.1
 """Share of a carrier's burst that bulk traffic leaves for interactive traffic."""
 MAX_COUNTDOWN_SECONDS = 300.0
@@ -318,6 +322,9 @@ class DeliveryService:
                            f"{permanent.name} (0x{permanent.code:02X})", command_status=permanent.code)
         throttled = [s for s in statuses if s is not None and s.status_class is StatusClass.THROTTLED]
         if throttled and len(throttled) == len(statuses):
+            if now - _aware(message.accepted_at) >= GIVE_UP_THROTTLED_AFTER:
+                return _reject(session, message, now, DrResultCode.THROTTLED,
+                               f"{throttled[0].name} for over {GIVE_UP_THROTTLED_AFTER}")
             _event(session, message, now, "retry", reason=throttled[0].name)
             return Outcome(retry_in=THROTTLED_RETRY_SECONDS, reason=throttled[0].name)
         message.submit_attempts += 1
@@ -345,6 +352,11 @@ class DeliveryService:
                 message.submit_attempts = 0
                 return Outcome(retry_in=0.0, reason="failover")
         return _reject(session, message, now, code, reason)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without their UTC offset."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _event(session: Session, message: Message, now: datetime, kind: str, *, state=None, **detail) -> None:

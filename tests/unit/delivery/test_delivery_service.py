@@ -3,6 +3,7 @@ segments, idempotent retries, throttling, the error-class table and failover."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from app.domain.states import MessageState
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
 from app.services.carriers import CarrierDirectory
-from app.services.delivery import MAX_TRANSIENT_ATTEMPTS
+from app.services.delivery import GIVE_UP_THROTTLED_AFTER, MAX_TRANSIENT_ATTEMPTS
 from app.services.intake import record_accepted
 from tests.unit.delivery.conftest import make_payload
 
@@ -104,6 +105,16 @@ def test_throttled_answer_retries_without_counting_an_attempt(world):
     accept(database_url)
     assert deliver(service, "m1").retry_in == 1.0
     assert message(database_url)[0].submit_attempts == 0
+
+
+def test_smsc_throttling_for_over_an_hour_ends_rejected_with_result_code_6(world):
+    database_url, service, connectors, _ = world
+    connectors[1]._statuses.append(0x58)  # ESME_RTHROTTLED
+    accept(database_url, accepted_at=time.time() - GIVE_UP_THROTTLED_AFTER.total_seconds() - 1, carrier=1)
+    assert deliver(service, "m1").retry_in is None
+    found, events, _ = message(database_url)
+    assert (found.state, found.result_code) == (MessageState.REJECTED, 6)  # seed 000 Result Code 6
+    assert events[-1] == "rejected" and len(connectors[1].submissions) == 1
 
 
 def test_carrier_that_keeps_failing_fails_over_to_the_next(world):
