@@ -31,8 +31,8 @@ attempt, dead-lettering, replaying, listing, and sweeping up lost tasks.
    each signed with its account's secret at send time.
 3. **Record** (one transaction): a `CallbackAttempt` per try (time, status, latency,
    error), ``attempts + 1``, and the decision of `app.domain.callbacks.next_step`:
-   delivered, retry at ``now + retry_interval`` (returned in `BatchOutcome.retries`),
-   or dead.
+   delivered (all of the batch's in one ``UPDATE ... WHERE id IN``), retry at ``now +
+   retry_interval`` (returned in `BatchOutcome.retries`), or dead.
 
 The outbox guarantee: a pending row whose task was lost (pushed after a commit by a
 process that then died; a worker killed between the send and the record, whose lease
@@ -144,8 +144,8 @@ _CANDIDATE_COLUMNS = (Callback.id, Callback.account_id, Callback.message_id, Cal
 _callbacks = Callback.__table__
 _RECORD = (update(_callbacks).where(_callbacks.c.id == bindparam("pk"))
            .values(status=bindparam("new_status"), attempts=bindparam("new_attempts"),
-                   next_attempt_at=bindparam("next_at"), delivered_at=bindparam("done_at"),
-                   last_error=bindparam("error")))
+                   next_attempt_at=bindparam("next_at"), last_error=bindparam("error")))
+"""A failed attempt's outcome, one row each (delivered ones are set in one statement)."""
 
 
 def _due(now: datetime):
@@ -239,15 +239,24 @@ class CallbackService:
             pending = set(session.scalars(select(Callback.id).where(Callback.id.in_([c.id for c in claimed]),
                                                                     Callback.status == "pending")))
             attempts, changes = [], []
+            delivered: dict[int, list[str]] = defaultdict(list)  # attempts so far -> ids
             for item, result in zip(claimed, results, strict=True):
                 if item.id not in pending:
                     continue
                 attempts.append(dict(callback_id=item.id, at=finished - timedelta(milliseconds=result.latency_ms),
                                      status_code=result.status_code, latency_ms=result.latency_ms,
                                      error=result.error[:512] if result.error else None))
-                changes.append(_decide(item, result, finished, outcome))
+                change = _decide(item, result, finished, outcome)
+                if change is None:
+                    delivered[item.attempts + 1].append(item.id)
+                else:
+                    changes.append(change)
             if attempts:
                 session.execute(insert(CallbackAttempt.__table__), attempts)
+            for count, ids in delivered.items():
+                session.execute(update(_callbacks).where(_callbacks.c.id.in_(ids)).values(
+                    status="delivered", attempts=count, next_attempt_at=None, delivered_at=finished, last_error=None))
+            if changes:
                 session.execute(_RECORD, changes)
 
 
@@ -268,16 +277,18 @@ def _is_due(callback, now: datetime) -> bool:
     return callback.status == "pending" and (next_at is None or next_at <= now + timedelta(seconds=DUE_SLACK_SECONDS))
 
 
-def _decide(item: _Claimed, result: AttemptResult, finished: datetime, outcome: BatchOutcome) -> dict[str, Any]:
-    """The row's new values after this attempt (``next_step``), noted in ``outcome``."""
+def _decide(item: _Claimed, result: AttemptResult, finished: datetime, outcome: BatchOutcome
+            ) -> dict[str, Any] | None:
+    """The decision of ``next_step`` on this attempt, noted in ``outcome``: None if the
+    callback is delivered (recorded for all of them at once), else the row's new values."""
     attempts = item.attempts + 1
     step = next_step(attempts, item.max_retries, result.status_code, result.error,
                      retry_interval=item.retry_interval, permanent=result.permanent)
-    change = dict(pk=item.id, new_attempts=attempts, new_status="pending", next_at=None, done_at=None, error=None)
     if isinstance(step, Deliver):
-        change.update(new_status="delivered", done_at=finished)
         outcome.delivered.append(item.id)
-    elif isinstance(step, Retry):
+        return None
+    change = dict(pk=item.id, new_attempts=attempts, new_status="pending", next_at=None, error=None)
+    if isinstance(step, Retry):
         change.update(next_at=finished + timedelta(seconds=step.countdown),
                       error=(result.error or f"HTTP {result.status_code}")[:512])
         outcome.retries.append((item.id, step.countdown))
