@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from app.adapters.callback_queue import enqueue_callbacks
 from app.adapters.inbound_queue import InboundBatcher, deliver_sm_item
-from app.adapters.redis_correlation import SmscIdIndex
 from app.adapters.redis_scripts import RedisStore, connect
 from app.adapters.stage_queue import StageQueue
 from app.connectors.loop import BackgroundLoop
@@ -25,7 +24,6 @@ class WorkerServices:
     settings: Settings
     store: RedisStore
     stages: StageQueue
-    smsc_ids: SmscIdIndex
     carriers: CarrierDirectory
     connectors: ConnectorRegistry
     delivery: DeliveryService
@@ -50,7 +48,6 @@ def _inbound_handler(stages: StageQueue):
 def worker_services() -> WorkerServices:
     settings = get_settings()
     store = RedisStore(connect(settings.require_redis_url()), settings.key_prefix)
-    smsc_ids = SmscIdIndex(store.client, settings.key_prefix)
     stages = StageQueue(store.client, settings.key_prefix)
     carriers = CarrierDirectory(settings.database_url, settings.directory_refresh_seconds)
     connectors = ConnectorRegistry(BackgroundLoop(), _inbound_handler(stages))
@@ -60,8 +57,8 @@ def worker_services() -> WorkerServices:
             enqueue_callbacks(store.client, ids)
 
     delivery = DeliveryService(settings.database_url, store, carriers, connectors, notify=notify_callbacks)
-    inbound = InboundService(smsc_ids, stop_keywords=_stop_keywords())
-    return WorkerServices(settings, store, stages, smsc_ids, carriers, connectors, delivery, inbound, notify_callbacks)
+    inbound = InboundService(stop_keywords=_stop_keywords())
+    return WorkerServices(settings, store, stages, carriers, connectors, delivery, inbound, notify_callbacks)
 
 
 def _stop_keywords():

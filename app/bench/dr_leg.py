@@ -5,8 +5,8 @@ about 0.3 ms of CPU per receipt processed and 0.4 ms per callback sent and recor
 This benchmark measures exactly those two legs, with real code and no Celery:
 
 1. **Setup** (not timed): ``messages`` messages with ``receipt=TRUE``, each with one
-   segment the SMSC acknowledged (its row in ``segment_submits`` and its SMSC id in the
-   Redis index) and the state-6 DR callback the MT stage queued, as the MT stage
+   segment the SMSC acknowledged (its row in ``segment_submits``, which receipts are
+   matched against) and the state-6 DR callback the MT stage queued, as the MT stage
    leaves them.
 2. **Callbacks, state 6**: ``CallbackService.send_batch`` over those callbacks in
    batches of ``batch`` ids (as ``enqueue_callbacks`` groups them), POSTed with the
@@ -41,18 +41,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import redis
 from sqlalchemy import insert, select
 
 from app.adapters.callback_http import AiohttpCallbackSender, CallbackRequest
 from app.adapters.inbound_queue import deliver_sm_item
-from app.adapters.redis_correlation import SmscIdIndex
 from app.bench.harness import free_port, wait_for_port
 from app.db import migrate
 from app.db.models import Account, Callback, Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
 from app.domain.states import MessageState
-from app.embedded_redis import start_embedded_redis
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
 from app.services.callback_outbox import dr_fields
@@ -112,7 +109,7 @@ def provision(database_url: str, dr_url: str) -> int:
         return account.id
 
 
-def sent_messages(database_url: str, smsc_ids: SmscIdIndex, account_id: int, count: int) -> list[str]:
+def sent_messages(database_url: str, account_id: int, count: int) -> list[str]:
     """``count`` messages as the MT stage leaves them once the SMSC acknowledged them:
     message, segment row, Redis correlation, state-6 DR callback. Returns SMSC ids."""
     now = datetime.now(UTC)
@@ -134,7 +131,6 @@ def sent_messages(database_url: str, smsc_ids: SmscIdIndex, account_id: int, cou
                  fields=dr_fields(Message(**m), MessageState.ACCEPTED, 0), status="pending", attempts=0,
                  max_retries=account.callback_max_retries, retry_interval=account.callback_retry_interval,
                  created_at=now, next_attempt_at=now) for m in messages])
-    smsc_ids.remember(CARRIER, [(s, i, 1) for i, s in zip(ids, smsc)])
     return smsc
 
 
@@ -197,13 +193,13 @@ def sender_baseline(url: str, count: int, batch: int, account_id: int) -> Leg:
     return Leg(count, *spent, calls=-(-count // batch))
 
 
-def measure(database_url: str, smsc_ids: SmscIdIndex, receiver_url: str, messages: int, *, batch: int = BATCH,
+def measure(database_url: str, receiver_url: str, messages: int, *, batch: int = BATCH,
             echo: Callable[[str], None] = print) -> dict:
     """Run the four steps (module docstring) on a migrated, empty database."""
     account_id = provision(database_url, receiver_url)
-    smsc = sent_messages(database_url, smsc_ids, account_id, messages)
+    smsc = sent_messages(database_url, account_id, messages)
     items = receipt_items(smsc)
-    inbound = InboundService(smsc_ids)
+    inbound = InboundService()
     with closing(AiohttpCallbackSender(allow_private=True)) as sender:  # the worker's settings
         service = CallbackService(database_url, sender)
         with _timed() as accepted_spent:
@@ -265,13 +261,6 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         home = Path(name)
         database_url = f"sqlite:///{home / 'smsagg.db'}"
         migrate.upgrade(database_url)
-        redis_port = free_port()
-        server = start_embedded_redis(home / "redis", redis_port)
-        try:
-            client = redis.Redis(port=redis_port)
-            with callback_receiver(home) as url:
-                echo(f"dr-leg: {messages} messages, batches of {BATCH}, SQLite, receiver {url}")
-                return measure(database_url, SmscIdIndex(client, "bench:"), url, messages, echo=echo)
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+        with callback_receiver(home) as url:
+            echo(f"dr-leg: {messages} messages, batches of {BATCH}, SQLite, receiver {url}")
+            return measure(database_url, url, messages, echo=echo)

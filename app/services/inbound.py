@@ -8,8 +8,7 @@ Receipts
     written with one bulk statement per table — no ORM object per receipt;
   * matched to a segment by the SMSC id in the segment table, trying every reading
     of the id (hex/decimal, zero padding), literal first, the first reading that hits
-    wins and, among segments with that id, the newest; a receipt the table does not
-    match is looked up in the Redis index too before it is held;
+    wins and, among segments with that id, the newest;
   * receipts of a batch apply in their order; each moves the segment, then the
     message, forward only (a late "en-route" never overwrites "delivered"; a
     duplicate changes nothing); a multi-segment message is delivered when all its
@@ -45,7 +44,6 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.adapters.redis_correlation import SmscIdIndex
 from app.db.models import (
     Message,
     MessageEvent,
@@ -162,8 +160,7 @@ def webhook_receipt(carrier_id: int, fields: dict[str, str]) -> ReceiptIn:
 
 
 class InboundService:
-    def __init__(self, smsc_ids: SmscIdIndex, stop_keywords=None):
-        self.smsc_ids = smsc_ids
+    def __init__(self, stop_keywords=None):
         self.stop_keywords = stop_keywords  # callable(session, account_id, phone, text) from app.bulk
 
     # -- receipts --------------------------------------------------------------
@@ -204,18 +201,7 @@ class InboundService:
             newest[(row.carrier_id, row.smsc_message_id)] = newest[(None, row.smsc_message_id)] = segment
         found = [next((newest[(carrier, c)] for c in candidates if (carrier, c) in newest), None)
                  for (carrier, _), candidates in zip(keys, readings, strict=True)]
-        return [segment or self._match_in_index(session, carrier, smsc_id)
-                for segment, (carrier, smsc_id) in zip(found, keys, strict=True)]
-
-    def _match_in_index(self, session: Session, carrier_id: int | None, smsc_id: str) -> _Segment | None:
-        """The Redis index, for a receipt the segment table did not match (rare)."""
-        known = self.smsc_ids.lookup(carrier_id, smsc_id) if carrier_id is not None else None
-        if known is None:
-            return None
-        row = session.execute(select(SegmentSubmit.id, SegmentSubmit.message_id, SegmentSubmit.seq,
-                                     SegmentSubmit.total)
-                              .where(SegmentSubmit.message_id == known[0], SegmentSubmit.seq == known[1])).first()
-        return _Segment(*row) if row is not None else None
+        return found
 
     def rematch_pending(self, session: Session, now: datetime) -> int:
         """Try held receipts again; give up (keep as ``unmatched``) after an hour."""

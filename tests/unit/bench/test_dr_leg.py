@@ -1,10 +1,8 @@
 """bench dr-leg on a small run: every receipt applied, every callback delivered to a real
 receiver process, and the figures reported against their baselines."""
 
-import fakeredis
 import pytest
 
-from app.adapters.redis_correlation import SmscIdIndex
 from app.bench import dr_leg
 from app.db import migrate
 
@@ -15,8 +13,7 @@ def test_a_small_run_reports_both_legs_and_their_baselines(sqlite_url, tmp_path)
     migrate.upgrade(sqlite_url)
     lines = []
     with dr_leg.callback_receiver(tmp_path) as url:
-        figures = dr_leg.measure(sqlite_url, SmscIdIndex(fakeredis.FakeRedis(), "t:"), url, 30, batch=8,
-                                 echo=lines.append)
+        figures = dr_leg.measure(sqlite_url, url, 30, batch=8, echo=lines.append)
     assert figures["receipts"]["items"] == 30 and figures["receipts"]["calls"] == 4
     assert figures["callbacks"]["items"] == 60
     assert figures["insert_baseline"]["items"] == 30 and figures["sender_baseline"]["items"] == 60

@@ -7,11 +7,9 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timedelta, timezone
 
-import fakeredis
 import pytest
 from sqlalchemy import select, update
 
-from app.adapters.redis_correlation import SmscIdIndex
 from app.db.models import Callback, Message, MessageEvent, MoMessage, MoPart, SegmentSubmit, UnmatchedReceipt
 from app.db.session import session_scope
 from app.domain.states import MessageState
@@ -29,11 +27,10 @@ def world(database_url):
                            options=AccountOptions(dr_url="https://client.example/dr", mo_url="https://client.example/mo"))
         svc.add_carrier(session, 7, "smsc", connector="smpp", settings={"host": "h", "port": 1, "system_id": "s"},
                         throughput=None)
-    index = SmscIdIndex(fakeredis.FakeRedis(), "t:")
-    return database_url, InboundService(index), index
+    return database_url, InboundService()
 
 
-def sent_message(database_url, index, *, segments=1, receipt=True, message_id="m1", app_id="app-1"):
+def sent_message(database_url, *, segments=1, receipt=True, message_id="m1", app_id="app-1"):
     """A message the SMSC acknowledged, segment n with SMSC id 'a0n'."""
     with session_scope(database_url) as session:
         message = Message(id=message_id, account_id=1, client_message_id=f"client-{message_id}", phone_number="447700900001",
@@ -44,7 +41,6 @@ def sent_message(database_url, index, *, segments=1, receipt=True, message_id="m
         for seq in range(1, segments + 1):
             session.add(SegmentSubmit(message=message, seq=seq, total=segments, carrier_id=7,
                                       smsc_message_id=f"a0{seq}", state=MessageState.ACCEPTED))
-    index.remember(7, [(f"a0{seq}", message_id, seq) for seq in range(1, segments + 1)])
 
 
 def receipt_item(smsc_id, stat="DELIVRD", *, tlv_id=None, tlv_state=None, esm_class=0x04, text=None):
@@ -75,8 +71,8 @@ def state(database_url, message_id="m1"):
 
 
 def test_delivered_receipt_moves_the_message_and_queues_the_seed_dr_fields(world):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, receipt_item("a01"))
     current, result_code, callbacks, events = state(database_url)
     assert current is MessageState.DELIVERED and result_code == 0
@@ -89,8 +85,8 @@ def test_delivered_receipt_moves_the_message_and_queues_the_seed_dr_fields(world
     ("UNDELIV", MessageState.UNDELIVERABLE, "1"), ("EXPIRED", MessageState.EXPIRED, "1"),
     ("REJECTD", MessageState.REJECTED, "1"), ("DELETED", MessageState.DELETED, "99")])
 def test_failure_receipts_map_to_the_seed_tables(world, stat, expected_state, expected_code):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, receipt_item("a01", stat))
     current, _, callbacks, _ = state(database_url)
     assert current is expected_state
@@ -98,23 +94,23 @@ def test_failure_receipts_map_to_the_seed_tables(world, stat, expected_state, ex
 
 
 def test_tlvs_win_over_the_text(world):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, receipt_item("zzz", "DELIVRD", tlv_id="a01", tlv_state=5))
     assert state(database_url)[0] is MessageState.UNDELIVERABLE
 
 
 @pytest.mark.parametrize("variant", ["A01", "0000a01", "2561"])  # case, zero padding, decimal reading of 0xa01
 def test_smsc_ids_in_another_base_or_padding_still_match(world, variant):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, receipt_item(variant))
     assert state(database_url)[0] is MessageState.DELIVERED
 
 
 def test_duplicate_receipts_change_the_state_once(world):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, receipt_item("a01"), receipt_item("a01"))
     process(database_url, service, receipt_item("a01"))
     _, _, callbacks, events = state(database_url)
@@ -122,24 +118,24 @@ def test_duplicate_receipts_change_the_state_once(world):
 
 
 def test_late_enroute_never_overwrites_delivered(world):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, receipt_item("a01", "DELIVRD"), receipt_item("a01", "ENROUTE"))
     current, _, callbacks, _ = state(database_url)
     assert current is MessageState.DELIVERED and [c["message_state"] for c in callbacks] == ["2"]
 
 
 def test_intermediate_then_final_are_both_reported_in_order(world):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, receipt_item("a01", "ENROUTE", esm_class=0x20))
     process(database_url, service, receipt_item("a01", "DELIVRD"))
     assert [c["message_state"] for c in state(database_url)[2]] == ["1", "2"]
 
 
 def test_multi_segment_is_delivered_when_all_segments_are(world):
-    database_url, service, index = world
-    sent_message(database_url, index, segments=2)
+    database_url, service = world
+    sent_message(database_url, segments=2)
     process(database_url, service, receipt_item("a01"))
     assert state(database_url)[0] is MessageState.ACCEPTED
     process(database_url, service, receipt_item("a02"))
@@ -147,34 +143,34 @@ def test_multi_segment_is_delivered_when_all_segments_are(world):
 
 
 def test_first_segment_failure_decides(world):
-    database_url, service, index = world
-    sent_message(database_url, index, segments=2)
+    database_url, service = world
+    sent_message(database_url, segments=2)
     process(database_url, service, receipt_item("a02", "UNDELIV"))
     process(database_url, service, receipt_item("a01", "DELIVRD"))
     assert state(database_url)[0] is MessageState.UNDELIVERABLE
 
 
 def test_no_dr_callback_without_receipt_requested(world):
-    database_url, service, index = world
-    sent_message(database_url, index, receipt=False)
+    database_url, service = world
+    sent_message(database_url, receipt=False)
     process(database_url, service, receipt_item("a01"))
     current, _, callbacks, _ = state(database_url)
     assert current is MessageState.DELIVERED and callbacks == []
 
 
 def test_receipt_before_its_submit_resp_is_held_then_matched(world):
-    database_url, service, index = world
+    database_url, service = world
     process(database_url, service, receipt_item("a01"))
     with session_scope(database_url) as session:
         assert [h.status for h in session.scalars(select(UnmatchedReceipt))] == ["pending"]
-    sent_message(database_url, index)
+    sent_message(database_url)
     with session_scope(database_url) as session:
         assert service.rematch_pending(session, NOW) == 1
     assert state(database_url)[0] is MessageState.DELIVERED
 
 
 def test_receipt_that_never_matches_is_kept_visible(world):
-    database_url, service, _ = world
+    database_url, service = world
     process(database_url, service, receipt_item("ffff"))
     with session_scope(database_url) as session:
         service.rematch_pending(session, NOW + timedelta(hours=2))
@@ -183,7 +179,7 @@ def test_receipt_that_never_matches_is_kept_visible(world):
 
 @pytest.mark.parametrize("text", ["garbage with no id", "", "id: stat:"])
 def test_malformed_receipt_text_is_kept_not_raised(world, text):
-    database_url, service, _ = world
+    database_url, service = world
     process(database_url, service, receipt_item("x", text=text))
     with session_scope(database_url) as session:
         assert [h.status for h in session.scalars(select(UnmatchedReceipt))] == ["malformed"]
@@ -196,7 +192,7 @@ def mo_item(text_bytes: bytes, *, udh: bytes = b"", data_coding=0, source="44770
 
 
 def test_concatenated_mo_is_reassembled_before_the_callback(world):
-    database_url, service, _ = world
+    database_url, service = world
     process(database_url, service, mo_item(b"world!", udh=bytes([5, 0, 3, 9, 2, 2])))
     with session_scope(database_url) as session:
         assert session.scalars(select(MoMessage)).all() == []
@@ -210,7 +206,7 @@ def test_concatenated_mo_is_reassembled_before_the_callback(world):
 
 
 def test_mo_for_no_account_is_kept(world):
-    database_url, service, _ = world
+    database_url, service = world
     process(database_url, service, mo_item(b"hi", to="11111"))
     with session_scope(database_url) as session:
         [mo] = session.scalars(select(MoMessage)).all()
@@ -218,15 +214,15 @@ def test_mo_for_no_account_is_kept(world):
 
 
 def test_ucs2_mo_is_decoded(world):
-    database_url, service, _ = world
+    database_url, service = world
     process(database_url, service, mo_item("Grüße 🎉".encode("utf-16-be"), data_coding=8))
     with session_scope(database_url) as session:
         assert session.scalars(select(MoMessage)).one().text == "Grüße 🎉"
 
 
 def test_webhook_receipt_and_mo(world):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, {"source": "webhook_dr", "carrier": 7, "fields": {"message_id": "a01", "status": "5"}},
             {"source": "webhook_mo", "carrier": 7, "fields": {"from": "447700900555", "to": "99222", "text": "yo"}})
     assert state(database_url)[0] is MessageState.UNDELIVERABLE
@@ -235,8 +231,8 @@ def test_webhook_receipt_and_mo(world):
 
 
 def test_receipts_of_one_message_in_one_batch_keep_their_order(world):
-    database_url, service, index = world
-    sent_message(database_url, index)
+    database_url, service = world
+    sent_message(database_url)
     process(database_url, service, receipt_item("a01", "ENROUTE", esm_class=0x20), receipt_item("a01", "DELIVRD"))
     current, _, callbacks, events = state(database_url)
     assert current is MessageState.DELIVERED and events == ["receipt", "receipt"]
@@ -244,9 +240,9 @@ def test_receipts_of_one_message_in_one_batch_keep_their_order(world):
 
 
 def test_a_batch_applies_every_receipt_and_keeps_the_malformed_one(world):
-    database_url, service, index = world
+    database_url, service = world
     for n in range(1, 4):
-        sent_message(database_url, index, message_id=f"m{n}")
+        sent_message(database_url, message_id=f"m{n}")
     with session_scope(database_url) as session:  # distinct SMSC ids per message
         for n in range(1, 4):
             session.execute(update(SegmentSubmit).where(SegmentSubmit.message_id == f"m{n}")
@@ -259,16 +255,8 @@ def test_a_batch_applies_every_receipt_and_keeps_the_malformed_one(world):
         assert sorted(h.status for h in session.scalars(select(UnmatchedReceipt))) == ["malformed", "pending"]
 
 
-def test_the_segment_table_matches_without_the_redis_index(world):
-    database_url, service, index = world
-    sent_message(database_url, index)
-    index.client.flushall()
-    process(database_url, service, receipt_item("a01"))
-    assert state(database_url)[0] is MessageState.DELIVERED
-
-
 def test_a_blank_smsc_id_is_malformed(world):
-    database_url, service, _ = world
+    database_url, service = world
     blank = {"source": "webhook_dr", "carrier": 7, "fields": {"message_id": " ", "status": "2"}}
     process(database_url, service, blank)
     with session_scope(database_url) as session:
@@ -276,7 +264,7 @@ def test_a_blank_smsc_id_is_malformed(world):
 
 
 def test_an_incomplete_concatenated_mo_is_released_after_the_timeout(world, caplog):
-    database_url, service, _ = world
+    database_url, service = world
     process(database_url, service, mo_item(b"three", udh=bytes([5, 0, 3, 9, 3, 3])),
             mo_item(b"one ", udh=bytes([5, 0, 3, 9, 3, 1])))
     with session_scope(database_url) as session:
