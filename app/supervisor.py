@@ -5,7 +5,8 @@ Parts: an embedded Redis (unless ``SMSAGG_REDIS_URL`` is set), the SQLite schema
 brought up to date, the SMSC simulator (unless ``--no-smsc-sim``; on a gateway with
 no carriers yet it becomes carrier 1 with a catch-all route, so a first message goes
 out and its receipt comes back), the ingress, one worker for the interactive queues,
-one for the bulk queues, one for inbound, one for callbacks, and beat. If any part dies the others
+one for the bulk queues, one for inbound, two for callbacks (sending and
+recording callbacks is the busiest stage), and beat. If any part dies the others
 are stopped too (a half-running gateway is worse than a stopped one). Ctrl-C or
 SIGTERM stops everything, Redis last so it can flush its append-only file.
 """
@@ -107,6 +108,7 @@ def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int, sm
         "worker-bulk": _worker(BULK_QUEUES, concurrency=4),
         "worker-inbound": _worker((INBOUND_QUEUE,), concurrency=4),
         "worker-callbacks": _worker((CALLBACK_QUEUE,), concurrency=8),
+        "worker-callbacks-2": _worker((CALLBACK_QUEUE,), concurrency=8),
         "beat": _cli("beat"),
     }
     parts = [Part(name, subprocess.Popen(command, env=env)) for name, command in commands.items()]

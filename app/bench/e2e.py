@@ -4,10 +4,12 @@ real process, as ``smsagg up`` runs them.
 
 Figures, each from one run:
 
-* **throughput**: valid submits (``receipt=TRUE``, BULK) for ``seconds`` with a
-  keep-alive load generator, then the rate at which they reached the SMSC
-  (accepted -> ``submit_sm_resp``), and those latencies' percentiles (the message log's
-  ``accepted_at`` against the segment's ``submitted_at``);
+* **throughput**: valid BULK submits for ``seconds`` with a keep-alive load generator,
+  then the rate at which they reached the SMSC (accepted -> ``submit_sm_resp``), its
+  ratio to the HTTP rate offered in the same run, and those latencies' percentiles (the
+  message log's ``accepted_at`` against the segment's ``submitted_at``). Twice: first
+  with ``receipt=FALSE`` (the MT path alone: no receipts, no callbacks), then with
+  ``receipt=TRUE`` (the DR leg running at the same time on the same cores);
 * **DR leg**: final DR callbacks per second at the client, and the latency from the
   simulator sending the ``deliver_sm`` (the segment's ``submitted_at`` plus the
   simulator's fixed receipt delay) to the callback's arrival;
@@ -46,10 +48,10 @@ INTERACTIVE_PROBES = 50
 class Submits:
     """Valid submits with unique message_ids (picklable)."""
 
-    def __init__(self, tag: str, priority: str = "BULK"):
+    def __init__(self, tag: str, priority: str = "BULK", receipt: bool = True):
         self.prefix = urlencode({
             "login": BENCH_LOGIN, "password": BENCH_PASSWORD, "phone_number": "12025550100", "sender": BENCH_SENDER,
-            "message": "Benchmark message end to end", "receipt": "TRUE", "priority": priority,
+            "message": "Benchmark message end to end", "receipt": "TRUE" if receipt else "FALSE", "priority": priority,
         }).encode() + f"&message_id={tag}-".encode()
 
     def __call__(self, index: int) -> RequestSpec:
@@ -118,6 +120,7 @@ def _start_gateway(gw: BenchGateway) -> tuple[str, str]:
         gw.start("worker", "--queues", "mt.bulk,mt.bulk_low", "--pool", "threads", "--concurrency", "4", **worker_env),
         gw.start("worker", "--queues", "inbound", "--pool", "threads", "--concurrency", "4", **worker_env),
         gw.start("worker", "--queues", "callbacks", "--pool", "threads", "--concurrency", "8", **worker_env),
+        gw.start("worker", "--queues", "callbacks", "--pool", "threads", "--concurrency", "8", **worker_env),
     ]
     for port in (smsc_port, receiver_port, web_port):
         wait_for_port(port)
@@ -126,23 +129,31 @@ def _start_gateway(gw: BenchGateway) -> tuple[str, str]:
     return f"http://127.0.0.1:{web_port}", out
 
 
-def _throughput(url: str, gw: BenchGateway, seconds: float, concurrency: int, echo) -> tuple[dict, dict]:
-    load = run_load(url, Submits("tp"), concurrency=concurrency, seconds=seconds, warmup=0.0)
+def _throughput(url: str, gw: BenchGateway, seconds: float, concurrency: int, echo, *,
+                tag: str, receipt: bool) -> tuple[dict, dict]:
+    """Submit for ``seconds``, wait until everything reached the SMSC, and report the
+    SMSC rate against the HTTP rate offered in the same run (the baseline: a delivery
+    stage that keeps up has a ratio of 1)."""
+    load = run_load(url, Submits(tag, receipt=receipt), concurrency=concurrency, seconds=seconds, warmup=0.0)
     accepted = load.body_counts.get("result_code=0", 0)
-    echo(f"submitted over HTTP: {accepted} accepted in {load.seconds:.1f}s ({load.requests_per_second:,.0f}/s)")
-    wait_for(lambda: len(submitted_times(gw.database_url, "tp")) >= accepted, timeout=max(60, seconds * 6), interval=1)
-    times = submitted_times(gw.database_url, "tp")
+    echo(f"[{tag}] submitted over HTTP (receipt={receipt}): {accepted} accepted in {load.seconds:.1f}s "
+         f"({load.requests_per_second:,.0f}/s)")
+    wait_for(lambda: len(submitted_times(gw.database_url, tag)) >= accepted, timeout=max(60, seconds * 6), interval=1)
+    times = submitted_times(gw.database_url, tag)
     first_accept = min(a for a, _ in times.values())
     last_submit = max(s for _, s in times.values())
+    rate = len(times) / (last_submit - first_accept)
     figures = {
         "accepted": accepted,
         "reached_smsc": len(times),
-        "smsc_messages_per_second": round(len(times) / (last_submit - first_accept), 1),
+        "smsc_messages_per_second": round(rate, 1),
         "accept_to_submit_resp_ms": percentiles([(s - a) * 1000 for a, s in times.values()]),
         "http_submits_per_second": round(load.requests_per_second, 1),
+        "smsc_to_http_ratio": round(rate / max(load.requests_per_second, 0.1), 2),
     }
-    echo(f"reached the SMSC: {figures['reached_smsc']} at {figures['smsc_messages_per_second']:,.0f} msg/s; "
-         f"accept -> submit_sm_resp ms {figures['accept_to_submit_resp_ms']}")
+    echo(f"[{tag}] reached the SMSC: {figures['reached_smsc']} at {rate:,.0f} msg/s "
+         f"(ratio to the HTTP rate {figures['smsc_to_http_ratio']}); accept -> submit_sm_resp ms "
+         f"{figures['accept_to_submit_resp_ms']}")
     return figures, times
 
 
@@ -209,7 +220,8 @@ def _queue_bulk_backlog(gw: BenchGateway, count: int) -> float:
 def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
     with BenchGateway() as gw:
         url, out = _start_gateway(gw)
-        throughput, times = _throughput(url, gw, seconds, concurrency, echo)
+        mt_only, _ = _throughput(url, gw, seconds, concurrency, echo, tag="mt", receipt=False)
+        throughput, times = _throughput(url, gw, seconds, concurrency, echo, tag="tp", receipt=True)
         dr = _dr_leg(out, times, echo)
         idle = _interactive_probe(url, gw, "idle")
         echo(f"INTERACTIVE, no backlog: accept -> submit_sm_resp ms {idle}")
@@ -222,6 +234,7 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         redis.Redis.from_url(gw.redis_url).delete(backlog)
     return {
         "benchmark": "e2e",
+        "without_receipts": mt_only,
         **throughput,
         **dr,
         "interactive_idle_ms": idle,

@@ -76,37 +76,46 @@ class _SqliteTurns:
 
     SQLite has one writer at a time, and a writer that finds the file locked backs off
     in sleeps of up to 100 ms (its busy handler) however soon the lock is free: with
-    the ingress, three workers and beat on one file, those sleeps decided throughput
+    the ingress, several workers and beat on one file, those sleeps decided throughput
     and latency. A waiter on ``flock`` is woken by the kernel the moment it is free.
-    Units of work never hold it across network I/O."""
+
+    Urgent units (interactive messages) go ahead of the rest: an ordinary unit first
+    takes ``<file>.gate`` and holds it through its turn, so at most one ordinary unit
+    waits for the turn beside an urgent one, however many are queued. Units of work
+    never hold a turn across network I/O."""
 
     def __init__(self, path: str | None):
         self._threads = threading.RLock()
-        self._path = f"{path}.turns" if path else None
-        self._file = None
+        self._paths = (f"{path}.turns", f"{path}.gate") if path else None
+        self._files: tuple = ()
         self._owner_pid = 0
-        self._depth = 0  # changed only by the thread holding self._threads
+        self._held: list = []  # files flocked by the outermost unit; changed only under self._threads
 
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        if self._depth == 0 and self._path is not None:
-            fcntl.flock(self._lock_file(), fcntl.LOCK_EX)
-        self._depth += 1
+    @contextmanager
+    def unit(self, urgent: bool) -> Iterator[None]:
+        with self._threads:
+            outermost = not self._held and self._paths is not None
+            if outermost:
+                turns, gate = self._lock_files()
+                self._held = [turns] if urgent else [gate, turns]
+                for file in self._held:
+                    fcntl.flock(file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if outermost:
+                    for file in reversed(self._held):
+                        fcntl.flock(file, fcntl.LOCK_UN)
+                    self._held = []
 
-    def __exit__(self, *_exc) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._path is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-        self._threads.release()
-
-    def _lock_file(self):
-        """This process's own open file: a descriptor inherited across a fork would
+    def _lock_files(self) -> tuple:
+        """This process's own open files: a descriptor inherited across a fork would
         share its lock with the parent."""
-        if self._file is None or self._owner_pid != os.getpid():
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._path, "a+b")  # noqa: SIM115 (kept open for the process's life)
+        if not self._files or self._owner_pid != os.getpid():
+            Path(self._paths[0]).parent.mkdir(parents=True, exist_ok=True)
+            self._files = tuple(open(path, "a+b") for path in self._paths)  # noqa: SIM115 (open for the process's life)
             self._owner_pid = os.getpid()
-        return self._file
+        return self._files
 
 
 _TURNS: dict[str, _SqliteTurns] = {}
@@ -123,10 +132,10 @@ def _turns(database_url: str) -> _SqliteTurns:
 
 
 @contextmanager
-def session_scope(database_url: str) -> Iterator[Session]:
+def session_scope(database_url: str, *, urgent: bool = False) -> Iterator[Session]:
     """A unit of work: commit on success, roll back on any error. On SQLite, units of
-    work take turns (:class:`_SqliteTurns`)."""
-    guard = _turns(database_url) if database_url.startswith("sqlite") else contextlib.nullcontext()
+    work take turns, ``urgent`` ones first (:class:`_SqliteTurns`)."""
+    guard = _turns(database_url).unit(urgent) if database_url.startswith("sqlite") else contextlib.nullcontext()
     with guard:
         session = session_factory(database_url)()
         try:

@@ -144,24 +144,25 @@ class DeliveryService:
         then submit them. Returns each message's outcome, by message id."""
         payloads = list({payload["id"]: payload for payload in payloads}.values())
         try:
-            prepared = self._in_unit_of_work(lambda session: self._record_batch(session, payloads))
+            prepared = self._in_unit_of_work(lambda session: self._record_batch(session, payloads), interactive)
         except IntegrityError:
             # A client message_id recorded before under another id (its Redis claim
             # had expired): record one by one, so only that message is left out.
             prepared = {}
             for payload in payloads:
-                prepared |= self._record_alone(payload)
+                prepared |= self._record_alone(payload, interactive)
         return self._submit(prepared, interactive)
 
     def deliver_batch(self, message_ids: list[str], *, interactive: bool) -> dict[str, Outcome]:
         """Another attempt for messages already recorded (retries, throttling, failover)."""
         prepared = self._in_unit_of_work(
-            lambda session: {message_id: self._prepare(session, message_id) for message_id in message_ids})
+            lambda session: {message_id: self._prepare(session, message_id) for message_id in message_ids}, interactive)
         return self._submit(prepared, interactive)
 
-    def _in_unit_of_work(self, work: Callable[[Session], Any]) -> Any:
-        """``work`` in one transaction; the callbacks it queued go on after the commit."""
-        with session_scope(self.database_url) as session:
+    def _in_unit_of_work(self, work: Callable[[Session], Any], interactive: bool) -> Any:
+        """``work`` in one transaction (an interactive one goes first on SQLite); the
+        callbacks it queued go on after the commit."""
+        with session_scope(self.database_url, urgent=interactive) as session:
             result = work(session)
             callbacks = take_new_callbacks(session)
         self.notify(callbacks)
@@ -191,9 +192,9 @@ class DeliveryService:
             prepared[message_id] = self._prepare(session, message_id)
         return prepared
 
-    def _record_alone(self, payload: dict[str, Any]) -> Prepared:
+    def _record_alone(self, payload: dict[str, Any], interactive: bool) -> Prepared:
         try:
-            return self._in_unit_of_work(lambda session: self._record_batch(session, [payload]))
+            return self._in_unit_of_work(lambda session: self._record_batch(session, [payload]), interactive)
         except IntegrityError:
             log.warning("duplicate message_id %r for account %s past its claim TTL; not recorded",
                         payload["client_message_id"], payload["account_id"])
@@ -260,7 +261,7 @@ class DeliveryService:
                 results = self.connectors.for_carrier(going[0].carrier).submit_many([a.submission for a in going])
                 answered += zip(going, results)
         if answered:
-            outcomes |= self._in_unit_of_work(lambda session: self._record(session, answered))
+            outcomes |= self._in_unit_of_work(lambda session: self._record(session, answered), interactive)
         return outcomes
 
     def _throttle(self, attempts: list[_Attempt], interactive: bool) -> tuple[list[_Attempt], dict[str, Outcome]]:

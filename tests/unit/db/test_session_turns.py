@@ -1,5 +1,6 @@
 """SQLite units of work take turns across processes (``app.db.session._SqliteTurns``):
-no two overlap, nesting in one thread is fine, and a fork gets a lock of its own."""
+no two overlap, urgent or not; nesting in one thread is fine; a fork gets locks of its
+own; an urgent unit goes ahead of queued ordinary ones."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from sqlalchemy import text
 from app.db.session import session_scope
 
 
-def _units(database_url: str, log_path: str, name: str, count: int) -> None:
+def _units(database_url: str, log_path: str, name: str, count: int, urgent: bool = False) -> None:
     for _ in range(count):
-        with session_scope(database_url) as session:
+        with session_scope(database_url, urgent=urgent) as session:
             with open(log_path, "a") as log:
                 log.write(f"enter {name}\n")
             session.execute(text("SELECT 1"))
@@ -27,7 +28,7 @@ def test_units_of_work_of_several_processes_never_overlap(sqlite_url, tmp_path):
     with session_scope(sqlite_url):
         pass  # the parent opened its lock file before forking: the children must not share it
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_units, args=(sqlite_url, log_path, f"p{i}", 15)) for i in range(3)]
+    workers = [context.Process(target=_units, args=(sqlite_url, log_path, f"p{i}", 15, i == 0)) for i in range(3)]
     for worker in workers:
         worker.start()
     _units(sqlite_url, log_path, "parent", 15)
@@ -46,3 +47,35 @@ def test_nested_units_in_one_thread_do_not_deadlock(sqlite_url):
         with session_scope(sqlite_url) as inner:
             inner.execute(text("SELECT 1"))
         outer.execute(text("SELECT 1"))
+
+
+def _hold(database_url: str, seconds: float, started) -> None:
+    with session_scope(database_url):
+        started.set()
+        time.sleep(seconds)
+
+
+def _timed_unit(database_url: str, urgent: bool, log_path: str, name: str) -> None:
+    with session_scope(database_url, urgent=urgent):
+        with open(log_path, "a") as log:
+            log.write(f"{name}\n")
+
+
+def test_an_urgent_unit_goes_ahead_of_queued_ordinary_ones(sqlite_url, tmp_path):
+    log_path = str(tmp_path / "order.log")
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    holder = context.Process(target=_hold, args=(sqlite_url, 0.5, started))
+    holder.start()
+    assert started.wait(10)
+    ordinary = [context.Process(target=_timed_unit, args=(sqlite_url, False, log_path, f"bulk{i}")) for i in range(4)]
+    for process in ordinary:
+        process.start()
+    time.sleep(0.2)  # they queue up behind the holder
+    urgent = context.Process(target=_timed_unit, args=(sqlite_url, True, log_path, "urgent"))
+    urgent.start()
+    for process in [holder, urgent, *ordinary]:
+        process.join(30)
+        assert process.exitcode == 0
+    order = open(log_path).read().split()
+    assert order.index("urgent") <= 1  # at most the one ordinary unit already at the turn went first
