@@ -87,7 +87,9 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         echo(f"100,000 destinations refused whole (1706||) in {huge_latency * 1000:.0f} ms")
 
         first = batch_ids[0]
-        client.delete("mt.bulk")  # only the first batch is fanned out: its fan-out task is pushed again below
+        # Only the first batch is fanned out: its fan-out task is pushed again below. The
+        # drain flag goes with the queue (a drain task the warm-up queued is deleted too).
+        client.delete("mt.bulk", "smsagg:stage:mt.bulk:drain", "smsagg:stage:mt.bulk")
         client.hdel(f"smsagg:batch:{first}", "cursor")
         from app.adapters.celery_wire import task_message
 
@@ -108,7 +110,7 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         started = next(t for t, c in samples if c > 0)
         chunk = next(c for t, c in samples if c > 0)
         fanout_rate = (DESTINATIONS - chunk) / max(samples[-1][0] - started, 1e-6)
-        echo(f"fan-out: {DESTINATIONS:,} task messages pushed at {fanout_rate:,.0f}/s "
+        echo(f"fan-out: {DESTINATIONS:,} payloads pushed at {fanout_rate:,.0f}/s "
              f"({samples[-1][0] - started:.2f} s after the first chunk of {chunk})")
         delivery_rate = _delivery_rate(gateway.database_url, first, seconds=min(max(seconds, 3.0), 10.0))
         echo(f"delivered to the SMSC simulator by one worker: {delivery_rate:,.0f} messages/s")
