@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -150,6 +151,30 @@ class StageQueue:
                        [drain_message(queue)])
         return restored
 
-    def pending(self, queue: str) -> int:
-        """Items waiting on the list of ``queue`` (not yet claimed)."""
-        return int(self.client.llen(self.keys.stage_pending(queue)))
+    def depths(self, now: float) -> list[StageDepth]:
+        """What waits in each drained stage, and what its drain tasks hold."""
+        claims: dict[str, list[tuple[str, float]]] = {queue: [] for queue in DRAIN_TASKS}
+        for raw, claimed_at in self.client.zrange(self.keys.stage_inflight_index(), 0, -1, withscores=True):
+            inflight = raw.decode()
+            queue = inflight.removeprefix(self.keys.prefix + "stage:").split(":inflight:", 1)[0]
+            claims.setdefault(queue, []).append((inflight, claimed_at))
+        depths = []
+        for queue, held in claims.items():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.llen(self.keys.stage_pending(queue))
+            for inflight, _ in held:
+                pipe.llen(inflight)
+            waiting, *claimed = pipe.execute()
+            oldest = min((at for _, at in held), default=None)
+            depths.append(StageDepth(queue, int(waiting), sum(claimed), len(held),
+                                     None if oldest is None else round(now - oldest, 1)))
+        return depths
+
+
+@dataclass(frozen=True)
+class StageDepth:
+    queue: str
+    waiting: int
+    claimed: int
+    batches: int
+    oldest_claim_seconds: float | None

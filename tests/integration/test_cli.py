@@ -62,3 +62,13 @@ def test_carriers_senders_and_routes(cli):
 
 def test_worker_refuses_unknown_queues(cli):
     assert "unknown queue" in cli("worker", "--queues", "mt.urgent", ok=False)
+
+
+def test_queues_shows_what_waits_at_each_stage(cli, client):
+    from tests.integration.test_httpapi import params, submit
+
+    assert submit(client, "POST", params(message_id="q-1")) == 0
+    assert submit(client, "POST", params(message_id="q-2")) == 0
+    rows = {row["queue"]: row for row in json.loads(cli("queues", "--json"))}
+    assert (rows["mt.bulk"]["waiting"], rows["mt.bulk"]["claimed"], rows["mt.bulk"]["task_messages"]) == (2, 0, 1)
+    assert rows["mt.interactive"]["waiting"] == 0 and rows["callbacks"]["waiting"] is None

@@ -113,7 +113,17 @@ def test_sweep_queues_a_drain_for_payloads_whose_drain_was_lost(store, queue, re
     assert len(drain_tasks(redis_client)) == 1
     queue.sweep(now=0)
     assert len(drain_tasks(redis_client)) == 1  # one is waiting: no second one
-    assert queue.pending(QUEUE) == 1
+
+
+def test_depths_show_what_waits_and_what_drains_hold(store, queue, redis_client):
+    for i in range(5):
+        admit(store, i)
+    queue.claim(QUEUE, "task-1", limit=2)
+    now = float(redis_client.zscore(store.keys.stage_inflight_index(), store.keys.stage_inflight(QUEUE, "task-1")))
+    depths = {d.queue: d for d in queue.depths(now + 3)}
+    assert (depths[QUEUE].waiting, depths[QUEUE].claimed, depths[QUEUE].batches) == (3, 2, 1)
+    assert depths[QUEUE].oldest_claim_seconds == 3.0
+    assert (depths["inbound"].waiting, depths["inbound"].claimed, depths["inbound"].oldest_claim_seconds) == (0, 0, None)
 
 
 def test_pushed_inbound_items_wait_for_one_inbound_drain(queue, redis_client):
