@@ -221,7 +221,7 @@ class AiohttpCallbackSender:
     timeout: aiohttp.ClientTimeout = field(default_factory=lambda: aiohttp.ClientTimeout(
         total=TOTAL_TIMEOUT_SECONDS, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS))
     keepalive_seconds: float = KEEPALIVE_SECONDS
-    _loop: BackgroundLoop = field(default_factory=BackgroundLoop, init=False, repr=False)
+    _loop: BackgroundLoop = field(default_factory=lambda: BackgroundLoop("smsagg-callbacks"), init=False, repr=False)
     _sessions: _Sessions | None = field(default=None, init=False, repr=False)
 
     def send_many(self, requests: Sequence[CallbackRequest]) -> list[AttemptResult]:

@@ -1,5 +1,6 @@
-"""One asyncio event loop per worker process, on a daemon thread, hosting every
-long-lived SMPP bind of that process.
+"""An asyncio event loop on a daemon thread: one per worker process hosts every
+long-lived SMPP bind of that process (and the callback sender has one for its
+kept-alive HTTP connections).
 
 Celery tasks are synchronous; they hand coroutines to this loop and wait for the
 result. Many tasks at once (a ``threads`` pool) therefore share one windowed bind,
@@ -17,8 +18,10 @@ T = TypeVar("T")
 
 
 class BackgroundLoop:
-    def __init__(self) -> None:
+    def __init__(self, name: str = "smsagg-connectors") -> None:
+        self.name = name
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
@@ -26,15 +29,23 @@ class BackgroundLoop:
         with self._lock:
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="smsagg-connectors", daemon=True).start()
+                self._thread = threading.Thread(target=self._loop.run_forever, name=self.name, daemon=True)
+                self._thread.start()
             return self._loop
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run ``coroutine`` on the loop and wait at most ``timeout`` seconds."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop and, once its thread has finished, close it (its selector and
+        wake-up descriptors go with it). A later :attr:`loop` starts a new one."""
         with self._lock:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if not thread.is_alive():
+                loop.close()

@@ -1,0 +1,32 @@
+"""The background event loop: runs coroutines for synchronous callers, stops cleanly
+(its thread ends and the loop is closed) and can be started again."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from app.connectors.loop import BackgroundLoop
+
+
+async def _thread_name() -> str:
+    await asyncio.sleep(0)
+    return threading.current_thread().name
+
+
+def test_runs_coroutines_on_its_named_thread_and_stops_cleanly():
+    background = BackgroundLoop("test-loop")
+    assert background.run(_thread_name(), timeout=5) == "test-loop"
+    loop = background.loop
+    background.stop()
+    assert loop.is_closed()
+    assert not any(t.name == "test-loop" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_stopped_loop_starts_again_on_use():
+    background = BackgroundLoop("test-again")
+    background.run(_thread_name(), timeout=5)
+    background.stop()
+    assert background.run(_thread_name(), timeout=5) == "test-again"
+    background.stop()
+    background.stop()  # stopping twice is harmless
