@@ -259,7 +259,7 @@ class DeliveryService:
             outcomes |= waits
             if going:
                 results = self.connectors.for_carrier(going[0].carrier).submit_many([a.submission for a in going])
-                answered += zip(going, results)
+                answered += zip(going, results, strict=True)
         if answered:
             outcomes |= self._in_unit_of_work(lambda session: self._record(session, answered), interactive)
         return outcomes
@@ -275,7 +275,7 @@ class DeliveryService:
         costs = [min(len(a.submission.segments), int(burst - reserve)) for a in attempts]
         taken, wait = self.store.take_carrier_tokens(carrier.id, rate, burst, costs, reserve)
         waits, ahead = {}, 0
-        for attempt, cost in zip(attempts[taken:], costs[taken:]):
+        for attempt, cost in zip(attempts[taken:], costs[taken:], strict=True):
             waits[attempt.message.id] = Outcome(retry_in=wait + ahead / rate, reason="carrier throughput")
             ahead += cost
         return attempts[:taken], waits
