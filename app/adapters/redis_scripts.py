@@ -211,6 +211,10 @@ class RedisKeys:
     def stage_inflight(self, queue: str, task_id: str) -> str:
         return f"{self.prefix}stage:{queue}:inflight:{task_id}"
 
+    def stage_of_inflight(self, inflight_key: str) -> str:
+        """The queue an inflight key (:meth:`stage_inflight`) belongs to."""
+        return inflight_key.removeprefix(f"{self.prefix}stage:").split(":inflight:", 1)[0]
+
     def stage_inflight_index(self) -> str:
         return f"{self.prefix}stage:inflight"
 

@@ -142,7 +142,7 @@ class StageQueue:
         restored = 0
         for raw in self.client.zrangebyscore(self.keys.stage_inflight_index(), "-inf", now - stale_after):
             inflight = raw.decode()
-            queue = inflight.removeprefix(self.keys.prefix + "stage:").split(":inflight:", 1)[0]
+            queue = self.keys.stage_of_inflight(inflight)
             restored += int(self._restore(self.client, [
                 inflight, self.keys.stage_inflight_index(), self.keys.stage_pending(queue),
                 self.keys.drain_flag(queue), queue], [drain_message(queue)]))
@@ -156,7 +156,7 @@ class StageQueue:
         claims: dict[str, list[tuple[str, float]]] = {queue: [] for queue in DRAIN_TASKS}
         for raw, claimed_at in self.client.zrange(self.keys.stage_inflight_index(), 0, -1, withscores=True):
             inflight = raw.decode()
-            queue = inflight.removeprefix(self.keys.prefix + "stage:").split(":inflight:", 1)[0]
+            queue = self.keys.stage_of_inflight(inflight)
             claims.setdefault(queue, []).append((inflight, claimed_at))
         depths = []
         for queue, held in claims.items():
