@@ -1,9 +1,14 @@
 """A throwaway gateway for benchmarks: an embedded Redis of its own (so a benchmark
 never touches an operator's Redis), SQLite in a temporary ``SMSAGG_HOME``, one
-provisioned account, and real ``smsagg`` processes started and stopped around it."""
+provisioned account, and real ``smsagg`` processes started and stopped around it.
+
+Benchmarks use only the gateway's runtime dependencies and the standard library
+(``FormClient`` is ``http.client`` on a kept-alive connection), so ``smsagg bench``
+works from ``pip install .`` alone."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -14,6 +19,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 from app.db import migrate
 from app.db.session import session_scope
@@ -39,6 +45,32 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class FormClient:
+    """POSTs ``application/x-www-form-urlencoded`` forms to one server on one
+    kept-alive connection, reopened once if the server closed it in between."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        parts = urlsplit(url)
+        self._connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+
+    def post(self, path: str, fields: dict[str, str]) -> str:
+        """The reply's body."""
+        body = urlencode(fields)
+        try:
+            return self._exchange(path, body)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self._connection.close()  # the server closed the idle connection: one new one
+            return self._exchange(path, body)
+
+    def _exchange(self, path: str, body: str) -> str:
+        self._connection.request("POST", path, body=body,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        return self._connection.getresponse().read().decode()
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 class BenchGateway:
