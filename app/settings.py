@@ -61,6 +61,13 @@ def _env_number(env: dict[str, str], name: str, default: float, kind: type = int
     return value
 
 
+def _env_positive(env: dict[str, str], name: str, default: int) -> int:
+    value = _env_number(env, name, default)
+    if value < 1:
+        raise SettingsError(f"{name}={env[name]!r} must be at least 1")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Gateway configuration. Build it with :meth:`from_env`; never mutate it."""
@@ -85,6 +92,12 @@ class Settings:
     allow_private_callbacks: bool = False
     bench_endpoints: bool = False
     log_level: str = "INFO"
+    # ``smsagg up`` starts a part that died again after this delay (doubling, up to
+    # 30 s), and stops the gateway when one part died ``restart_limit_burst`` times
+    # within ``restart_limit_seconds`` (systemd's RestartSec and StartLimitBurst).
+    restart_delay_seconds: float = 1.0
+    restart_limit_burst: int = 5
+    restart_limit_seconds: float = 60.0
     # The ``smsagg up`` found through the run file in ``home``, and why a run file found
     # there was not used (a gateway that crashed left it).
     running_gateway: RunInfo | None = None
@@ -111,6 +124,9 @@ class Settings:
             allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),
             bench_endpoints=_env_bool(env, "SMSAGG_BENCH_ENDPOINTS", False),
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
+            restart_delay_seconds=_env_number(env, "SMSAGG_RESTART_DELAY_SECONDS", 1.0, float),
+            restart_limit_burst=_env_positive(env, "SMSAGG_RESTART_LIMIT_BURST", 5),
+            restart_limit_seconds=_env_number(env, "SMSAGG_RESTART_LIMIT_SECONDS", 60.0, float),
         )
 
     @classmethod

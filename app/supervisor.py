@@ -17,7 +17,9 @@ in another terminal find this gateway, and removes it on the way out.
 Supervision (:class:`Supervisor`): a part that dies is logged with its exit status (or
 the signal that killed it) and started again after a backoff, 1 s doubling up to 30 s,
 back to 1 s once it has stayed up for a minute. A part that dies 5 times within 60 s is
-broken rather than unlucky: the gateway stops, exit status 1. The embedded Redis is a
+broken rather than unlucky: the gateway stops, exit status 1. (Those numbers are
+``SMSAGG_RESTART_DELAY_SECONDS``, ``SMSAGG_RESTART_LIMIT_BURST`` and
+``SMSAGG_RESTART_LIMIT_SECONDS``.) The embedded Redis is a
 part like the others; it comes back on the same port and data directory, and its
 append-only file brings the data back. On Linux every part is also told to stop when
 ``smsagg up`` itself dies (``PR_SET_PDEATHSIG``), so a killed ``smsagg up`` leaves no
@@ -57,15 +59,23 @@ class PortBusy(RuntimeError):
     """A port ``smsagg up`` needs is taken by another program."""
 
 
+MAX_BACKOFF_SECONDS = 30.0
+
+
 @dataclass(frozen=True)
 class RestartPolicy:
-    """When a dead part is started again, and when the gateway gives up on it."""
+    """When a dead part is started again, and when the gateway gives up on it. A part
+    that stayed up for ``give_up_window`` starts its backoff from the first step again."""
 
     first_backoff: float = 1.0
-    max_backoff: float = 30.0
-    settled_after: float = 60.0  # a part up this long starts its backoff from the first step again
     give_up_deaths: int = 5
     give_up_window: float = 60.0
+    max_backoff: float = MAX_BACKOFF_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RestartPolicy":
+        return cls(first_backoff=settings.restart_delay_seconds, give_up_deaths=settings.restart_limit_burst,
+                   give_up_window=settings.restart_limit_seconds)
 
     def backoff(self, step: int) -> float:
         return min(self.max_backoff, self.first_backoff * 2**step)
@@ -148,7 +158,7 @@ class Supervisor:
 
     def _died(self, part: Part, how: str, now: float) -> None:
         policy = self.policy
-        if now - part.started_at >= policy.settled_after:
+        if now - part.started_at >= policy.give_up_window:
             part.backoff_step = 0
         part.deaths.append(now)
         while part.deaths and part.deaths[0] < now - policy.give_up_window:
@@ -269,15 +279,14 @@ def _banner(settings: Settings, info: runfile.RunInfo) -> None:
     console.print("[dim]Ctrl-C stops everything.[/]")
 
 
-def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int | None, smsc_sim: bool,
-                policy: RestartPolicy = RestartPolicy()) -> int:
+def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int | None, smsc_sim: bool) -> int:
     """Run the gateway until Ctrl-C/SIGTERM (0) or a part that keeps dying (1)."""
     claim = runfile.HomeClaim(settings.home)
     note = claim.acquire()
     if note:
         console.print(note)
     try:
-        return _run(settings, web_port or settings.web_port, redis_port, smsc_sim, policy)
+        return _run(settings, web_port or settings.web_port, redis_port, smsc_sim, RestartPolicy.from_settings(settings))
     finally:
         runfile.remove(settings.home)
         claim.release()
