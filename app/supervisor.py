@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 from rich.console import Console
 
 from app import runfile
+from app.adapters.redis_scripts import connect
 from app.db import migrate
 from app.db.session import session_scope
 from app.domain.priorities import BULK_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, INTERACTIVE_QUEUES
@@ -116,10 +117,14 @@ def _stamp() -> str:
     return time.strftime("%H:%M:%S")
 
 
+def _print_plain(line: str) -> None:
+    console.print(line, markup=False)  # exception texts may hold brackets
+
+
 class Supervisor:
     """Keeps ``parts`` running until :meth:`request_stop`, or until one dies too often."""
 
-    def __init__(self, policy: RestartPolicy = RestartPolicy(), *, log: Callable[[str], None] = console.print,
+    def __init__(self, policy: RestartPolicy = RestartPolicy(), *, log: Callable[[str], None] = _print_plain,
                  on_restart: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic) -> None:
         self.parts: list[Part] = []
         self.policy = policy
@@ -177,7 +182,7 @@ class Supervisor:
         try:
             part.start(now)
         except (OSError, RuntimeError) as exc:
-            part.process = None
+            part.process, part.started_at = None, now
             self._died(part, f"could not start ({exc})", now)
             return
         self._log(f"{_stamp()} {part.name} started again (pid {part.process.pid})")
@@ -301,6 +306,8 @@ def _run(settings: Settings, web_port: int, redis_port: int | None, smsc_sim: bo
     if embedded and redis_port:
         ports["the embedded Redis"] = ("127.0.0.1", redis_port)
     _refuse_busy_ports(ports)
+    if not embedded:
+        connect(settings.redis_url).ping()  # an external Redis out of reach: one line, not parts retrying
 
     supervisor = Supervisor(policy, on_restart=lambda: publish())
     for signum in (signal.SIGINT, signal.SIGTERM):  # from here on, Ctrl-C lets the start finish, then stops

@@ -40,7 +40,7 @@ class SchemaError(RuntimeError):
 
 
 def _redis_unreachable(exc: Exception) -> str:
-    return f"Redis is not answering ({exc}); is the gateway running?"
+    return f"Redis is not answering: {exc}"
 
 
 def _database_unusable(exc: sqlalchemy.exc.OperationalError) -> str:

@@ -4,7 +4,9 @@ is delivered; commands from another process find the gateway through its run fil
 second ``smsagg up`` on the same home is refused; parts killed with SIGKILL (a worker,
 the ingress, the embedded Redis) come back and the gateway keeps delivering; a part that
 keeps dying stops the gateway; a killed ``smsagg up`` takes its parts with it and leaves
-a stale run file the next command reports; Ctrl-C stops every part."""
+a stale run file the next command reports; Ctrl-C stops every part.
+
+These start whole gateways on a shared machine, so their timeouts are generous."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import requests
 
 from app import runfile
@@ -109,6 +112,7 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.timeout(600)
 def test_up_serves_the_second_terminal_survives_killed_parts_and_stops_cleanly(tmp_path):
     with smsagg_up(tmp_path) as gateway:
         info = wait_up(gateway)
@@ -141,10 +145,10 @@ def test_up_serves_the_second_terminal_survives_killed_parts_and_stops_cleanly(t
             parts = (gateway.run_info() or info).parts
             return all(parts.get(name, pid) != pid and alive(parts[name]) for name, pid in killed.items())
 
-        wait_until(restarted, timeout=60, interval=0.2)
+        wait_until(restarted, timeout=120, interval=0.2)
         assert gateway.process.poll() is None
-        wait_until(port_open(gateway.web_port), timeout=30)
-        assert wait_until(lambda: gateway.send("second") == "result_code=0", timeout=30, interval=0.5)
+        wait_until(port_open(gateway.web_port), timeout=60)
+        assert wait_until(lambda: gateway.send("second") == "result_code=0", timeout=60, interval=0.5)
         assert wait_until(lambda: gateway.delivered("second"), timeout=60, interval=0.5)
         assert wait_until(lambda: gateway.delivered("while-a-worker-is-down"), timeout=60, interval=0.5)
         assert gateway.delivered("first")  # Redis came back with its data; SQLite never left
@@ -159,22 +163,23 @@ def test_up_serves_the_second_terminal_survives_killed_parts_and_stops_cleanly(t
     assert not port_open(gateway.web_port)()
 
 
-def test_a_part_that_keeps_dying_stops_the_gateway(tmp_path):
-    """A broken gms.ini makes every ingress worker fail to boot: the ingress dies each time."""
+@pytest.mark.timeout(300)
+def test_a_part_that_keeps_dying_stops_the_gateway_and_a_killed_up_leaves_a_stale_run_file(tmp_path):
+    """A broken gms.ini makes every ingress worker fail to boot: the ingress dies each
+    time. Then, with gms.ini fixed, ``smsagg up`` itself is killed."""
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "gms.ini").write_text("[gms]\ncometd_timeout = forever\n")
     with smsagg_up(tmp_path, "--no-smsc-sim", SMSAGG_RESTART_DELAY_SECONDS="0.1",
-                   SMSAGG_RESTART_LIMIT_BURST="2") as gateway:
-        exit_code = gateway.process.wait(timeout=120)
-    output = gateway.output()
+                   SMSAGG_RESTART_LIMIT_BURST="2") as broken:
+        exit_code = broken.process.wait(timeout=240)
+    output = broken.output()
     assert exit_code == 1, output[-3000:]
     assert "web (pid" in output and "starting it again in 0.1 s" in output
     assert "it died 2 times within 60 s; stopping the gateway" in output
     assert "cometd_timeout is not a number" in output  # the part's own reason, in the log
-    assert not runfile.run_file(gateway.home).exists()
+    assert not runfile.run_file(broken.home).exists()
 
-
-def test_a_killed_up_takes_its_parts_along_and_its_run_file_is_reported_stale(tmp_path):
+    (tmp_path / "home" / "gms.ini").unlink()
     with smsagg_up(tmp_path, "--no-smsc-sim", name="up-killed") as gateway:
         info = wait_up(gateway)
         os.kill(gateway.process.pid, signal.SIGKILL)
@@ -185,7 +190,3 @@ def test_a_killed_up_takes_its_parts_along_and_its_run_file_is_reported_stale(tm
     assert queues.returncode == 1 and len(lines) == 2, queues.stderr
     assert f"removed the stale {runfile.run_file(gateway.home)}: the gateway that wrote it (pid {info.pid}" in lines[0]
     assert lines[1].startswith("Error: no gateway is running")
-
-    with smsagg_up(tmp_path, "--no-smsc-sim", name="up-again") as again:  # the home is free again
-        assert wait_up(again).pid == again.process.pid
-    assert again.process.returncode == 0

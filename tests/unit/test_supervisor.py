@@ -111,12 +111,14 @@ def test_a_part_that_cannot_even_start_counts_as_a_death():
 
     part = Part("redis", start)
     supervisor.add(part)
+    clock.now += 600  # long after it started
     part.process.returncode = 1
     supervisor.check(clock.now)
-    clock.now = part.restart_at
-    supervisor.check(clock.now)
-    assert "redis could not start (embedded redis-server exited with 1); starting it again in 2 s" in logs[-1]
-    assert len(part.deaths) == 2
+    for delay in (2, 4):  # each failed start is a death, and the backoff keeps growing
+        clock.now = part.restart_at
+        supervisor.check(clock.now)
+        assert f"redis could not start (embedded redis-server exited with 1); starting it again in {delay} s" in logs[-1]
+    assert len(part.deaths) == 3
 
 
 def test_describe_exit():
