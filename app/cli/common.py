@@ -63,10 +63,9 @@ OPERATOR_ERRORS: dict[type[BaseException], Callable[[Any], str]] = {
 
 
 def one_line(exc: BaseException) -> str:
-    for kind, describe in OPERATOR_ERRORS.items():
-        if isinstance(exc, kind):
-            return " ".join(describe(exc).split())
-    raise TypeError(f"not an operator error: {exc!r}")
+    """The line for an exception of one of the :data:`OPERATOR_ERRORS` types."""
+    describe = next(describe for kind, describe in OPERATOR_ERRORS.items() if isinstance(exc, kind))
+    return " ".join(describe(exc).split())
 
 
 class OperatorErrorsGroup(click.Group):
