@@ -10,8 +10,8 @@ messages survive a restart, as DESIGN.md requires (and a Redis that ``smsagg up`
 starts again after it died comes back with its data).
 
 It runs in a session of its own, so the Ctrl-C that a terminal sends to the whole
-foreground process group does not reach it: ``smsagg up`` stops it last, after the
-parts that write to it.
+foreground process group does not reach it: ``smsagg up`` (and a benchmark) stops it
+last, after the parts that write to it.
 """
 
 from __future__ import annotations

@@ -21,15 +21,17 @@ broken rather than unlucky: the gateway stops, exit status 1. (Those numbers are
 ``SMSAGG_RESTART_DELAY_SECONDS``, ``SMSAGG_RESTART_LIMIT_BURST`` and
 ``SMSAGG_RESTART_LIMIT_SECONDS``.) The embedded Redis is a
 part like the others; it comes back on the same port and data directory, and its
-append-only file brings the data back. On Linux every part is also told to stop when
-``smsagg up`` itself dies (``PR_SET_PDEATHSIG``), so a killed ``smsagg up`` leaves no
-orphans holding its ports or Redis's data directory. Ctrl-C or SIGTERM stops the parts,
+append-only file brings the data back. On Linux every part is also stopped when
+``smsagg up`` itself dies (``PR_SET_PDEATHSIG``: SIGTERM for Redis, SIGKILL for the
+others), so a killed ``smsagg up`` leaves no orphans holding its ports or Redis's data
+directory. Ctrl-C or SIGTERM stops the parts,
 then Redis last so it can flush its append-only file, and exits 0.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import socket
@@ -129,8 +131,8 @@ class Supervisor:
         self.parts: list[Part] = []
         self.policy = policy
         self.gave_up: Part | None = None
+        self.on_restart = on_restart  # after a part was started again (smsagg up rewrites the run file)
         self._log = log
-        self._on_restart = on_restart
         self._clock = clock
         self._stop_requested = False
 
@@ -142,6 +144,10 @@ class Supervisor:
     def request_stop(self) -> None:
         """Safe from a signal handler: the loop notices within ``POLL_SECONDS``."""
         self._stop_requested = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
 
     def run(self) -> int:
         """Supervise until asked to stop (0) or until a part died too often (1)."""
@@ -186,7 +192,7 @@ class Supervisor:
             self._died(part, f"could not start ({exc})", now)
             return
         self._log(f"{_stamp()} {part.name} started again (pid {part.process.pid})")
-        self._on_restart()
+        self.on_restart()
 
     def stop(self) -> None:
         """SIGTERM every part, wait (then SIGKILL after ``STOP_TIMEOUT_SECONDS``); the
@@ -211,12 +217,20 @@ def _stop_together(parts: list[Part]) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """In a child before ``exec``: the kernel sends it SIGTERM when ``smsagg up`` dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _dies_with_parent(signum: signal.Signals) -> Callable[[], None] | None:
+    """A ``preexec_fn``: the kernel sends the child ``signum`` when ``smsagg up`` dies
+    (Linux; elsewhere nothing)."""
+    if sys.platform != "linux":
+        return None
+    return lambda: ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
 
 
-CHILD_SETUP = die_with_parent if sys.platform == "linux" else None
+# Redis gets SIGTERM, so it flushes its append-only file. The other parts get SIGKILL: with
+# smsagg up gone nobody stops them in order, and a worker told to stop politely while its
+# Redis is stopping too keeps trying to reach it (seen: an orphan doing so for 30 minutes).
+# Killed mid-task, they lose nothing: tasks are acked late and every stage is idempotent.
+REDIS_CHILD_SETUP = _dies_with_parent(signal.SIGTERM)
+CHILD_SETUP = _dies_with_parent(signal.SIGKILL)
 
 
 def _cli(*args: str) -> list[str]:
@@ -286,18 +300,23 @@ def _banner(settings: Settings, info: runfile.RunInfo) -> None:
 
 def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int | None, smsc_sim: bool) -> int:
     """Run the gateway until Ctrl-C/SIGTERM (0) or a part that keeps dying (1)."""
+    supervisor = Supervisor(RestartPolicy.from_settings(settings))
+    # From here on Ctrl-C and SIGTERM stop the gateway in order, even one started with
+    # SIGINT ignored (a background job of a script); a start under way is cut short.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: supervisor.request_stop())
     claim = runfile.HomeClaim(settings.home)
     note = claim.acquire()
     if note:
         console.print(note)
     try:
-        return _run(settings, web_port or settings.web_port, redis_port, smsc_sim, RestartPolicy.from_settings(settings))
+        return _run(settings, supervisor, web_port or settings.web_port, redis_port, smsc_sim)
     finally:
         runfile.remove(settings.home)
         claim.release()
 
 
-def _run(settings: Settings, web_port: int, redis_port: int | None, smsc_sim: bool, policy: RestartPolicy) -> int:
+def _run(settings: Settings, supervisor: Supervisor, web_port: int, redis_port: int | None, smsc_sim: bool) -> int:
     sim_port, embedded = settings.smsc_sim_port, settings.redis_url is None
     ports = {"the ingress": (settings.web_host, web_port)}
     if smsc_sim:
@@ -309,16 +328,14 @@ def _run(settings: Settings, web_port: int, redis_port: int | None, smsc_sim: bo
     if not embedded:
         connect(settings.redis_url).ping()  # an external Redis out of reach: one line, not parts retrying
 
-    supervisor = Supervisor(policy, on_restart=lambda: publish())
-    for signum in (signal.SIGINT, signal.SIGTERM):  # from here on, Ctrl-C lets the start finish, then stops
-        signal.signal(signum, lambda *_: supervisor.request_stop())
+    supervisor.on_restart = lambda: publish()
     try:
         redis_url = settings.redis_url
         if embedded:
             redis_port = redis_port or free_port()
             data_dir = settings.home / "redis"
-            supervisor.add(Part("redis", lambda: start_embedded_redis(data_dir, redis_port, preexec_fn=CHILD_SETUP),
-                                stop_last=True))
+            start_redis = functools.partial(start_embedded_redis, data_dir, redis_port, preexec_fn=REDIS_CHILD_SETUP)
+            supervisor.add(Part("redis", start_redis, stop_last=True))
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
         migrate.upgrade(settings.database_url)
         env = _child_environment(settings, redis_url)
@@ -338,8 +355,13 @@ def _run(settings: Settings, web_port: int, redis_port: int | None, smsc_sim: bo
             "beat": _cli("beat"),
         }
         for name, command in commands.items():
-            supervisor.add(Part(name, lambda command=command: subprocess.Popen(command, env=env,
-                                                                                 preexec_fn=CHILD_SETUP)))
+            if supervisor.stop_requested:
+                break
+            supervisor.add(Part(name, lambda command=command: subprocess.Popen(
+                command, env=env, process_group=0, preexec_fn=CHILD_SETUP)))
+        if supervisor.stop_requested:
+            console.print("stopping before the start is complete ...")
+            return 0
 
         info = runfile.RunInfo(
             pid=os.getpid(), started_at=time.time(), redis_url=redis_url, redis_embedded=embedded,
