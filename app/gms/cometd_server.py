@@ -82,9 +82,9 @@ class ParkedPoll:
     """One held ``/meta/connect``: woken when its client's queue may have messages,
     released when the client connected again (or the server stops)."""
 
-    def __init__(self, client_id: str):
+    def __init__(self, client_id: str, token: str):
         self.client_id = client_id
-        self.token = secrets.token_hex(8)
+        self.token = token
         self.released = False
         self._woken = asyncio.Event()
 
@@ -109,10 +109,15 @@ class ParkedPoll:
 
 
 class ParkedPolls:
-    """The polls this process holds, by client id (one each)."""
+    """The polls this process holds, by client id (one each).
+
+    A connect's release token starts with this process's origin, so the process
+    ignores its own release messages (it has released its local poll already), and a
+    late one can never end a newer poll of the same client here."""
 
     def __init__(self, limit: int):
         self.limit = limit
+        self.origin = secrets.token_hex(6)
         self._by_client: dict[str, ParkedPoll] = {}
 
     def __len__(self) -> int:
@@ -121,12 +126,19 @@ class ParkedPolls:
     def has_room(self, client_id: str) -> bool:
         return client_id in self._by_client or len(self._by_client) < self.limit
 
-    @contextmanager
-    def park(self, client_id: str):
+    def new_token(self) -> str:
+        return f"{self.origin}.{secrets.token_hex(6)}"
+
+    def release(self, client_id: str) -> None:
+        """The client connected again here: its parked poll, if any, is answered."""
         previous = self._by_client.get(client_id)
         if previous is not None:
             previous.release()
-        poll = self._by_client[client_id] = ParkedPoll(client_id)
+
+    @contextmanager
+    def park(self, client_id: str):
+        self.release(client_id)
+        poll = self._by_client[client_id] = ParkedPoll(client_id, self.new_token())
         try:
             yield poll
         finally:
@@ -143,7 +155,7 @@ class ParkedPolls:
             return
         if not token:
             poll.wake()
-        elif token != poll.token:
+        elif not token.startswith(f"{self.origin}."):
             poll.release()
 
     def wake_all(self) -> None:
@@ -224,22 +236,26 @@ class CometdServer:
         if ids:
             clients = self.commands.clients(ids, await self._execute(lambda p: self.commands.read_clients(p, ids)))
         plan = plan_bayeux(identity, messages, clients, advice=self.advice, max_hold=self.options.cometd_timeout)
-        ttl, pending = self.options.cometd_session_timeout, plan.connect
+        pending = plan.connect
         if pending is None:
             if plan.writes:
-                await self._execute(lambda p: self.commands.write(p, plan.writes, ttl))
+                await self._execute(lambda p: self.commands.write(p, plan.writes, self.options.cometd_session_timeout))
             return plan.replies
-        client_id, advice = pending.client.client_id, self.advice
+        client_id = pending.client.client_id
         if pending.hold > 0 and self.parked.has_room(client_id):
             events, alive = await self._hold(client_id, plan.writes, pending.hold)
-        else:
-            if pending.hold > 0:
-                advice = self.polling_advice  # full: this client polls until there is room
-            results = await self._execute(
-                lambda p: self.commands.write(p, plan.writes, ttl),
-                lambda p: self.commands.take(p, client_id, release_token=secrets.token_hex(8)))
-            events, alive = self.commands.taken(results)
+            advice = self.advice
+        else:  # not to be held, or this process holds all it may: the client polls meanwhile
+            events, alive = await self._take_now(client_id, plan.writes)
+            advice = self.polling_advice if pending.hold > 0 else self.advice
         return [*plan.replies, *connect_replies(pending, events, alive=alive, advice=advice)]
+
+    async def _take_now(self, client_id: str, writes: list) -> tuple[list[str], bool]:
+        self.parked.release(client_id)
+        results = await self._execute(
+            lambda p: self.commands.write(p, writes, self.options.cometd_session_timeout),
+            lambda p: self.commands.take(p, client_id, release_token=self.parked.new_token()))
+        return self.commands.taken(results)
 
     async def _hold(self, client_id: str, writes: list, hold: float) -> tuple[list[str], bool]:
         loop = asyncio.get_running_loop()

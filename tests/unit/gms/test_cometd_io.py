@@ -132,11 +132,12 @@ async def test_parked_polls_one_per_client_woken_and_released_by_token():
     parked = ParkedPolls(limit=2)
     with parked.park("a") as first, parked.park("b") as other:
         assert not parked.has_room("c") and parked.has_room("a")
-        parked.notify(f"a {first.token}")  # its own release message: ignored
+        parked.notify(f"a {first.token}")  # its own release message: ignored ...
+        parked.notify(f"a {parked.new_token()}")  # ... as any this process sent
         assert not first.released and not await first.wait(0.01)
         parked.notify(b"a")
         assert await first.wait(1) and not first.released
-        parked.notify("a another-token")  # the client connected again, elsewhere
+        parked.notify(f"a {ParkedPolls(1).new_token()}")  # the client connected again, elsewhere
         assert first.released and not other.released
         with parked.park("b") as replacement:  # ... or here
             assert other.released and not replacement.released and len(parked) == 2
@@ -255,3 +256,19 @@ async def test_a_body_that_does_not_arrive_is_408(monkeypatch):
     with pytest.raises(cometd_server.RequestTimeout) as error:
         await cometd_server._body(request)
     assert error.value.status == 408 and error.value.code == "request_timeout"
+
+
+@in_loop
+async def test_a_connect_answered_at_once_still_releases_the_clients_parked_poll(store, server):
+    cometd = _server(store, server)
+    identity = Identity("mobileapp", "device-1")
+    services = MobileServices(store, None, GmsConfig(options=OPTIONS))
+    cid = handshaken(services)
+    await cometd.exchange(identity, [connect(cid)])
+    held = asyncio.create_task(cometd.exchange(identity, [connect(cid, id="old")]))
+    while len(cometd.parked) == 0:
+        await asyncio.sleep(0.001)
+    batched = await cometd.exchange(identity, [
+        {"channel": "/meta/subscribe", "clientId": cid, "subscription": "/_genesys"}, connect(cid, id="new")])
+    assert [r.get("id") for r in batched] == [None, "new"]
+    assert (await asyncio.wait_for(held, 2))[-1]["id"] == "old"
