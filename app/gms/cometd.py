@@ -14,11 +14,11 @@ specification puts it; errors use Bayeux's ``code:args:message`` form.
 A request is handled in three steps, with the caller's I/O between them:
 
 1. :func:`messages_from_body` (or :func:`parse_messages`) reads the Bayeux messages;
-2. :func:`plan` decides, from the messages and the :class:`ClientRecord`\\ s read from
-   Redis for the ``clientId``\\ s they name (:func:`client_ids`), every reply that can
-   be given now, the writes to make (:data:`Write`), and at most one
-   ``/meta/connect`` still to answer (:class:`PendingConnect`) with how long it may
-   be held;
+2. :func:`plan` decides, from the messages and the client records
+   (:class:`ClientRecord`) read from Redis for the client ids they name
+   (:func:`client_ids`), every reply that can be given now, the writes to make
+   (:data:`Write`), and at most one ``/meta/connect`` still to answer
+   (:class:`PendingConnect`) with how long it may be held;
 3. :func:`connect_replies` answers that connect with the events taken from the
    client's queue.
 
@@ -202,7 +202,7 @@ class Plan:
 
 
 def client_ids(messages: list[dict]) -> list[str]:
-    """The well-formed ``clientId``\\ s of a batch, each once: the records to read."""
+    """The well-formed client ids of a batch, each once: the records to read."""
     seen: dict[str, None] = {}
     for message in messages:
         client_id = message.get("clientId")
