@@ -192,13 +192,15 @@ def _p99(samples: list[float]) -> float:
 
 def test_100_parked_long_polls_leave_mt_ingress_answering_in_normal_time(gms, processes, queues, tmp_path):
     """Before: each parked /meta/connect held one of the ingress's 2 x 8 gunicorn
-    threads, so 16 chat clients stalled /httpapi/receiver. Now they park on the CometD
-    server and the ingress's p99 with 100 parked stays near its baseline."""
+    threads, so 16 chat clients stalled /httpapi/receiver (a submit then waited for a
+    poll to end: up to cometd_timeout, 60 s here). Now they park on the CometD server
+    and the ingress's p99 with 100 parked stays near its baseline, measured before and
+    after in the same run (the machine is shared: the bound is generous)."""
     (tmp_path / "gms.ini").write_text(GMS_INI.replace("cometd_timeout = 2", "cometd_timeout = 60"))
     provision(gms.settings.database_url, rate=100_000, burst=100_000)
     ingress, cometd = processes.web(), processes.cometd()
     _submit_latencies(ingress, 40)  # warm: connections, credential cache, directory
-    baseline = _submit_latencies(ingress, 300)
+    baseline = _submit_latencies(ingress, 150)
 
     async def scenario():
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -234,7 +236,8 @@ def test_100_parked_long_polls_leave_mt_ingress_answering_in_normal_time(gms, pr
 
     loaded = asyncio.run(asyncio.wait_for(scenario(), 120))
     wait_until(lambda: requests.get(f"{cometd}/health", timeout=1).json()["parked"] == 0, timeout=5)
+    baseline += _submit_latencies(ingress, 150)
     ratio = _p99(loaded) / _p99(baseline)
     print(f"MT submit p99: {_p99(baseline) * 1000:.1f} ms with no long-polls, "
           f"{_p99(loaded) * 1000:.1f} ms with 100 parked (ratio {ratio:.2f})")
-    assert ratio < 5, (sorted(baseline)[-5:], sorted(loaded)[-5:])
+    assert ratio < 10, (sorted(baseline)[-5:], sorted(loaded)[-5:])
