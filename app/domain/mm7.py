@@ -469,9 +469,7 @@ def parse_answer(content_type: str | None, body: bytes, kind: str) -> Answer:
     if envelope.kind != kind:
         raise MalformedMm7(f"expected {kind}, got {envelope.kind}")
     code, text = _read_status(envelope.operation, envelope.namespace)
-    message_id = _text(envelope.operation, envelope.namespace, "MessageID")
-    if message_id is not None and len(message_id) > MAX_MESSAGE_ID:
-        raise MalformedMm7(f"MessageID longer than {MAX_MESSAGE_ID} characters")
+    message_id = _message_id(envelope.operation, envelope.namespace, required=False)
     if kind == "SubmitRsp" and status_for(code).command_status == _OK and not message_id:
         raise MalformedMm7("a successful SubmitRsp without a MessageID")
     return Answer(kind, envelope.transaction_id, code, text, message_id)
@@ -486,7 +484,7 @@ def parse_vasp_request(content_type: str | None, body: bytes) -> DeliveryReport 
     envelope = _read_envelope(content_type, body)
     op, ns = envelope.operation, envelope.namespace
     if envelope.kind == "DeliveryReportReq":
-        return DeliveryReport(envelope.transaction_id, ns, _required(op, ns, "MessageID"),
+        return DeliveryReport(envelope.transaction_id, ns, _message_id(op, ns),
                               _address(op, ns, "Recipient"), _address(op, ns, "Sender", required=False),
                               MmStatus.read(_required(op, ns, "MMStatus")), _text(op, ns, "StatusText") or "")
     if envelope.kind == "DeliverReq":
@@ -668,6 +666,15 @@ def _required(parent: ET.Element, ns: str, name: str) -> str:
     if not value:
         raise MalformedMm7(f"{_split(parent.tag)[1]} without {name}")
     return value
+
+
+def _message_id(operation: ET.Element, ns: str, *, required: bool = True) -> str | None:
+    message_id = _text(operation, ns, "MessageID") or None
+    if message_id is None and required:
+        raise MalformedMm7(f"{_split(operation.tag)[1]} without MessageID")
+    if message_id is not None and len(message_id) > MAX_MESSAGE_ID:
+        raise MalformedMm7(f"MessageID longer than {MAX_MESSAGE_ID} characters")
+    return message_id
 
 
 def _read_status(operation: ET.Element, ns: str) -> tuple[int, str]:
