@@ -213,11 +213,12 @@ class MmscSimulator:
     def _authorized(self, request: web.Request) -> bool:
         if not self.config.credentials:
             return True
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
         try:
-            auth = aiohttp.BasicAuth.decode(request.headers.get("Authorization", ""))
-        except ValueError:
+            user, sep, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
             return False
-        return self.config.credentials.get(auth.login) == auth.password
+        return scheme.lower() == "basic" and bool(sep) and self.config.credentials.get(user) == password
 
     # --- delivery reports and MO -------------------------------------------------------------
 
@@ -265,10 +266,11 @@ class MmscSimulator:
 
     async def _post(self, body: mm7.HttpBody, answer: str) -> tuple[int | None, bool, str]:
         headers = {"Content-Type": body.content_type, "SOAPAction": '""'}
-        auth = (aiohttp.BasicAuth(self.config.vasp_user, self.config.vasp_password or "")
-                if self.config.vasp_user is not None else None)
+        if self.config.vasp_user is not None:
+            credentials = f"{self.config.vasp_user}:{self.config.vasp_password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
         try:
-            async with self._client.post(self.config.vasp_url, data=body.body, headers=headers, auth=auth) as reply:
+            async with self._client.post(self.config.vasp_url, data=body.body, headers=headers) as reply:
                 data = await reply.read()
                 http_status, content_type = reply.status, reply.headers.get("Content-Type")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
