@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import select
@@ -49,13 +50,17 @@ class CarrierInfo:
     def concat_mode(self) -> str:
         return self.settings.get("concat_mode", "udh")
 
+    @cached_property
+    def kinds(self) -> tuple[str, ...]:
+        return carrier_kinds(self.connector, self.settings)
+
     @property
     def carries_sms(self) -> bool:
-        return "sms" in carrier_kinds(self.connector, self.settings)
+        return "sms" in self.kinds
 
     @property
     def carries_mms(self) -> bool:
-        return "mms" in carrier_kinds(self.connector, self.settings)
+        return "mms" in self.kinds
 
 
 def carrier_kinds(connector: str, settings: dict[str, Any]) -> tuple[str, ...]:

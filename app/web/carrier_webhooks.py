@@ -160,10 +160,8 @@ def mm7_request(carrier_id: int):
         fault = _mm7_fault(401, None, mm7.NAMESPACE, "Client", 4001, "wrong or missing carrier token")
         fault.headers["WWW-Authenticate"] = 'Basic realm="smsagg"'
         return fault
-    if request.content_length is not None and request.content_length > MAX_MMS_WEBHOOK_BYTES:
-        return _mm7_fault(413, None, mm7.NAMESPACE, "Client", 2004, f"body larger than {MAX_MMS_WEBHOOK_BYTES} bytes")
-    body = request.get_data(cache=False)
-    if len(body) > MAX_MMS_WEBHOOK_BYTES:
+    body = _body(MAX_MMS_WEBHOOK_BYTES)
+    if body is None:
         return _mm7_fault(413, None, mm7.NAMESPACE, "Client", 2004, f"body larger than {MAX_MMS_WEBHOOK_BYTES} bytes")
     try:
         received = mm7.parse_vasp_request(request.headers.get("Content-Type"), body)
@@ -171,16 +169,7 @@ def mm7_request(carrier_id: int):
         return _mm7_fault(500, unsupported.transaction_id, unsupported.namespace, "Client", 4003, str(unsupported))
     except mm7.MalformedMm7 as malformed:
         return _mm7_fault(500, None, mm7.NAMESPACE, "Client", 4004, str(malformed)[:300])
-    if isinstance(received, mm7.DeliveryReport):
-        kind, answer = "mm7_dr", "DeliveryReportRsp"
-        fields = {"message_id": received.message_id, "status": str(int(received.mm_status.message_state)),
-                  "err": received.mm_status.value, "status_text": received.status_text,
-                  "recipient": received.recipient}
-    else:
-        kind, answer = "mm7_mo", "DeliverRsp"
-        fields = {"from": received.sender, "to": received.recipient, "text": received.text,
-                  "attachments": [[a.content_type, _b64(a.content)] for a in received.attachments],
-                  "linked_id": received.linked_id}
+    kind, answer, fields = _mm7_item(received)
     try:
         _queue(kind, carrier_id, fields)
     except redis.RedisError:
@@ -188,6 +177,27 @@ def mm7_request(carrier_id: int):
         return _mm7_fault(500, received.transaction_id, received.namespace, "Server", 3000, "try again later")
     reply = mm7.build_answer(answer, received.transaction_id, 1000, "Success", namespace=received.namespace)
     return Response(reply.body, status=200, content_type=reply.content_type)
+
+
+def _body(limit: int) -> bytes | None:
+    """The raw body, or None when it is over ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = request.get_data(cache=False)
+    return body if len(body) <= limit else None
+
+
+def _mm7_item(received: mm7.DeliveryReport | mm7.DeliveredMms) -> tuple[str, str, dict]:
+    """The inbound item's source and fields (the webhooks' field names, so the inbound
+    worker reads them alike), and the answer's kind."""
+    if isinstance(received, mm7.DeliveryReport):
+        return "mm7_dr", "DeliveryReportRsp", {
+            "message_id": received.message_id, "status": str(int(received.mm_status.message_state)),
+            "err": received.mm_status.value, "status_text": received.status_text, "recipient": received.recipient}
+    return "mm7_mo", "DeliverRsp", {
+        "from": received.sender, "to": received.recipient, "text": received.text,
+        "attachments": [[a.content_type, _b64(a.content)] for a in received.attachments],
+        "linked_id": received.linked_id}
 
 
 def _mm7_fault(status: int, transaction_id: str | None, namespace: str, fault: str, code: int, text: str) -> Response:
