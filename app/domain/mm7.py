@@ -154,7 +154,6 @@ _FAULT_STATUSES = {"Client": _OURS_FORMAT, "Server": _SYSTEM}
 """A SOAP fault with no MM7 status: SOAP 1.1 (§4.4.1) says a Client fault must not be
 resent unchanged (permanent, 98) and a Server fault may succeed later (transient, 98);
 VersionMismatch and MustUnderstand are our request's fault (permanent, 98)."""
-_UNPARSEABLE = _SYSTEM
 
 
 def status_for(code: int) -> Mm7Status:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -184,3 +186,19 @@ def test_an_mo_the_vasp_refuses_is_sent_again():
 def test_inject_mo_without_a_vasp_url_is_a_control_error():
     with running_mmsc() as mmsc, pytest.raises(ControlError, match="no VASP URL"):
         inject_mo_via_control(mmsc.base_url, "447700900555", "12345", "nobody listens")
+
+
+def test_the_simulator_answers_what_is_no_submit_with_a_client_fault():
+    with running_mmsc() as mmsc:
+        for content_type, body, code in (("text/xml", b"<not-soap/>", 4004),
+                                         (*_as_pair(mm7.build_answer("DeliverRsp", "t", 1000, "ok")), 4003)):
+            request = urllib.request.Request(mmsc.url, data=body, headers={"Content-Type": content_type})
+            with pytest.raises(urllib.error.HTTPError) as raised:
+                urllib.request.urlopen(request, timeout=5)
+            answer = mm7.parse_answer(raised.value.headers["Content-Type"], raised.value.read(), "SubmitRsp")
+            assert raised.value.code == 500 and (answer.fault, answer.status_code) == ("Client", code)
+        assert mmsc.messages == []
+
+
+def _as_pair(http: mm7.HttpBody) -> tuple[str, bytes]:
+    return http.content_type, http.body
