@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from tests.conftest import free_port
@@ -54,6 +55,7 @@ def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert not port_open(web_port)() and not port_open(redis_port)()
 
 
+@pytest.mark.timeout(300)  # a whole gateway starts, sends and stops; slow on busy shared cores
 def test_up_on_a_fresh_home_sends_an_mms_through_the_mmsc_simulator_and_its_dr_comes_back(tmp_path):
     """The quick start: nothing configured but an account; carrier 1 (SMSC simulator)
     takes the SMS, carrier 2 (MMSC simulator) the MMS, and both receipts come back."""
