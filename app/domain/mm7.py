@@ -349,15 +349,13 @@ def build_delivery_report_req(transaction_id: str, message_id: str, recipient: s
 
 
 def build_deliver_req(transaction_id: str, sender: str, recipient: str, content: MmsPayload, *,
-                      linked_id: str | None = None, subject: str | None = None, namespace: str = NAMESPACE,
+                      linked_id: str | None = None, namespace: str = NAMESPACE,
                       version: str = MM7_VERSION) -> HttpBody:
     operation, ns = _operation("DeliverReq", namespace, version)
     if linked_id:
         _sub(operation, ns, "LinkedID", linked_id)
     _sub(_sub(operation, ns, "Sender"), ns, "Number", sender)
     _sub(_sub(_sub(operation, ns, "Recipients"), ns, "To"), ns, _address_kind(recipient), recipient)
-    if subject:
-        _sub(operation, ns, "Subject", subject)
     _sub(operation, ns, "Content").attrib.update({"href": f"cid:{CONTENT_PART_ID}", "allowAdaptations": "true"})
     return _with_content(_envelope(transaction_id, namespace, operation), _entity(content))
 
@@ -488,7 +486,7 @@ def parse_vasp_request(content_type: str | None, body: bytes) -> DeliveryReport 
                               MmStatus.read(_required(op, ns, "MMStatus")), _text(op, ns, "StatusText") or "")
     if envelope.kind == "DeliverReq":
         recipients = _child(op, ns, "Recipients")
-        recipient = _first_address(recipients, ns) if recipients is not None else None
+        recipient = _first_address(recipients) if recipients is not None else None
         if not recipient:
             raise MalformedMm7("DeliverReq without a recipient")
         text, attachments = _mo_content(envelope.content)
@@ -507,7 +505,7 @@ def parse_submit_req(content_type: str | None, body: bytes) -> ReceivedSubmit:
     if sender_id is None:
         raise MalformedMm7("SubmitReq without SenderIdentification")
     recipients = _child(op, ns, "Recipients")
-    addresses = tuple(_addresses(recipients, ns)) if recipients is not None else ()
+    addresses = tuple(_addresses(recipients)) if recipients is not None else ()
     if not addresses:
         raise MalformedMm7("SubmitReq without recipients")
     content = envelope.content
@@ -718,19 +716,19 @@ def _normalise_address(value: str) -> str:
     return address.removeprefix("+")
 
 
-def _addresses(parent: ET.Element, ns: str) -> Iterator[str]:
+def _addresses(parent: ET.Element) -> Iterator[str]:
     for element in parent.iter():
         if _split(element.tag)[1] in ("Number", "ShortCode", "RFC2822Address") and (element.text or "").strip():
             yield _normalise_address(element.text)
 
 
-def _first_address(parent: ET.Element, ns: str) -> str | None:
-    return next(_addresses(parent, ns), None)
+def _first_address(parent: ET.Element) -> str | None:
+    return next(_addresses(parent), None)
 
 
 def _address(parent: ET.Element, ns: str, name: str, *, required: bool = True) -> str:
     element = _child(parent, ns, name)
-    address = _first_address(element, ns) if element is not None else None
+    address = _first_address(element) if element is not None else None
     if address is None and required:
         raise MalformedMm7(f"{_split(parent.tag)[1]} without a {name} address")
     return address or ""
