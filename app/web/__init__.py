@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         "store": store,
         "directory": directory,
         "carriers": CarrierDirectory(settings.database_url, settings.directory_refresh_seconds),
-        "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds),
+        "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds,
+                                max_mms_bytes=settings.max_mms_bytes),
     }
 
     from app.gms.web import blueprint as gms_blueprint
