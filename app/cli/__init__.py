@@ -11,6 +11,7 @@ from app.cli import bench, callbacks, manage, run
 from app.cli.queues import queues
 from app.cli.smsc_sim import smsc_sim
 from app.bulk.cli import attach as attach_bulk
+from app.console.cli import attach as attach_console
 from app.gms.cli import gms
 
 
@@ -22,3 +23,4 @@ def main() -> None:
 for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms, smsc_sim, *callbacks.COMMANDS, queues):
     main.add_command(command)
 attach_bulk(main)
+attach_console(main)
