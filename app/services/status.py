@@ -23,9 +23,13 @@ from typing import Any
 
 import redis
 
-from app.adapters.heartbeats import read_parts
+from app.adapters.heartbeats import INTERVAL_SECONDS, read_parts
 from app.adapters.stage_queue import StageDepth, StageQueue
 from app.domain.priorities import ALL_QUEUES, MT_QUEUES
+
+LATE_AFTER_SECONDS = 2 * INTERVAL_SECONDS
+"""A part whose last beat is older than this missed beats: it is shown as late until
+its key expires (a part killed with kill -9, a host that lost Redis)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class PartStatus:
     queues: tuple[str, ...]
     binds: dict[int, tuple[int, int]]
     per_second: float
+
+    @property
+    def late(self) -> bool:
+        return self.last_beat_seconds > LATE_AFTER_SECONDS
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ class GatewayStatus:
 
 
 def _part_dict(part: PartStatus) -> dict[str, Any]:
-    return {**asdict(part), "queues": list(part.queues),
+    return {**asdict(part), "late": part.late, "queues": list(part.queues),
             "binds": {str(carrier): list(binds) for carrier, binds in part.binds.items()}}
 
 

@@ -5,7 +5,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const STATUS_EVERY_MS = 3000;
-const PROGRESS_EVERY_MS = 2000;
+const PROGRESS_EVERY_MS = 5000;
 const SPARK_POINTS = 60;
 
 function confirmations() {
@@ -116,6 +116,7 @@ function showStatus(status) {
   const parts = replaceRows(document.querySelector("#parts tbody"), status.parts, "no heartbeats", 8);
   for (const p of status.parts) {
     const tr = document.createElement("tr");
+    if (p.late) tr.className = "late";
     cell(tr, p.part); cell(tr, p.host); cell(tr, p.pid, true); cell(tr, p.up_seconds, true);
     cell(tr, p.last_beat_seconds, true); cell(tr, p.queues.join(", "));
     cell(tr, Object.entries(p.binds).map(([carrier, [up, total]]) => `${carrier}: ${up}/${total}`).join(" "));

@@ -40,6 +40,12 @@ def test_a_healthy_gateway_sums_rates_and_binds_and_raises_no_alert_but_a_dead_c
     assert status.alerts == ["carrier 8: no SMPP bind is up (2 worker process(es) keep trying)"]
     worker = next(p for p in status.parts if p.pid == 11)
     assert worker.binds == {7: (2, 2), 8: (0, 1)} and worker.up_seconds == 60 and worker.last_beat_seconds == 2
+    assert not worker.late
+
+
+def test_a_part_that_missed_beats_is_late():
+    [part] = summarize([record("beat", 3, at=NOW - 11)], [], {}, NOW).parts
+    assert part.late and part.last_beat_seconds == 11
 
 
 def test_work_waiting_where_no_worker_listens_is_an_alert():
