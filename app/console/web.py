@@ -133,6 +133,8 @@ def _when(moment: datetime | float | None) -> str:
         return ""
     if isinstance(moment, (int, float)):
         moment = datetime.fromtimestamp(moment, UTC)
+    if moment.tzinfo is None:  # SQLite gives naive datetimes back: they are UTC
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
