@@ -37,3 +37,15 @@ def test_a_worker_stopped_cleanly_removes_its_part_at_once(gateway, redis_client
         worker.terminate()
         worker.wait(20)
     assert not _workers(redis_client, gateway.key_prefix, pid)
+
+
+def test_beat_beats_and_removes_its_part_when_it_stops(gateway, redis_client, tmp_path):
+    def beats():
+        return [r for r in read_parts(redis_client, gateway.key_prefix) if r["part"] == "beat"]
+
+    with running(["beat"], gateway, tmp_path / "beat.log") as beat:
+        [record] = wait_until(beats, timeout=30)
+        assert record["pid"] == beat.pid and record["queues"] == []
+        beat.terminate()
+        beat.wait(20)
+    assert beats() == []
