@@ -30,7 +30,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, abort, request, session
+from flask import Flask, Request, abort, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,9 @@ def configure_sessions(app: Flask, *, key: str, secure_cookie: bool) -> None:
 
 
 def csrf_token() -> str:
-    """This session's token (created on first use)."""
+    """This session's token (created on first use); none without a session key."""
+    if not current_app.secret_key:
+        return ""
     token = session.get(CSRF_FIELD)
     if not token:
         token = session[CSRF_FIELD] = secrets.token_urlsafe(32)

@@ -64,11 +64,22 @@ STATE_NAMES = {int(state): state.name.lower() for state in MessageState}
 
 
 def install(app: Flask, *, login_gate: LoginGate | None = None) -> None:
+    """The console on ``app``. Without a usable session key (``SMSAGG_SECRET_KEY`` unset
+    and ``SMSAGG_HOME`` not writable) the console answers 503 saying so, and the rest
+    of the ingress runs as ever."""
     settings = app.extensions["smsagg"]["settings"]
-    auth.configure_sessions(app, key=auth.secret_key(settings.secret_key, settings.home),
-                            secure_cookie=settings.console_secure_cookie)
+    unavailable = None
+    try:
+        key = auth.secret_key(settings.secret_key, settings.home)
+    except (OSError, ValueError) as exc:
+        unavailable = (f"The console has no session key: set SMSAGG_SECRET_KEY, or let this process write "
+                       f"{settings.home / auth.SECRET_KEY_FILE} ({exc}).")
+        log.error("console disabled: %s", unavailable)
+    else:
+        auth.configure_sessions(app, key=key, secure_cookie=settings.console_secure_cookie)
     store = app.extensions["smsagg"]["store"]
-    app.extensions["console"] = {"login_gate": login_gate, "bulk_store": BulkStore(store.client, settings.key_prefix)}
+    app.extensions["console"] = {"login_gate": login_gate, "bulk_store": BulkStore(store.client, settings.key_prefix),
+                                 "unavailable": unavailable}
     app.register_blueprint(blueprint)
 
 
@@ -92,6 +103,9 @@ def _unit_of_work():
 
 @blueprint.before_request
 def _guard():
+    unavailable = current_app.extensions["console"]["unavailable"]
+    if unavailable and request.endpoint != "console.static":
+        return _error_page(503, unavailable)
     auth.check_csrf()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None

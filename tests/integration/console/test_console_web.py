@@ -211,6 +211,19 @@ def test_pages_carry_security_headers(logged_in):
     assert response.headers["X-Frame-Options"] == "DENY" and response.headers["Cache-Control"] == "no-store"
 
 
+def test_without_a_usable_session_key_the_console_says_so_and_the_rest_runs(gateway, operator, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "secret_key").write_text("too short\n")
+    app = create_app(gateway.with_overrides(home=home))
+    client = app.test_client()
+    for path in ("/console/", "/console/login"):
+        response = client.get(path)
+        assert response.status_code == 503 and "set SMSAGG_SECRET_KEY" in text(response)
+    assert client.post("/console/login", data={"login": OPERATOR}).status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
 def test_the_session_key_is_kept_in_smsagg_home(console, gateway):
     assert console.app.secret_key == (gateway.home / "secret_key").read_text().strip()
     assert create_app(gateway).secret_key == console.app.secret_key  # another process of the host agrees
