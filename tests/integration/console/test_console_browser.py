@@ -29,6 +29,8 @@ from tests.integration.test_end_to_end import ALL, configure
 from tests.integration.workers import port_open, running, wait_until, worker_ready
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+STARTUP_SECONDS = 90  # generous: the machine's two cores may be shared with much else
+PAGE_SECONDS = 45
 
 
 def _dead_callbacks(database_url: str) -> list[tuple[str, str]]:
@@ -40,7 +42,7 @@ def _dead_callbacks(database_url: str) -> list[tuple[str, str]]:
 
 def _schedule(base: str) -> str:
     due = datetime.now(UTC) + timedelta(days=7)
-    body = requests.post(f"{base}/bulksms/schedulemsg", timeout=10, data={
+    body = requests.post(f"{base}/bulksms/schedulemsg", timeout=30, data={
         "username": "acme", "password": PASSWORD, "type": "0", "dlr": "1", "source": "99222",
         "destination": "12025550100,12025550101", "message": "Next week's campaign",
         "date": due.strftime("%m/%d/%Y"), "time": "09:30 am", "gmt": "GMT +0:00"}).text
@@ -48,6 +50,7 @@ def _schedule(base: str) -> str:
     return body.split("|")[2][:24]
 
 
+@pytest.mark.timeout(2 * STARTUP_SECONDS + 300)
 def test_operator_flows_in_chromium(gateway, operator, tmp_path, redis_client):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -57,23 +60,23 @@ def test_operator_flows_in_chromium(gateway, operator, tmp_path, redis_client):
         with session_scope(gateway.database_url) as session:
             session.get(Account, 1).callback_max_retries = 0  # the first failure dead-letters a DR
         with running(["worker", "--queues", ALL, "--pool", "threads", "--concurrency", "6"], gateway, worker_log,
-                     ready=worker_ready(worker_log)), \
+                     ready=worker_ready(worker_log), timeout=STARTUP_SECONDS), \
                 running(["web", "--port", str(port), "--workers", "1", "--threads", "4"], gateway, web_log,
-                        ready=port_open(port)):
-            answer = requests.post(f"{base}/httpapi/receiver", timeout=10, data={
+                        ready=port_open(port), timeout=STARTUP_SECONDS):
+            answer = requests.post(f"{base}/httpapi/receiver", timeout=30, data={
                 "login": "acme", "password": PASSWORD, "phone_number": "12025550100", "sender": "99222",
                 "message": "Hello from the browser test", "message_id": "browser-1", "receipt": "TRUE"}).text
             assert answer.strip() == "result_code=0"
             dead = wait_until(lambda: (lambda d: d if len(d) == 2 else None)(_dead_callbacks(gateway.database_url)),
-                              timeout=60)
+                              timeout=120)
             final_dr = next(callback_id for callback_id, state in dead if state == "2")
             batch_id = _schedule(base)
 
             with running_chromium(tmp_path / "chromium") as ws_url:
-                asyncio.run(asyncio.wait_for(_operator_session(base, ws_url, final_dr, batch_id, tmp_path), 90))
+                asyncio.run(asyncio.wait_for(_operator_session(base, ws_url, final_dr, batch_id, tmp_path), 240))
 
             wait_until(lambda: any(p["fields"].get("message_state") == "2" for p in receiver.posts("/dr")[2:]),
-                       timeout=30)
+                       timeout=60)
     with session_scope(gateway.database_url) as session:
         replayed = session.get(Callback, final_dr)
         assert replayed.status == "delivered" and [a.status_code for a in replayed.attempt_log] == [500, 200]
@@ -90,34 +93,43 @@ async def _operator_session(base: str, ws_url: str, final_dr: str, batch_id: str
         for domain in ("Page", "Runtime", "Log"):
             await page.call(f"{domain}.enable")
 
-        async def load(expression: str, timeout: float = 15.0):
-            await page.wait_for(f"document.readyState === 'complete' && ({expression})", timeout)
+        async def leave(action: str, expression: str) -> None:
+            """Run ``action`` (JavaScript that leaves the page), then wait for the next page,
+            loaded, to satisfy ``expression`` (the mark tells the old document from the new)."""
+            await page.eval(f"window.leaving = true; {action}; true")
+            await page.wait_for(f"!window.leaving && document.readyState === 'complete' && ({expression})",
+                                PAGE_SECONDS)
+
+        async def open_page(path: str, expression: str) -> None:
+            await page.eval("window.leaving = true")
+            await page.call("Page.navigate", url=base + path)
+            await page.wait_for(f"!window.leaving && document.readyState === 'complete' && ({expression})",
+                                PAGE_SECONDS)
 
         # Log in: the console sends the operator to the login page first.
-        await page.call("Page.navigate", url=f"{base}/console/")
-        await load("!!document.getElementById('login-form')")
+        await open_page("/console/", "!!document.getElementById('login-form')")
         assert await page.eval("location.pathname") == "/console/login"
-        await page.eval(f"""
+        await leave(f"""
             document.getElementById('login').value = {json.dumps(OPERATOR)};
             document.getElementById('password').value = {json.dumps(OPERATOR_PASSWORD)};
-            document.getElementById('login-button').click(); true""")
-        await load("location.pathname === '/console/' && !!document.getElementById('status')")
+            document.getElementById('login-button').click()""",
+                    "location.pathname === '/console/' && !!document.getElementById('status')")
 
         # Live status: the ingress and the worker beat, the worker's bind to the simulator is up.
         await page.wait_for("document.querySelector('[data-count=\"worker\"]').textContent === '1' && "
                             "document.querySelector('[data-count=\"ingress\"]').textContent === '1' && "
-                            "!!document.querySelector('#binds tr[data-carrier=\"99901\"].up')", 20)
+                            "!!document.querySelector('#binds tr[data-carrier=\"99901\"].up')", PAGE_SECONDS)
         assert await page.eval("document.querySelector('#binds tr[data-carrier=\"99901\"] td.num').textContent") == "1/1"
-        await page.wait_for("!!document.getElementById('status').dataset.updated")  # the JSON refresh ran
+        await page.wait_for("!!document.getElementById('status').dataset.updated", PAGE_SECONDS)  # the JSON refresh ran
         assert await page.eval("document.querySelectorAll('#backlog-chart rect.bar').length") == 6
         await page.screenshot(shots / "status.png")
 
         # Find a message by the client's message_id, from the search box of every page.
-        await page.eval("""
+        await leave("""
             const box = document.getElementById('nav-search');
             box.value = 'browser-1';
-            box.form.requestSubmit(); true""")
-        await load("location.pathname.startsWith('/console/messages/') && !!document.getElementById('timeline')")
+            box.form.requestSubmit()""",
+                    "location.pathname.startsWith('/console/messages/') && !!document.getElementById('timeline')")
         assert await page.eval("document.getElementById('message-id').textContent") == "browser-1"
         assert "delivered" in await page.eval("document.getElementById('message-state').textContent")
         kinds = await page.eval("[...document.querySelectorAll('#timeline tbody tr')].map(r => r.dataset.kind)")
@@ -126,43 +138,41 @@ async def _operator_session(base: str, ws_url: str, final_dr: str, batch_id: str
         await page.screenshot(shots / "message.png")
 
         # Replay the dead-lettered final DR from the dead letters page.
-        await page.eval("[...document.querySelectorAll('header nav a')].find(a => a.textContent === 'Dead letters')"
-                        ".click(); true")
-        await load(f"!!document.querySelector('#callbacks tr[data-callback=\"{final_dr}\"]')")
+        await leave("[...document.querySelectorAll('header nav a')].find(a => a.textContent === 'Dead letters').click()",
+                    f"!!document.querySelector('#callbacks tr[data-callback=\"{final_dr}\"]')")
         await page.screenshot(shots / "dead-letters.png")
-        await page.eval(f"""
+        await leave(f"""
             document.querySelector('#callbacks tr[data-callback="{final_dr}"] input[type=checkbox]').checked = true;
-            document.getElementById('replay-selected').click(); true""")
-        await load(f"location.pathname === '/console/callbacks/{final_dr}'")
+            document.getElementById('replay-selected').click()""",
+                    f"location.pathname === '/console/callbacks/{final_dr}'")
         assert await page.eval("document.querySelector('.flash').textContent") == "1 callback(s) queued again"
-        for _ in range(100):
+        for _ in range(300):
             if await page.eval("document.getElementById('callback-status').textContent") == "delivered":
                 break
             await asyncio.sleep(0.2)
-            await page.eval("location.reload(); true")
-            await load("!!document.getElementById('callback-status')")
+            await leave("location.reload()", "!!document.getElementById('callback-status')")
         else:
             raise AssertionError("the replayed callback was never delivered")
         assert await page.eval("[...document.querySelectorAll('#attempts tbody tr td:nth-child(2)')]"
                                ".map(td => td.textContent)") == ["500", "200"]
 
         # Cancel the scheduled batch (the button asks first).
-        await page.call("Page.navigate", url=f"{base}/console/schedules")
-        await load(f"!!document.querySelector('#scheduled tr[data-batch=\"{batch_id}\"]')")
+        await open_page("/console/schedules", f"!!document.querySelector('#scheduled tr[data-batch=\"{batch_id}\"]')")
         await page.screenshot(shots / "schedules.png")
-        await page.eval(f"setTimeout(() => document.querySelector("
+        # The click waits in a timer: the confirmation blocks the page until it is answered.
+        await page.eval(f"window.leaving = true; setTimeout(() => document.querySelector("
                         f"'#scheduled tr[data-batch=\"{batch_id}\"] button.cancel').click(), 0); true")
-        dialog = await page.event("Page.javascriptDialogOpening")
+        dialog = await page.event("Page.javascriptDialogOpening", PAGE_SECONDS)
         assert dialog["type"] == "confirm" and batch_id in dialog["message"]
         await page.call("Page.handleJavaScriptDialog", accept=True)
-        await load(f"!!document.querySelector('.flash') && !document.querySelector('#scheduled tr[data-batch=\"{batch_id}\"]')")
+        await page.wait_for("!window.leaving && document.readyState === 'complete' && "
+                            f"!document.querySelector('#scheduled tr[data-batch=\"{batch_id}\"]')", PAGE_SECONDS)
         assert await page.eval("document.querySelector('.flash').textContent") == f"batch {batch_id} cancelled"
         assert await page.eval(f"document.querySelector('[data-batch-text=\"{batch_id}\"]').textContent"
                                ".trim().startsWith('cancelled')")
 
         # Log out.
-        await page.eval("document.getElementById('logout').click(); true")
-        await load("!!document.getElementById('login-form')")
+        await leave("document.getElementById('logout').click()", "!!document.getElementById('login-form')")
 
         problems = [params for method, params in page.events
                     if method == "Runtime.exceptionThrown"
