@@ -12,6 +12,7 @@ import pytest
 
 from app.console import auth, operators, views
 from app.console.models import Operator
+from app.db import migrate
 from app.db.session import session_scope
 from app.services import accounts as accounts_svc
 from app.services.errors import AlreadyExists, InvalidValue, NotFound
@@ -19,6 +20,14 @@ from app.services.passwords import verify_password
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url):
+    """A migrated SQLite database: the rules below do not depend on the database, and a
+    PostgreSQL database per case would cost seconds each (the first tests run on both)."""
+    migrate.upgrade(sqlite_url)
+    return sqlite_url
 
 
 def test_add_and_authenticate(database_url):
@@ -34,29 +43,29 @@ def test_add_and_authenticate(database_url):
 
 @pytest.mark.parametrize("login, password", [("alice", "wrong password"), ("nobody", PASSWORD), ("", PASSWORD),
                                              ("alice", "")])
-def test_wrong_credentials_answer_none(database_url, login, password):
-    with session_scope(database_url) as session:
+def test_wrong_credentials_answer_none(sqlite_db, login, password):
+    with session_scope(sqlite_db) as session:
         operators.add_operator(session, "alice", PASSWORD)
-    with session_scope(database_url) as session:
+    with session_scope(sqlite_db) as session:
         assert operators.authenticate(session, login, password, NOW) is None
 
 
-def test_an_unknown_login_costs_a_kdf_run_too(database_url, monkeypatch):
+def test_an_unknown_login_costs_a_kdf_run_too(sqlite_db, monkeypatch):
     checked = []
     monkeypatch.setattr(operators, "verify_password", lambda password, stored: checked.append(stored) or False)
-    with session_scope(database_url) as session:
+    with session_scope(sqlite_db) as session:
         assert operators.authenticate(session, "nobody", PASSWORD, NOW) is None
     assert checked == [operators.dummy_hash()]
 
 
-def test_a_disabled_operator_cannot_log_in_and_enabling_restores(database_url):
-    with session_scope(database_url) as session:
+def test_a_disabled_operator_cannot_log_in_and_enabling_restores(sqlite_db):
+    with session_scope(sqlite_db) as session:
         operators.add_operator(session, "alice", PASSWORD)
         operators.set_enabled(session, "alice", False)
-    with session_scope(database_url) as session:
+    with session_scope(sqlite_db) as session:
         assert operators.authenticate(session, "alice", PASSWORD, NOW) is None
         operators.set_enabled(session, "alice", True)
-    with session_scope(database_url) as session:
+    with session_scope(sqlite_db) as session:
         assert operators.authenticate(session, "alice", PASSWORD, NOW) is not None
 
 
@@ -73,20 +82,20 @@ def test_a_new_password_changes_the_session_stamp(database_url):
 @pytest.mark.parametrize("login, password, error", [
     ("alice", "short", InvalidValue), ("", PASSWORD, InvalidValue), (" alice", PASSWORD, InvalidValue),
     ("a" * 65, PASSWORD, InvalidValue), ("tab\there", PASSWORD, InvalidValue)])
-def test_bad_logins_and_passwords_are_refused(database_url, login, password, error):
-    with pytest.raises(error), session_scope(database_url) as session:
+def test_bad_logins_and_passwords_are_refused(sqlite_db, login, password, error):
+    with pytest.raises(error), session_scope(sqlite_db) as session:
         operators.add_operator(session, login, password)
 
 
-def test_duplicates_and_unknown_operators(database_url):
-    with session_scope(database_url) as session:
+def test_duplicates_and_unknown_operators(sqlite_db):
+    with session_scope(sqlite_db) as session:
         operators.add_operator(session, "alice", PASSWORD)
-    with pytest.raises(AlreadyExists), session_scope(database_url) as session:
+    with pytest.raises(AlreadyExists), session_scope(sqlite_db) as session:
         operators.add_operator(session, "alice", PASSWORD)
     for change in (lambda s: operators.set_password(s, "bob", PASSWORD), lambda s: operators.set_enabled(s, "bob", False)):
-        with pytest.raises(NotFound), session_scope(database_url) as session:
+        with pytest.raises(NotFound), session_scope(sqlite_db) as session:
             change(session)
-    with session_scope(database_url) as session:
+    with session_scope(sqlite_db) as session:
         assert [o.login for o in operators.list_operators(session)] == ["alice"]
         assert session.query(Operator).count() == 1
 
@@ -140,15 +149,15 @@ def test_public_url(url, shown):
     assert views.public_url(url) == shown
 
 
-def test_carrier_settings_lose_passwords_tokens_and_parameter_values(database_url):
-    with session_scope(database_url) as session:
+def test_carrier_settings_lose_passwords_tokens_and_parameter_values(sqlite_db):
+    with session_scope(sqlite_db) as session:
         accounts_svc.add_carrier(session, 7, "uk-smsc", connector="smpp", throughput=10, settings={
             "host": "smsc.example", "port": 2775, "system_id": "acme", "password": "smpp-secret",
             "webhook_token": "hook-secret", "window": 20})
         accounts_svc.add_carrier(session, 8, "uk-http", connector="http", throughput=None, settings={
             "url": "https://api:key-secret@sms.example/send?apikey=query-secret", "preset": "bulksms",
             "params": {"username": "acme", "password": "param-secret"}})
-    with session_scope(database_url) as session:
+    with session_scope(sqlite_db) as session:
         rows = views.carriers(session)
     text = repr(rows)
     for secret in ("smpp-secret", "hook-secret", "key-secret", "query-secret", "param-secret"):
