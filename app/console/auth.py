@@ -52,7 +52,9 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
     """Signed cookie sessions for ``/console`` only; no session work anywhere else."""
 
     def open_session(self, app: Flask, request: Request):
-        if not is_console_path(request.path):
+        # PATH_INFO, not request.path: that one is rebuilt (and decoded) on every access,
+        # and this runs for every request of the ingress.
+        if not is_console_path(request.environ.get("PATH_INFO", "")):
             return None
         return super().open_session(app, request)
 
