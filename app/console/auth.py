@@ -121,7 +121,8 @@ def check_csrf() -> None:
         abort(403, description="The form has expired or did not come from this console: reload the page and "
                                "try again.")
     origin = request.headers.get("Origin")
-    if origin and urlsplit(origin).netloc != request.host:  # the scheme may differ behind a TLS proxy
+    # Host names only: behind a TLS proxy the scheme, and with nginx's $host the port, differ.
+    if origin and urlsplit(origin).hostname != urlsplit("//" + request.host).hostname:
         abort(403, description="This request came from another site.")
 
 
