@@ -81,6 +81,11 @@ class Settings:
     allow_private_callbacks: bool = False
     bench_endpoints: bool = False
     log_level: str = "INFO"
+    # Signs the console's session cookies; unset: one generated and kept in
+    # $SMSAGG_HOME/secret_key. Hosts behind one console address must share it.
+    secret_key: str | None = None
+    # Mark the console's session cookie Secure (the console is served over HTTPS).
+    console_secure_cookie: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -106,6 +111,8 @@ class Settings:
             allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),
             bench_endpoints=_env_bool(env, "SMSAGG_BENCH_ENDPOINTS", False),
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
+            secret_key=env.get("SMSAGG_SECRET_KEY") or None,
+            console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -12,6 +12,7 @@ from app.cli.queues import queues
 from app.cli.smsc_sim import smsc_sim
 from app.cli.mmsc_sim import mmsc_sim
 from app.bulk.cli import attach as attach_bulk
+from app.console.cli import attach as attach_console
 from app.gms.cli import cometd, gms
 
 
@@ -24,3 +25,4 @@ for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms, cometd, smsc_
                 queues):
     main.add_command(command)
 attach_bulk(main)
+attach_console(main)

@@ -181,6 +181,13 @@ class ConnectorRegistry:
             if carrier.enabled and carrier.connector == "smpp":
                 self.for_carrier(carrier).connect()
 
+    def bind_status(self) -> dict[int, tuple[int, int]]:
+        """Per SMPP carrier of this process: (binds up, binds configured)."""
+        with self._lock:
+            connectors = [(carrier_id, connector) for carrier_id, (_, connector) in self._connectors.items()]
+        return {carrier_id: connector.bind_status() for carrier_id, connector in connectors
+                if isinstance(connector, SmppConnector)}
+
     def install(self, carrier_id: int, carrier: CarrierInfo, connector: Connector) -> None:
         """Use ``connector`` for this carrier (tests use the in-memory one)."""
         with self._lock:
