@@ -5,8 +5,9 @@ for its whole life: a second ``smsagg up`` on the same home is refused (the run 
 alone would race). Once its parts are started it writes ``run.json`` (a temporary file
 renamed over the old one, so a reader never sees half a file; mode 0600, since a
 database URL may carry a password): its pid and start time, the Redis, database and
-ingress URLs, the key prefix, the SMSC simulator's SMPP and control ports, and each
-part's pid (rewritten when a part is restarted). It removes the file on the way out.
+ingress URLs, the key prefix, the SMSC simulator's SMPP and control ports, the MMSC
+simulator's URL, and each part's pid (rewritten when a part is restarted). It removes
+the file on the way out.
 
 :func:`find_running` is the only reader. The lock, not the pid, says whether the
 gateway is alive (a pid can be reused; a lock dies with its process): a run file that
@@ -50,6 +51,7 @@ class RunInfo:
     web_url: str
     smsc_sim_port: int | None = None
     smsc_sim_control_port: int | None = None
+    mmsc_sim_url: str | None = None
     parts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -3,15 +3,15 @@ command, on embedded defaults, kept running the way systemd's ``Restart=always``
 supervisord would.
 
 Parts: an embedded Redis (unless ``SMSAGG_REDIS_URL`` is set; on ``--redis-port``, or a
-free port), the SQLite schema brought up to date, the SMSC simulator (unless
-``--no-smsc-sim``; on a gateway with no carriers yet it becomes carrier 1 with a
-catch-all route, so a first message goes out and its receipt comes back), the ingress,
-one worker for the interactive queues, one for the bulk queues, one for inbound, two for
-callbacks (sending and recording callbacks is the busiest stage), and beat.
+free port), the SQLite schema brought up to date, the SMSC and MMSC simulators (unless
+``--no-smsc-sim``; on a fresh gateway: carriers 1 and 2 with a catch-all route, so a
+first SMS and MMS go out and their receipts come back), the ingress, the GMS CometD
+server, one worker for the interactive queues, one for the bulk queues, one for inbound,
+two for callbacks (sending and recording callbacks is the busiest stage), and beat.
 
 Before it starts anything it claims ``SMSAGG_HOME`` (``app.runfile``: a second
-``smsagg up`` on the same home is refused) and checks that the ingress and simulator
-ports are free; once the parts run it writes the run file through which commands typed
+``smsagg up`` on the same home is refused) and checks that the ports of the ingress, the
+CometD server and the simulators are free; once the parts run it writes the run file through which commands typed
 in another terminal find this gateway, and removes it on the way out.
 
 Supervision (:class:`Supervisor`): a part that dies is logged with its exit status (or
@@ -50,7 +50,7 @@ from app.db import migrate
 from app.db.session import session_scope
 from app.domain.priorities import BULK_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, INTERACTIVE_QUEUES
 from app.embedded_redis import start_embedded_redis
-from app.services.accounts import SIMULATOR_CARRIER_ID, ensure_simulator_carrier
+from app.services.accounts import ensure_simulator_carrier, mmsc_simulator_options
 from app.settings import Settings
 
 console = Console(highlight=False, soft_wrap=True)
@@ -289,6 +289,8 @@ def _banner(settings: Settings, info: runfile.RunInfo) -> None:
     console.print(f"  database  {settings.database_url}")
     if info.smsc_sim_port:
         console.print(f"  smsc-sim  SMPP 127.0.0.1:{info.smsc_sim_port}, control port {info.smsc_sim_control_port}")
+    if info.mmsc_sim_url:
+        console.print(f"  mmsc-sim  MM7 {info.mmsc_sim_url}")
     console.print(f"  workers   {','.join(INTERACTIVE_QUEUES)} | {','.join(BULK_QUEUES)} | {INBOUND_QUEUE},{CALLBACK_QUEUE}")
     console.print(f"  run file  {runfile.run_file(settings.home)}: every smsagg command run with this SMSAGG_HOME "
                   "(another terminal, the same directory) finds this gateway through it")
@@ -318,10 +320,11 @@ def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int | N
 
 def _run(settings: Settings, supervisor: Supervisor, web_port: int, redis_port: int | None, smsc_sim: bool) -> int:
     sim_port, embedded = settings.smsc_sim_port, settings.redis_url is None
-    ports = {"the ingress": (settings.web_host, web_port)}
+    ports = {"the ingress": (settings.web_host, web_port), "the CometD server": (settings.web_host, settings.cometd_port)}
     if smsc_sim:
         ports |= {"the SMSC simulator's": ("127.0.0.1", sim_port),
-                  "the SMSC simulator's control": ("127.0.0.1", sim_port + 1)}
+                  "the SMSC simulator's control": ("127.0.0.1", sim_port + 1),
+                  "the MMSC simulator": ("127.0.0.1", settings.mmsc_sim_port)}
     if embedded and redis_port:
         ports["the embedded Redis"] = ("127.0.0.1", redis_port)
     _refuse_busy_ports(ports)
@@ -340,13 +343,19 @@ def _run(settings: Settings, supervisor: Supervisor, web_port: int, redis_port: 
         migrate.upgrade(settings.database_url)
         env = _child_environment(settings, redis_url)
         commands = {}
+        mmsc_options = None
         if smsc_sim:
             commands["smsc-sim"] = _cli("smsc-sim", "--port", str(sim_port), "--control-port", str(sim_port + 1))
             with session_scope(settings.database_url) as session:
-                if ensure_simulator_carrier(session, sim_port):
-                    console.print(f"carrier {SIMULATOR_CARRIER_ID} is the SMSC simulator; every number routes to it")
+                if ensure_simulator_carrier(session, sim_port, mmsc_port=settings.mmsc_sim_port):
+                    console.print("carriers 1 and 2 are the SMSC and MMSC simulators: every SMS routes to 1, "
+                                  "every MMS to 2")
+                mmsc_options = mmsc_simulator_options(session, port=settings.mmsc_sim_port, web_port=web_port)
+            if mmsc_options is not None:
+                commands["mmsc-sim"] = _cli("mmsc-sim", *mmsc_options)
         commands |= {
             "web": _cli("web", "--port", str(web_port)),
+            "cometd": _cli("cometd", "--port", str(settings.cometd_port)),
             "worker-interactive": _worker(INTERACTIVE_QUEUES, concurrency=4),
             "worker-bulk": _worker(BULK_QUEUES, concurrency=4),
             "worker-inbound": _worker((INBOUND_QUEUE,), concurrency=4),
@@ -368,6 +377,7 @@ def _run(settings: Settings, supervisor: Supervisor, web_port: int, redis_port: 
             database_url=settings.database_url, key_prefix=settings.key_prefix,
             web_url=f"http://{_reachable(settings.web_host)}:{web_port}",
             smsc_sim_port=sim_port if smsc_sim else None, smsc_sim_control_port=sim_port + 1 if smsc_sim else None,
+            mmsc_sim_url=f"http://127.0.0.1:{settings.mmsc_sim_port}" if mmsc_options is not None else None,
         )
 
         def publish() -> None:

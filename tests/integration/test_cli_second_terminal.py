@@ -77,7 +77,8 @@ NEEDS_REDIS = [
     ["queues"], ["schedule", "list"], ["schedule", "cancel", "0123456789abcdef01234567"],
     ["callbacks", "replay", "--all-failed"], ["batch", "status", "0123456789abcdef01234567", "--once"],
     ["bulk", "resync"], ["account", "credit", "show", "demo"], ["dnd", "add", "12025550100"],
-    ["optout", "add", "--account", "demo", "12025550100"], ["web"], ["worker", "--queues", "mt.bulk"], ["beat"],
+    ["optout", "add", "--account", "demo", "12025550100"], ["web"], ["cometd"], ["worker", "--queues", "mt.bulk"],
+    ["beat"], ["status"],
 ]
 
 

