@@ -165,8 +165,14 @@ def test_up_serves_the_second_terminal_survives_killed_parts_and_stops_cleanly(t
 
         wait_until(restarted, timeout=120, interval=0.2)
         assert gateway.process.poll() is None
-        wait_until(port_open(gateway.web_port), timeout=60)
-        assert wait_until(lambda: gateway.send("second") == "result_code=0", timeout=60, interval=0.5)
+
+        def sent_once_the_ingress_is_back() -> bool:
+            try:  # the killed master's workers may still hold the port until they notice, then reset
+                return gateway.send("second") in ("result_code=0", "result_code=7")  # 7: a reset lost the 0
+            except requests.ConnectionError:
+                return False
+
+        assert wait_until(sent_once_the_ingress_is_back, timeout=60, interval=0.5)
         assert wait_until(lambda: gateway.delivered("second"), timeout=60, interval=0.5)
         assert wait_until(lambda: gateway.delivered("while-a-worker-is-down"), timeout=60, interval=0.5)
         assert gateway.delivered("first")  # Redis came back with its data; SQLite never left
