@@ -239,6 +239,8 @@ def leg_figures(obs: LegObservation) -> dict:
         "zero_submit_seconds_share": _round(zero_second_share(obs.smsc_end.per_second, obs.load_started_at, last_at), 3),
         "cpu_pct_during_load": {p: round(100 * s / wall, 1) for p, s in obs.cpu_load_s.items()} if wall > 0 else {},
         "cpu_ms_per_message": {p: round(1000 * s / delivered, 4) for p, s in obs.cpu_total_s.items()} if delivered else {},
+        "peer_cpu_ms_per_message": round(1000 * sum(s for p, s in obs.cpu_total_s.items() if p not in HARNESS_PROCESSES)
+                                         / delivered, 4) if delivered else None,
         "measured_s": round(total_wall, 2),
     }
     if obs.callbacks_end is not None:
@@ -278,7 +280,7 @@ final DR callbacks per second incl. the drain (with DRs)."""
 
 STAGE_SHARES = {
     "mt": {"ingress": 0.50, "MT batch": 0.30, "receipt": 0.0, "callbacks": 0.0, "Redis": 0.12, "other": 0.08},
-    "dr": {"ingress": 0.30, "MT batch": 0.17, "receipt": 0.14, "callbacks": 0.28, "Redis": 0.07, "other": 0.04},
+    "dr": {"ingress": 0.24, "MT batch": 0.14, "receipt": 0.16, "callbacks": 0.34, "Redis": 0.08, "other": 0.04},
 }
 """How the CPU allowance per message is split between smsagg's stages (docs/performance.md
 says why). "callbacks" covers both callbacks of a message (state 6 and the final one)."""
@@ -389,6 +391,7 @@ ROWS = [
     ("HTTP latency p99, ms", ("latency_ms", "p99"), 1),
     ("HTTP latency max, ms", ("latency_ms", "max"), 1),
     ("seconds with 0 submit_sm while queued, %", ("zero_submit_seconds_pct",), 1),
+    ("CPU per message, the peer's processes, ms", ("peer_cpu_ms_per_message",), 3),
     ("host CPU busy during the load, % (200 = all)", ("host_busy_pct",), 0),
     ("  of it, processes not of this leg, %", ("others_pct",), 0),
 ]

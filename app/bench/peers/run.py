@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -96,13 +97,19 @@ class Leg:
 
     # --- the parts around the peer ---
 
+    def _ask_smsc(self, path: str, timeout: float) -> dict:
+        try:
+            with NO_PROXY.open(f"http://127.0.0.1:{self.stats_port}{path}", timeout=timeout) as reply:
+                return json.load(reply)
+        except OSError as exc:
+            raise PeersError(f"the SMSC stopped answering ({exc}); its log ends: "
+                             f"{self.processes.log_tail('smsc', 500)!r}") from exc
+
     def smsc_stats(self) -> dict:
-        with NO_PROXY.open(f"http://127.0.0.1:{self.stats_port}/stats", timeout=10) as reply:
-            return json.load(reply)
+        return self._ask_smsc("/stats", timeout=10)
 
     def smsc_ids(self, prefix: str) -> dict[str, int]:
-        with NO_PROXY.open(f"http://127.0.0.1:{self.stats_port}/ids?prefix={prefix}", timeout=60) as reply:
-            return json.load(reply)["ids"]
+        return self._ask_smsc(f"/ids?prefix={prefix}", timeout=60)["ids"]
 
     def callback_lines(self, offset: int) -> tuple[list[str], int]:
         """Complete lines the receiver appended since ``offset``; the new offset."""
@@ -315,6 +322,10 @@ class Leg:
         return self.peer.callbacks_per_message < 2 or counts.unique.get("ack", 0) >= delivered
 
 
+def _stop_on_sigterm(_signum, _frame) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def _legs(options: PeersOptions, echo) -> list[str]:
     wanted = [options.only] if options.only else ["smsagg", "kannel"]
     if "kannel" in wanted and not kannel.installed():
@@ -346,6 +357,7 @@ def run(options: PeersOptions, echo: Callable[[str], None]) -> dict:
     results: dict[str, dict] = {}
     folder = Path(tempfile.mkdtemp(prefix="smsagg-bench-peers-"))
     keep = False
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # so every started process is stopped
     try:
         for name in legs:
             leg_folder = folder / name
@@ -357,6 +369,7 @@ def run(options: PeersOptions, echo: Callable[[str], None]) -> dict:
                 echo(f"[{name}] failed; its logs are kept in {leg_folder}")
                 raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
     return report(options, results, capacity, cores, echo)

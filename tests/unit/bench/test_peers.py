@@ -110,7 +110,8 @@ def test_leg_figures_rates_drain_and_cpu():
         peer="smsagg", wrk=_wrk(10_000), load_started_at=1000.0, load_ended_at=1010.0,
         smsc_start=_counts(50, 50, 990.0), smsc_load_end=_counts(6050, 6050, 1010.0),
         smsc_end=_counts(10_050, 10_050, 1015.0, {s: 500 for s in range(1001, 1015)}),
-        cpu_load_s={"web": 12.0, "redis": 1.0}, cpu_total_s={"web": 12.5, "redis": 2.0}, measured_until=1015.0)
+        cpu_load_s={"web": 12.0, "redis": 1.0}, cpu_total_s={"web": 12.5, "redis": 2.0, "smsc": 0.5},
+        measured_until=1015.0)
     figures = fig.leg_figures(obs)
     assert figures["http_accepted_per_s"] == 1000.0
     assert figures["smsc_submit_per_s_during_load"] == 600.0
@@ -118,7 +119,8 @@ def test_leg_figures_rates_drain_and_cpu():
     assert figures["drain_s"] == 5.0
     assert figures["sustained_per_s"] == pytest.approx(10_000 / 15, abs=0.1)
     assert figures["cpu_pct_during_load"] == {"web": 120.0, "redis": 10.0}
-    assert figures["cpu_ms_per_message"] == {"web": 1.25, "redis": 0.2}
+    assert figures["cpu_ms_per_message"] == {"web": 1.25, "redis": 0.2, "smsc": 0.05}
+    assert figures["peer_cpu_ms_per_message"] == 1.45  # the harness (the SMSC here) is not the peer's
     assert figures["zero_submit_seconds_share"] == 0.0
     assert "dr" not in figures
 
