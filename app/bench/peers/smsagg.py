@@ -66,6 +66,12 @@ class PostgresDatabase:
         base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
         self.url = f"{base}/{self.name}"
 
+    def backends(self) -> list[int]:
+        """The server processes serving the run's database (on this host: 127.0.0.1)."""
+        with self._psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as admin:
+            rows = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.name,)).fetchall()
+        return [pid for (pid,) in rows]
+
     def drop(self) -> None:
         with self._psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
@@ -138,11 +144,15 @@ class SmsaggPeer:
                 "TRUE" if self.receiver_port else "FALSE"]
 
     def cpu_processes(self) -> dict[str, list[int]]:
-        """Each part of ``smsagg up`` (and ``smsagg up`` itself) with its pids."""
+        """Each part of ``smsagg up`` (and ``smsagg up`` itself) with its pids; with
+        PostgreSQL also the backends serving the run's database (the workers keep
+        their pooled connections, so those are the ones the load uses)."""
         self.parts = descendants(self.up.pid)
         groups = defaultdict(list, {"smsagg-up": [self.up.pid]})
         for info in self.parts:
             groups[part_of(info.cmdline)].append(info.pid)
+        if self.postgres is not None:
+            groups["postgres"] = self.postgres.backends()
         return dict(groups)
 
     def message_log(self, prefix: str) -> tuple[set[str], int]:
