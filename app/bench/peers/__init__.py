@@ -29,7 +29,8 @@ What it promises:
   no submit_sm while messages were queued; with DRs the final callbacks/s during the
   load and incl. their drain, both kinds, duplicates and missing ones; CPU% of every
   process during the load; CPU ms per message of each process over load + drain, and
-  for smsagg per stage against the budget derived from Kannel's figures of the run.
+  for smsagg per stage against the budget derived from Kannel's figures of the run;
+  and the targets (docs/performance.md), each met or not.
 * **Exactly once**: at the end, every accepted message reached the SMSC exactly once
   (per id, at the SMSC; for smsagg also against its message log), printed as a
   PASS/FAIL line; ``result["passed"]`` is False (the command exits 1) otherwise.

@@ -443,3 +443,27 @@ def format_budget(budget: Budget | None, measured: Mapping[str, float]) -> list[
     lines.append(f"  {'all stages':<12} {total:>9.3f} {_number(budget.allowance_ms, 3) if budget else '-':>9} "
                  f"{(f'{total / budget.allowance_ms:.2f}' if budget and budget.allowance_ms > 0 else '-'):>16}")
     return lines
+
+
+def format_targets(smsagg: dict | None, kannel: dict | None, final_only: bool) -> list[str]:
+    """The issue's targets, each with this run's value and whether it was met. The DR
+    target is Kannel's final callbacks only, so it is judged in ``--dlr-final-only`` runs."""
+    if not smsagg:
+        return []
+    checks = []
+    with_dr = "dr" in smsagg
+    if kannel and not with_dr:
+        checks.append(("HTTP accepted/s >= 0.6 x Kannel", "http_accepted_per_s", 0.6))
+        checks.append(("end to end sustained >= 0.6 x Kannel", "sustained_per_s", 0.6))
+    if kannel and with_dr and final_only:
+        checks.append(("final DR callbacks/s incl. drain >= 0.8 x Kannel", ("dr", "final_per_s_incl_drain"), 0.8))
+    lines = ["targets:"]
+    for label, path, share in checks:
+        path = path if isinstance(path, tuple) else (path,)
+        ours, theirs = lookup(smsagg, *path), lookup(kannel, *path)
+        ratio = ours / theirs if ours is not None and theirs else 0.0
+        lines.append(f"  {label}: {ratio:.2f} x, {'met' if ratio >= share else 'not met'}")
+    p99 = lookup(smsagg, "latency_ms", "p99")
+    lines.append(f"  HTTP p99 < 100 ms: {_number(p99, 1)} ms, {'met' if p99 is not None and p99 < 100 else 'not met'}")
+    return lines
+

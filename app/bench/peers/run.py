@@ -379,6 +379,8 @@ def report(options: PeersOptions, results: dict[str, dict], capacity, cores: int
     smsagg, kannel_figures = results.get("smsagg"), results.get("kannel")
     for line in fig.format_table(smsagg, kannel_figures):
         echo(line)
+    for line in fig.format_targets(smsagg, kannel_figures, options.dlr_final_only):
+        echo(line)
     for name, figures in results.items():
         echo(figures["exactly_once"]["line"])
         for note in figures["notes"]:

@@ -167,6 +167,20 @@ def test_table_has_both_peers_and_their_ratio():
     assert alone.split()[-2:] == ["-", "-"]
 
 
+def test_targets_are_judged_against_kannel_in_the_same_run():
+    smsagg = {"http_accepted_per_s": 4500.0, "sustained_per_s": 4000.0, "latency_ms": {"p99": 120.0}}
+    kannel = {"http_accepted_per_s": 7000.0, "sustained_per_s": 7000.0}
+    assert fig.format_targets(smsagg, kannel, final_only=False) == [
+        "targets:", "  HTTP accepted/s >= 0.6 x Kannel: 0.64 x, met",
+        "  end to end sustained >= 0.6 x Kannel: 0.57 x, not met", "  HTTP p99 < 100 ms: 120.0 ms, not met"]
+    with_dr = {"dr": {"final_per_s_incl_drain": 900.0}, "latency_ms": {"p99": 80.0}}
+    kannel_dr = {"dr": {"final_per_s_incl_drain": 1000.0}}
+    assert fig.format_targets(with_dr, kannel_dr, final_only=True)[1:] == [
+        "  final DR callbacks/s incl. drain >= 0.8 x Kannel: 0.90 x, met", "  HTTP p99 < 100 ms: 80.0 ms, met"]
+    assert fig.format_targets(with_dr, kannel_dr, final_only=False)[1:] == ["  HTTP p99 < 100 ms: 80.0 ms, met"]
+    assert fig.format_targets(smsagg, None, final_only=False)[1:] == ["  HTTP p99 < 100 ms: 120.0 ms, not met"]
+
+
 # --- the budget ---
 
 def test_budget_without_drs_scales_kannels_cpu_per_message_to_the_target():
