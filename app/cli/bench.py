@@ -48,8 +48,8 @@ def peers(seconds, warmup, connections, dlr, dlr_final_only, database, only, as_
     """smsagg and Kannel under the same wrk load against the same SMSC, in one run."""
     from app.bench.peers.run import PeersError, PeersOptions, run
 
-    options = PeersOptions(seconds=seconds, warmup=warmup, connections=connections, dlr=dlr, dlr_final_only=dlr_final_only,
-                           database=database, only=only)
+    options = PeersOptions(seconds=seconds, warmup=warmup, connections=connections, dlr=dlr,
+                           dlr_final_only=dlr_final_only, database=database, only=only)
     try:
         figures = run(options, click.echo)
     except PeersError as exc:

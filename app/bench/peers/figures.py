@@ -223,6 +223,10 @@ def leg_figures(obs: LegObservation) -> dict:
     drain_s = max(0.0, last_at - obs.load_ended_at) if last_at and delivered else 0.0
     wall = obs.load_ended_at - obs.load_started_at
     total_wall = obs.measured_until - obs.load_started_at
+    cpu_pct = {p: round(100 * s / wall, 1) for p, s in obs.cpu_load_s.items()} if wall > 0 else {}
+    per_message = {p: round(1000 * s / delivered, 4) for p, s in obs.cpu_total_s.items()} if delivered else {}
+    peer_cpu_s = sum(s for p, s in obs.cpu_total_s.items() if p not in HARNESS_PROCESSES)
+    zero_share = zero_second_share(obs.smsc_end.per_second, obs.load_started_at, last_at)
     figures = {
         "peer": obs.peer,
         "accepted": obs.wrk.ok,
@@ -236,11 +240,10 @@ def leg_figures(obs: LegObservation) -> dict:
         "drain_s": round(drain_s, 2),
         "sustained_per_s": _round(_rate(delivered, load_s + drain_s)),
         "latency_ms": obs.wrk.latency_ms,
-        "zero_submit_seconds_share": _round(zero_second_share(obs.smsc_end.per_second, obs.load_started_at, last_at), 3),
-        "cpu_pct_during_load": {p: round(100 * s / wall, 1) for p, s in obs.cpu_load_s.items()} if wall > 0 else {},
-        "cpu_ms_per_message": {p: round(1000 * s / delivered, 4) for p, s in obs.cpu_total_s.items()} if delivered else {},
-        "peer_cpu_ms_per_message": round(1000 * sum(s for p, s in obs.cpu_total_s.items() if p not in HARNESS_PROCESSES)
-                                         / delivered, 4) if delivered else None,
+        "zero_submit_seconds_share": _round(zero_share, 3),
+        "cpu_pct_during_load": cpu_pct,
+        "cpu_ms_per_message": per_message,
+        "peer_cpu_ms_per_message": round(1000 * peer_cpu_s / delivered, 4) if delivered else None,
         "measured_s": round(total_wall, 2),
     }
     if obs.callbacks_end is not None:
@@ -423,7 +426,8 @@ def format_table(smsagg: dict | None, kannel: dict | None) -> list[str]:
     for name, figures in (("smsagg", smsagg), ("Kannel", kannel)):
         cpu = lookup(figures, "cpu_pct_during_load")
         if cpu:
-            lines.append(f"  {name}: " + ", ".join(f"{p} {v:.0f}" for p, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+            busiest = sorted(cpu.items(), key=lambda kv: -kv[1])
+            lines.append(f"  {name}: " + ", ".join(f"{p} {v:.0f}" for p, v in busiest))
     return lines
 
 

@@ -406,9 +406,10 @@ def report(options: PeersOptions, results: dict[str, dict], capacity, cores: int
         "kannel": kannel_figures,
         "ratios": {k: v for k, v in _ratios(smsagg, kannel_figures).items() if v is not None},
         "budget": None if budget is None else {
-            "mode": budget.mode, "target_per_s": round(budget.target_per_s, 1), "kannel_ms": round(budget.kannel_ms, 4),
-            "kannel_harness_ms": round(budget.kannel_harness_ms, 4), "harness_ms": round(budget.harness_ms, 4),
-            "allowance_ms": round(budget.allowance_ms, 4), "stages_ms": {k: round(v, 4) for k, v in budget.stages.items()},
+            "mode": budget.mode, "target_per_s": round(budget.target_per_s, 1),
+            "kannel_ms": round(budget.kannel_ms, 4), "kannel_harness_ms": round(budget.kannel_harness_ms, 4),
+            "harness_ms": round(budget.harness_ms, 4), "allowance_ms": round(budget.allowance_ms, 4),
+            "stages_ms": {k: round(v, 4) for k, v in budget.stages.items()},
             "measured_ms": {k: round(v, 4) for k, v in fig.stage_costs(smsagg["cpu_ms_per_message"]).items()}},
         "versions": _versions(bool(kannel_figures)),
         "cores": cores,
