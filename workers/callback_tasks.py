@@ -7,8 +7,9 @@
   ``celeryconfig.MAX_COUNTDOWN_SECONDS`` is never used (DESIGN.md, "Time": it must stay
   well under the visibility timeout): such a retry is left to the sweeper, which
   enqueues it once it is past due.
-* ``smsagg.callbacks.sweep()``: beat, every minute: re-enqueues pending callbacks whose
-  task was lost.
+* ``smsagg.callbacks.sweep()``: re-enqueues pending callbacks whose task was lost or
+  whose sender died (on demand; every worker also runs it every few seconds, one of
+  them per interval: ``sweep_lost_callbacks_if_due``, started in ``workers.celery_app``).
 
 Deferred callbacks (order within a message, the account's share busy) go back as one
 ``send_batch`` with a short countdown and some jitter.
@@ -43,6 +44,7 @@ from app.services.callbacks import (
     CallbackService,
     sweep_due,
 )
+from app.services.failures import handle_isolating
 from app.settings import get_settings
 from celeryconfig import MAX_COUNTDOWN_SECONDS
 from workers.base import SmsaggTask
@@ -88,21 +90,42 @@ def _follow_up(outcome: BatchOutcome) -> None:
         send_batch.apply_async((outcome.deferred,), countdown=outcome.defer_seconds + random.uniform(0, 1))
 
 
+def _send(callback_ids: list[str]) -> None:
+    """Send these callbacks; one whose row breaks the sending is dead-lettered with its
+    error (``smsagg callbacks list --failed``) and the others go on."""
+    service = callback_service()
+    for outcome in handle_isolating(callback_ids, service.send_batch, service.set_aside, what="callback batch"):
+        _follow_up(outcome)
+
+
 @celery.task(name=SEND_BATCH_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
 def send_batch(callback_ids: list[str]) -> None:
-    _follow_up(callback_service().send_batch(callback_ids))
+    _send(callback_ids)
 
 
 @celery.task(name=SEND_ONE_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
 def send_one(callback_id: str) -> None:
-    _follow_up(callback_service().send_batch([callback_id]))
+    _send([callback_id])
 
 
-@celery.task(name=SWEEP_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
-def sweep() -> int:
+def sweep_lost_callbacks() -> int:
+    """Pending callbacks past due (lost task, dead sender): enqueued again."""
     with session_scope(get_settings().database_url) as session:
         ids = sweep_due(session, datetime.now(UTC))
     if ids:
         log.warning("callbacks sweeper: %d pending callback(s) past due, enqueued again", len(ids))
         enqueue_callbacks(_redis(), ids)
     return len(ids)
+
+
+def sweep_lost_callbacks_if_due(every: float) -> int | None:
+    """:func:`sweep_lost_callbacks`, by one worker of the gateway per interval (a lock in Redis)."""
+    lock = f"{get_settings().key_prefix}callbacks:sweeping"
+    if not _redis().set(lock, "1", nx=True, px=max(1, int(every * 1000) - 100)):
+        return None
+    return sweep_lost_callbacks()
+
+
+@celery.task(name=SWEEP_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
+def sweep() -> int:
+    return sweep_lost_callbacks()

@@ -69,7 +69,8 @@ local function kick_drain(flag, queue, drain)
   -- A drain task onto the priority's Celery queue, unless one is already waiting: the
   -- flag is set here and cleared by the drain's CLAIM, both atomic, so a message
   -- pushed is always followed by a drain that sees it.
-  if redis.call('SET', flag, '1', 'NX', 'EX', 60) then redis.call('LPUSH', queue, drain) end
+  -- The flag lapses after 10 s: a drain message lost with a killed worker holds nothing up longer.
+  if redis.call('SET', flag, '1', 'NX', 'EX', 10) then redis.call('LPUSH', queue, drain) end
 end
 """
 
@@ -216,7 +217,20 @@ class RedisKeys:
         return inflight_key.removeprefix(f"{self.prefix}stage:").split(":inflight:", 1)[0]
 
     def stage_inflight_index(self) -> str:
+        """Every claim's inflight list, scored by its lease deadline (Redis time)."""
         return f"{self.prefix}stage:inflight"
+
+    def stage_claimed_at(self) -> str:
+        return f"{self.prefix}stage:claimed"
+
+    def stage_later(self, queue: str) -> str:
+        return f"{self.prefix}stage:{queue}:later"
+
+    def stage_dead(self, queue: str) -> str:
+        return f"{self.prefix}stage:{queue}:dead"
+
+    def stage_sweep_lock(self) -> str:
+        return f"{self.prefix}stage:sweeping"
 
     # Bulk API, credit and compliance (app.bulk). Lua builds batch:/schedule:account:/
     # credit: keys from the prefix with exactly these shapes.

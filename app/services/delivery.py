@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -65,7 +65,15 @@ log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_ATTEMPTS = 8
 """Transient errors and lost links tolerated per carrier: seven retries after 1, 2, 4 ...
-64 s (about two minutes), then failover or rejection."""
+64 s (about two minutes; lost links: 1, 2, 4, 5, 5 ... s), then failover or rejection."""
+LINK_RETRY_CAP_SECONDS = 5.0
+"""A lost link (the bind is down, or dropped with the submit unanswered) is tried again
+at most this long after the last try, so a message goes out within seconds of the
+bind coming back, not after a long backoff."""
+GIVE_UP_UNREACHABLE_AFTER = timedelta(hours=1)
+"""A message whose only carrier could not be reached (no failover candidate) keeps
+waiting for its bind this long after it was accepted, then ends rejected: an SMSC
+outage of minutes loses nothing."""
 THROTTLED_RETRY_SECONDS = 1.0
 GIVE_UP_THROTTLED_AFTER = timedelta(hours=1)
 """A message the SMSC still answers ``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL`` this long
@@ -139,18 +147,25 @@ class DeliveryService:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.notify = notify  # hands committed callback ids to the callbacks queue
 
-    def process_batch(self, payloads: list[dict[str, Any]], *, interactive: bool) -> dict[str, Outcome]:
-        """A drain task's whole job: record the accepted payloads (idempotently),
-        then submit them. Returns each message's outcome, by message id."""
+    def process_batch(self, payloads: list[dict[str, Any]], *, interactive: bool,
+                      retry_ids: Sequence[str] = ()) -> dict[str, Outcome]:
+        """A drain task's whole job: record the accepted payloads (idempotently), then
+        submit them together with the recorded messages ``retry_ids`` that are due for
+        another attempt. Returns each message's outcome, by message id."""
         payloads = list({payload["id"]: payload for payload in payloads}.values())
-        try:
-            prepared = self._in_unit_of_work(lambda session: self._record_batch(session, payloads), interactive)
-        except IntegrityError:
-            # A client message_id recorded before under another id (its Redis claim
-            # had expired): record one by one, so only that message is left out.
-            prepared = {}
-            for payload in payloads:
-                prepared |= self._record_alone(payload, interactive)
+        prepared: Prepared = {}
+        if payloads:
+            try:
+                prepared = self._in_unit_of_work(lambda session: self._record_batch(session, payloads), interactive)
+            except IntegrityError:
+                # A client message_id recorded before under another id (its Redis claim
+                # had expired): record one by one, so only that message is left out.
+                for payload in payloads:
+                    prepared |= self._record_alone(payload, interactive)
+        again = [message_id for message_id in dict.fromkeys(retry_ids) if message_id not in prepared]
+        if again:
+            prepared |= self._in_unit_of_work(
+                lambda session: {message_id: self._prepare(session, message_id) for message_id in again}, interactive)
         return self._submit(prepared, interactive)
 
     def deliver_batch(self, message_ids: list[str], *, interactive: bool) -> dict[str, Outcome]:
@@ -330,14 +345,24 @@ class DeliveryService:
             return Outcome(retry_in=THROTTLED_RETRY_SECONDS, reason=throttled[0].name)
         message.submit_attempts += 1
         reason = failures[0].detail or (statuses[0].name if statuses[0] else "connection lost")
+        link_lost = all(status is None for status in statuses)
+        cap = LINK_RETRY_CAP_SECONDS if link_lost else MAX_COUNTDOWN_SECONDS
         if message.submit_attempts >= MAX_TRANSIENT_ATTEMPTS:
             code = next((s.result_code for s in statuses if s is not None), DrResultCode.INTERNAL_ERROR)
-            return self._fail_over_or_reject(session, message, reason, code)
-        countdown = min(MAX_COUNTDOWN_SECONDS, 2.0 ** (message.submit_attempts - 1))
+            if not link_lost or now - _aware(message.accepted_at) >= GIVE_UP_UNREACHABLE_AFTER:
+                return self._fail_over_or_reject(session, message, reason, code)
+            moved = self._fail_over(session, message, reason)
+            if moved is not None:
+                return moved
+        countdown = min(cap, 2.0 ** (message.submit_attempts - 1))
         _event(session, message, now, "retry", reason=reason, attempt=message.submit_attempts, countdown=countdown)
         return Outcome(retry_in=countdown, reason=reason)
 
     def _fail_over_or_reject(self, session: Session, message: Message, reason: str, code: int) -> Outcome:
+        return self._fail_over(session, message, reason) or _reject(session, message, self.clock(), code, reason)
+
+    def _fail_over(self, session: Session, message: Message, reason: str) -> Outcome | None:
+        """Move the message to the route's next carrier, if it may and there is one."""
         now = self.clock()
         already_acked = any(s.smsc_message_id for s in message.submits)
         tried = set(message.options.get("tried_carriers", [])) | {message.carrier_id}
@@ -352,7 +377,7 @@ class DeliveryService:
                 message.carrier_id = int(candidate)
                 message.submit_attempts = 0
                 return Outcome(retry_in=0.0, reason="failover")
-        return _reject(session, message, now, code, reason)
+        return None
 
 
 def _aware(moment: datetime) -> datetime:
