@@ -52,6 +52,13 @@ def _env_number(env: dict[str, str], name: str, default: float, kind: type = int
     return value
 
 
+def _env_choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r}: use one of {', '.join(choices)}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Gateway configuration. Build it with :meth:`from_env`; never mutate it."""
@@ -76,6 +83,8 @@ class Settings:
     allow_private_callbacks: bool = False
     bench_endpoints: bool = False
     log_level: str = "INFO"
+    # The embedded Redis of ``smsagg up``: "everysec" (deploy/'s setting) or "always".
+    redis_appendfsync: str = "everysec"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -98,6 +107,7 @@ class Settings:
             allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),
             bench_endpoints=_env_bool(env, "SMSAGG_BENCH_ENDPOINTS", False),
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
+            redis_appendfsync=_env_choice(env, "SMSAGG_REDIS_APPENDFSYNC", ("everysec", "always")),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -7,19 +7,25 @@ import json
 
 import click
 
-from app.bench import bulk, dr_leg, e2e, ingress, throttle
+from app.bench import bulk, dr_leg, e2e, faults, ingress, throttle
 
 BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttle": throttle.run,
-              "dr-leg": dr_leg.run}
+              "dr-leg": dr_leg.run, "faults": faults.run}
 
 
 @click.command()
 @click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per round.")
 @click.option("--concurrency", type=int, default=32, show_default=True, help="Client connections.")
+@click.option("--scenario", "scenarios", multiple=True,
+              type=click.Choice([*faults.SCENARIOS, "durability"]),
+              help="faults only: the scenarios to run (repeatable; default: all of them).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
-def bench(name, seconds, concurrency, as_json) -> None:
+def bench(name, seconds, concurrency, scenarios, as_json) -> None:
     """Run a benchmark and print its figures."""
-    figures = BENCHMARKS[name](seconds=seconds, concurrency=concurrency, echo=click.echo)
+    if scenarios and name != "faults":
+        raise click.BadParameter("--scenario is for 'smsagg bench faults'")
+    extra = {"scenarios": scenarios} if name == "faults" else {}
+    figures = BENCHMARKS[name](seconds=seconds, concurrency=concurrency, echo=click.echo, **extra)
     if as_json:
         click.echo(json.dumps(figures))

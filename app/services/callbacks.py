@@ -83,6 +83,7 @@ from app.domain.callbacks import (
     signed_headers,
 )
 from app.services.errors import InvalidValue, NotFound
+from app.services.failures import is_outage
 from app.services.leases import LeaseKeeper
 
 MAX_ROUNDS = 4
@@ -221,9 +222,7 @@ class CallbackService:
         """A callback that cannot be sent (its row breaks the sender, a bug) is dead-lettered
         with the error, like one that exhausted its retries (``smsagg callbacks replay``)."""
         with session_scope(self.database_url) as session:
-            session.execute(update(_callbacks).where(_callbacks.c.id == callback_id, _callbacks.c.status == "pending")
-                            .values(status="dead", next_attempt_at=None,
-                                    last_error=f"cannot be sent: {type(error).__name__}: {error}"[:512]))
+            _dead_letter(session, callback_id, error)
 
     def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int]) -> list[_Claimed]:
         now = self._now()
@@ -238,14 +237,21 @@ class CallbackService:
                 return []
             won, secrets = _claim(session, chosen, now)
             outcome.skipped.extend(c.id for c in chosen if c.id not in won)
-        signed_at = self.clock()
-        claimed = []
-        for callback in (c for c in chosen if c.id in won):
-            body = encode_fields(callback.fields)
-            request = CallbackRequest(callback.id, callback.account_id, callback.url, body,
-                                      signed_headers(secrets[callback.account_id], signed_at, body))
-            claimed.append(_Claimed(callback.id, callback.account_id, callback.attempts, callback.max_retries,
-                                    callback.retry_interval, request))
+            signed_at = self.clock()
+            claimed = []
+            for callback in (c for c in chosen if c.id in won):
+                try:
+                    body = encode_fields(callback.fields)
+                    request = CallbackRequest(callback.id, callback.account_id, callback.url, body,
+                                              signed_headers(secrets[callback.account_id], signed_at, body))
+                except Exception as error:  # a row no request can be made of: dead, the rest go on
+                    if is_outage(error):
+                        raise
+                    _dead_letter(session, callback.id, error)
+                    outcome.dead.append(callback.id)
+                    continue
+                claimed.append(_Claimed(callback.id, callback.account_id, callback.attempts, callback.max_retries,
+                                        callback.retry_interval, request))
         return claimed
 
     def _share(self, ready: list, outcome: BatchOutcome, slotted: set[int]) -> list:
@@ -264,6 +270,24 @@ class CallbackService:
         return chosen
 
     def _record(self, claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
+        """All the attempts in one transaction; if that fails for another reason than an
+        outage, each on its own, and one that still cannot be recorded is dead-lettered
+        (it was sent: never sent again on its own account)."""
+        try:
+            self._record_together(claimed, results, outcome)
+        except Exception as error:
+            if is_outage(error) or len(claimed) == 1:
+                raise
+            for item, result in zip(claimed, results, strict=True):
+                try:
+                    self._record_together([item], [result], outcome)
+                except Exception as alone:
+                    if is_outage(alone):
+                        raise
+                    self.set_aside(item.id, alone)
+                    outcome.dead.append(item.id)
+
+    def _record_together(self, claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
         finished = self._now()
         with session_scope(self.database_url) as session:
             pending = set(session.scalars(select(Callback.id).where(Callback.id.in_([c.id for c in claimed]),
@@ -288,6 +312,12 @@ class CallbackService:
                     status="delivered", attempts=count, next_attempt_at=None, delivered_at=finished, last_error=None))
             if changes:
                 session.execute(_RECORD, changes)
+
+
+def _dead_letter(session: Session, callback_id: str, error: BaseException) -> None:
+    session.execute(update(_callbacks).where(_callbacks.c.id == callback_id, _callbacks.c.status == "pending")
+                    .values(status="dead", next_attempt_at=None,
+                            last_error=f"cannot be sent: {type(error).__name__}: {error}"[:512]))
 
 
 def _claim(session: Session, chosen: list, now: datetime) -> tuple[set[str], dict[int, str]]:
@@ -353,7 +383,9 @@ def list_callbacks(session: Session, *, status: str | None = None, account: str 
 
 
 def _field(callback: Callback, name: str) -> str | None:
-    return next((str(value) for key, value in callback.fields if key == name), None)
+    # Tolerant: a dead-lettered row may be the malformed one an operator is looking at.
+    return next((str(pair[1]) for pair in callback.fields or ()
+                 if isinstance(pair, (list, tuple)) and len(pair) == 2 and pair[0] == name), None)
 
 
 def _view(callback: Callback, login: str) -> dict[str, Any]:

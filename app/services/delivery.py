@@ -39,10 +39,11 @@ import logging
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import redis
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -125,6 +126,7 @@ class _Attempt:
     carrier: CarrierInfo
     segments: int
     submission: Submission
+    tried_before: bool = False  # recorded by an earlier attempt: the SMSC may have some of it
 
 
 Prepared = dict[str, "_Attempt | Outcome"]
@@ -258,26 +260,82 @@ class DeliveryService:
             message.segments = plan.segments  # billing counts the planned parts
         if not submission.segments:
             return DONE  # every segment was acknowledged by an earlier attempt
-        return _Attempt(message, carrier, message.segments, submission)
+        return _Attempt(message, carrier, message.segments, submission, tried_before=True)
 
     # --- 2. throttle and 3. submit -----------------------------------------------------------
 
     def _submit(self, prepared: Prepared, interactive: bool) -> dict[str, Outcome]:
         outcomes = {mid: item for mid, item in prepared.items() if isinstance(item, Outcome)}
+        attempts = [item for item in prepared.values() if isinstance(item, _Attempt)]
+        known, attempts = self._already_acknowledged(attempts)
+        still_to_send = {attempt.message.id for attempt in attempts}
+        answered = [(attempt, results) for mid, (attempt, results) in known.items() if mid not in still_to_send]
         by_carrier: dict[int, list[_Attempt]] = defaultdict(list)
-        for item in prepared.values():
-            if isinstance(item, _Attempt):
-                by_carrier[item.carrier.id].append(item)
-        answered: list[tuple[_Attempt, list[SegmentResult]]] = []
-        for attempts in by_carrier.values():
-            going, waits = self._throttle(attempts, interactive)
+        for attempt in attempts:
+            by_carrier[attempt.carrier.id].append(attempt)
+        submitted: list[tuple[_Attempt, list[SegmentResult]]] = []
+        for group in by_carrier.values():
+            going, waits = self._throttle(group, interactive)
             outcomes |= waits
             if going:
                 results = self.connectors.for_carrier(going[0].carrier).submit_many([a.submission for a in going])
-                answered += zip(going, results, strict=True)
+                submitted += zip(going, results, strict=True)
+        self._remember_acknowledged(submitted)
+        for attempt, results in submitted:
+            earlier = known.get(attempt.message.id, (None, []))[1]
+            answered.append((attempt, sorted(earlier + results, key=lambda r: r.seq)))
         if answered:
             outcomes |= self._in_unit_of_work(lambda session: self._record(session, answered), interactive)
+            self._forget_acknowledged(answered)
         return outcomes
+
+    def _already_acknowledged(self, attempts: list[_Attempt]
+                              ) -> tuple[dict[str, tuple[_Attempt, list[SegmentResult]]], list[_Attempt]]:
+        """Segments the SMSC acknowledged in an attempt whose worker died before recording
+        them (their SMSC ids wait in Redis, :meth:`_remember_acknowledged`) are recorded
+        with this attempt, never submitted again. Returns (by message id: the attempt and
+        the results already known; the attempts still to submit, without those segments).
+        A message whose every segment is known is not in the second list."""
+        tried = [a for a in attempts if a.tried_before]
+        if not tried:
+            return {}, attempts
+        remembered = self.store.remembered_acks([a.message.id for a in tried])
+        known: dict[str, tuple[_Attempt, list[SegmentResult]]] = {}
+        left = []
+        for attempt in attempts:
+            acked = remembered.get(attempt.message.id, {})
+            segments = attempt.submission.segments
+            results = [SegmentResult(s.seq, 0, acked[s.seq]) for s in segments if s.seq in acked]
+            if results:
+                known[attempt.message.id] = (attempt, results)
+            if len(results) < len(segments):
+                rest = tuple(s for s in segments if s.seq not in acked)
+                left.append(replace(attempt, submission=replace(attempt.submission, segments=rest)) if results
+                            else attempt)
+        return known, left
+
+    def _remember_acknowledged(self, submitted: list[tuple[_Attempt, list[SegmentResult]]]) -> None:
+        """Keep the SMSC ids of acknowledged segments in Redis at once, before the record
+        transaction: a worker killed in between leaves them for the next attempt, which
+        records them instead of submitting them again (the duplicate window at the SMSC
+        shrinks to one Redis round trip). Best effort: the record transaction keeps them
+        for good; if Redis is away now, that transaction is the only record."""
+        acks = {(attempt.message.id, r.seq): r.smsc_message_id or f"{attempt.message.id}:{r.seq}"
+                for attempt, results in submitted for r in results if r.accepted}
+        if not acks:
+            return
+        try:
+            self.store.remember_acks(acks)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("acknowledged segments not kept in Redis (%s); recording them in the database only", exc)
+
+    def _forget_acknowledged(self, answered: list[tuple[_Attempt, list[SegmentResult]]]) -> None:
+        """Recorded in the database now: Redis need not keep them (they would expire anyway)."""
+        try:
+            self.store.forget_acks([attempt.message.id for attempt, results in answered
+                                    if any(r.accepted for r in results)])
+        except (redis.RedisError, OSError) as exc:
+            log.info("acknowledged segments left in Redis to expire (%s)", exc)
 
     def _throttle(self, attempts: list[_Attempt], interactive: bool) -> tuple[list[_Attempt], dict[str, Outcome]]:
         """The attempts the carrier's bucket lets go now, and when each other one may."""
