@@ -14,6 +14,8 @@ Decisions (DESIGN.md, "Queues and priority" and "Time"):
   handed to another worker after this timeout.
 """
 
+import ssl
+
 from kombu import Exchange, Queue
 
 from app.domain.priorities import ALL_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, Priority
@@ -23,6 +25,11 @@ MAX_COUNTDOWN_SECONDS = 15 * 60
 VISIBILITY_TIMEOUT_SECONDS = 3600
 
 broker_url = get_settings().require_redis_url()
+# rediss:// (TLS): the certificate is verified unless the URL says otherwise
+# (``?ssl_cert_reqs=none``); ``ssl_ca_certs=/path/ca.pem`` names a private CA. The
+# gateway's own Redis clients read the same URL the same way (redis-py).
+if broker_url.startswith("rediss://") and "ssl_cert_reqs=" not in broker_url:
+    broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 # Riding out a broker outage (tested by tests/integration/test_broker_outage.py with the
 # celery/kombu versions pinned in pyproject.toml): reconnect forever, with Celery's own
 # backoff, at start-up and after a loss; keep running tasks running (cancelling them

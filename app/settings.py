@@ -23,6 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 
 
+PLACEHOLDER_REDIS_PASSWORD = "change-me-smsagg-redis-password"
+"""The password deploy/redis.conf and smsagg.env ship with, refused at start-up."""
+
+
 class SettingsError(ValueError):
     """An ``SMSAGG_*`` variable holds a value that cannot be used."""
 
@@ -120,6 +124,9 @@ class Settings:
                 "SMSAGG_REDIS_URL is not set. Set it (e.g. redis://127.0.0.1:6379/0) "
                 "or run 'smsagg up', which starts an embedded Redis."
             )
+        if PLACEHOLDER_REDIS_PASSWORD in self.redis_url:
+            raise SettingsError("SMSAGG_REDIS_URL still holds the placeholder password of deploy/: set Redis's "
+                                "requirepass and this URL to a password of your own (openssl rand -hex 32)")
         return self.redis_url
 
 
