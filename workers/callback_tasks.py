@@ -2,11 +2,12 @@
 
 * ``smsagg.callbacks.send_batch(ids)``: what the inbound side enqueues after its commit
   (``app.adapters.callback_queue.enqueue_callbacks``); sends them concurrently.
-* ``smsagg.callbacks.send_one(id)``: the retry of one failed callback, sent with
-  ``countdown = retry_interval`` (the account's, 600 s by default). A countdown above
-  ``celeryconfig.MAX_COUNTDOWN_SECONDS`` is never used (DESIGN.md, "Time": it must stay
-  well under the visibility timeout): such a retry is left to the sweeper, which
-  enqueues it once it is past due.
+* Retries: the failed callbacks of a batch due at the same time go back together as
+  one ``send_batch`` with ``countdown = retry_interval`` (the account's, 600 s by
+  default). A countdown above ``celeryconfig.MAX_COUNTDOWN_SECONDS`` is never used
+  (DESIGN.md, "Time": it must stay well under the visibility timeout): such a retry is
+  left to the sweeper, which enqueues it once it is past due.
+* ``smsagg.callbacks.send_one(id)``: one callback (retries queued by earlier versions).
 * ``smsagg.callbacks.sweep()``: re-enqueues pending callbacks whose task was lost or
   whose sender died (on demand; every worker also runs it every few seconds, one of
   them per interval: ``sweep_lost_callbacks_if_due``, started in ``workers.celery_app``).
@@ -23,12 +24,14 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 from app.adapters.callback_http import DEFAULT_PER_ACCOUNT, AiohttpCallbackSender
 from app.adapters.callback_queue import (
+    MAX_BATCH,
     SEND_BATCH_TASK,
     SEND_ONE_TASK,
     SWEEP_TASK,
@@ -80,12 +83,18 @@ def _redis():
 
 
 def _follow_up(outcome: BatchOutcome) -> None:
+    """Retries due together go as one batch (a client that is down fails a whole batch:
+    one task and two transactions per batch, not per callback, when it is retried)."""
+    due_together: dict[int, list[str]] = defaultdict(list)
     for callback_id, countdown in outcome.retries:
         if countdown <= MAX_COUNTDOWN_SECONDS:
-            send_one.apply_async((callback_id,), countdown=countdown)
+            due_together[countdown].append(callback_id)
         else:
             log.info("callback %s: retry in %ss is beyond the countdown limit; the sweeper sends it", callback_id,
                      countdown)
+    for countdown, ids in due_together.items():
+        for start in range(0, len(ids), MAX_BATCH):
+            send_batch.apply_async((ids[start:start + MAX_BATCH],), countdown=countdown)
     if outcome.deferred:
         send_batch.apply_async((outcome.deferred,), countdown=outcome.defer_seconds + random.uniform(0, 1))
 
@@ -118,9 +127,18 @@ def sweep_lost_callbacks() -> int:
     return len(ids)
 
 
+SWEEP_BELOW_WAITING_TASKS = 50
+"""The periodic sweep waits while more task messages than this wait on the queue: a
+backlog is being worked, and what looks lost is most likely waiting in it (sweeping
+then would only add to it)."""
+
+
 def sweep_lost_callbacks_if_due(every: float) -> int | None:
-    """:func:`sweep_lost_callbacks`, by one worker of the gateway per interval (a lock in Redis)."""
+    """:func:`sweep_lost_callbacks`, by one worker of the gateway per interval (a lock in
+    Redis), unless the callbacks queue has a backlog."""
     lock = f"{get_settings().key_prefix}callbacks:sweeping"
+    if _redis().llen(CALLBACK_QUEUE) > SWEEP_BELOW_WAITING_TASKS:
+        return None
     if not _redis().set(lock, "1", nx=True, px=max(1, int(every * 1000) - 100)):
         return None
     return sweep_lost_callbacks()
