@@ -257,6 +257,14 @@ class ThrowawayPostgres:
                         "stop"], check=True, capture_output=True)
 
 
+def postgres_available() -> bool:
+    try:
+        _postgres_bin()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _postgres_bin() -> Path:
     found = shutil.which("pg_ctl")
     if found:
@@ -354,6 +362,7 @@ class Scenario:
     callback_interval: int = 5
     callback_retries: int = 25
     postgres: bool = False
+    wait_after: float = WAIT_AFTER_LOAD_SECONDS
 
 
 def _postgres_restart(*, at: float, down: float = 4.0) -> Fault:
@@ -373,7 +382,8 @@ SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (
     Scenario("redis-restart", (stop_redis(signal.SIGTERM, at=10),)),
     Scenario("redis-kill", (stop_redis(signal.SIGKILL, at=10),)),
     Scenario("smsc-down", (kill_part("smsc-sim", at=10, down=60),)),
-    Scenario("client-down", (client_down(at=10, down=600),), callback_interval=5, callback_retries=150),
+    Scenario("client-down", (client_down(at=10, down=600),), callback_interval=5, callback_retries=150,
+             wait_after=1200),
     Scenario("kill-web", (kill_part("web", at=10),)),
     Scenario("postgres-restart", (_postgres_restart(at=10),), postgres=True),
 )}
@@ -448,12 +458,12 @@ def _reports(gw: FaultGateway) -> tuple[dict[str, float], Counter[tuple[str, str
     return first, seen
 
 
-def run_scenario(name: str, echo: Callable[[str], None], *, wait_after: float = WAIT_AFTER_LOAD_SECONDS) -> Figures:
+def run_scenario(name: str, echo: Callable[[str], None]) -> Figures:
     scenario = SCENARIOS[name]
     if scenario.postgres:
         with ThrowawayPostgres() as postgres:
-            return _run(scenario, echo, wait_after, postgres)
-    return _run(scenario, echo, wait_after, None)
+            return _run(scenario, echo, scenario.wait_after, postgres)
+    return _run(scenario, echo, scenario.wait_after, None)
 
 
 def _run(scenario: Scenario, echo, wait_after: float, postgres: ThrowawayPostgres | None) -> Figures:
