@@ -32,6 +32,8 @@ import enum
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 _BUCKET_LUA = """
 local function refill(key, rate, burst)
@@ -616,9 +618,13 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def connect(redis_url: str) -> redis.Redis:
-    """A client with short timeouts: an unreachable Redis must fail a request fast
-    (``result_code=98``), not hang it."""
+def connect(redis_url: str, *, retries: int = 1) -> redis.Redis:
+    """A client with short timeouts and at most ``retries`` immediate retries of a
+    command whose connection failed (a pooled connection Redis closed when it
+    restarted), never redis-py's default backoff of several seconds: an unreachable Redis
+    must fail a request fast (``result_code=98``; the ingress passes ``retries=0``, so
+    nothing it sends is ever sent twice), and a task fast (it is retried as a whole)."""
     return redis.Redis.from_url(
-        redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30,
+        retry=Retry(NoBackoff(), retries),
     )
