@@ -34,7 +34,8 @@ pytestmark = pytest.mark.integration
 OUTAGE_SECONDS = 4
 
 
-def test_no_part_exits_while_redis_is_away_and_all_go_on_when_it_is_back(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["redis-stopped", "redis-killed"])
+def test_no_part_exits_while_redis_is_away_and_all_go_on_when_it_is_back(tmp_path, stop):
     server = RedisServer(tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "everysec").start()
     database_url = f"sqlite:///{tmp_path / 'smsagg.db'}"
     migrate.upgrade(database_url)
@@ -45,7 +46,7 @@ def test_no_part_exits_while_redis_is_away_and_all_go_on_when_it_is_back(tmp_pat
     ingress = f"http://127.0.0.1:{web_port}"
     logs = {name: tmp_path / f"{name}.log" for name in ("web", "mt", "inbound", "beat")}
     try:
-        with running_simulator() as smsc:
+        with running_simulator(response_delay_ms=1500) as smsc:  # slow: batches are in flight when Redis goes
             with session_scope(database_url) as session:
                 svc.add_carrier(session, 1, "smsc", connector="smpp", throughput=None,
                                 settings={"host": "127.0.0.1", "port": smsc.port, "system_id": "t", "password": "t"})
@@ -60,8 +61,12 @@ def test_no_part_exits_while_redis_is_away_and_all_go_on_when_it_is_back(tmp_pat
                 parts = {"web": web, "mt worker": mt_worker, "inbound worker": inbound_worker, "beat": beat}
                 assert _submit(ingress, "before") == "result_code=0"
                 wait_until(lambda: submitted_or_final(settings, "before"), timeout=60)
+                for index in range(8):  # tasks the workers hold, unacknowledged, when the broker goes
+                    assert _submit(ingress, f"in-flight-{index}", priority="INTERACTIVE" if index % 2 else "BULK") \
+                        == "result_code=0"
+                wait_until(lambda: logs["mt"].read_bytes().count(b"] received") >= 3, timeout=30)
 
-                server.stop(signal.SIGTERM)
+                server.stop(stop)
                 assert _submit(ingress, "while-away") == "result_code=98"
                 assert _bulk(ingress) == "1710"
                 wait_until(lambda: b"Connection to broker lost" in logs["inbound"].read_bytes(), timeout=30)
@@ -73,7 +78,8 @@ def test_no_part_exits_while_redis_is_away_and_all_go_on_when_it_is_back(tmp_pat
                 wait_until(lambda: _submit(ingress, f"probe-{next(probes)}") == "result_code=0", timeout=30,
                            interval=0.2)  # the ingress recovers by itself
                 assert _submit(ingress, "after") == "result_code=0"
-                wait_until(lambda: submitted_or_final(settings, "after"), timeout=60)
+                for name in ("after", *(f"in-flight-{index}" for index in range(8))):
+                    wait_until(lambda: submitted_or_final(settings, name), timeout=60)
                 smsc.inject_mo("12025550100", "99222", "back")
 
                 def mo_recorded():
@@ -86,8 +92,9 @@ def test_no_part_exits_while_redis_is_away_and_all_go_on_when_it_is_back(tmp_pat
         server.stop(signal.SIGKILL)
 
 
-def _submit(ingress: str, message_id: str) -> str:
-    return requests.post(ingress + "/httpapi/receiver", data=params(message_id=message_id), timeout=15).text.strip()
+def _submit(ingress: str, message_id: str, **fields: str) -> str:
+    return requests.post(ingress + "/httpapi/receiver", data=params(message_id=message_id, **fields),
+                         timeout=15).text.strip()
 
 
 def _bulk(ingress: str) -> str:
