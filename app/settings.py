@@ -23,6 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 
 
+PLACEHOLDER_REDIS_PASSWORD = "change-me-smsagg-redis-password"
+"""The password deploy/redis.conf and smsagg.env ship with, refused at start-up."""
+
+
 class SettingsError(ValueError):
     """An ``SMSAGG_*`` variable holds a value that cannot be used."""
 
@@ -50,6 +54,13 @@ def _env_number(env: dict[str, str], name: str, default: float, kind: type = int
     if value < 0:
         raise SettingsError(f"{name}={raw!r} must not be negative")
     return value
+
+
+def _env_choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r}: use one of {', '.join(choices)}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,8 @@ class Settings:
     secret_key: str | None = None
     # Mark the console's session cookie Secure (the console is served over HTTPS).
     console_secure_cookie: bool = False
+    # The embedded Redis of ``smsagg up``: "everysec" (deploy/'s setting) or "always".
+    redis_appendfsync: str = "everysec"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -113,6 +126,7 @@ class Settings:
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
             secret_key=env.get("SMSAGG_SECRET_KEY") or None,
             console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
+            redis_appendfsync=_env_choice(env, "SMSAGG_REDIS_APPENDFSYNC", ("everysec", "always")),
         )
 
     def with_overrides(self, **changes) -> "Settings":
@@ -125,6 +139,9 @@ class Settings:
                 "SMSAGG_REDIS_URL is not set. Set it (e.g. redis://127.0.0.1:6379/0) "
                 "or run 'smsagg up', which starts an embedded Redis."
             )
+        if PLACEHOLDER_REDIS_PASSWORD in self.redis_url:
+            raise SettingsError("SMSAGG_REDIS_URL still holds the placeholder password of deploy/: set Redis's "
+                                "requirepass and this URL to a password of your own (openssl rand -hex 32)")
         return self.redis_url
 
 

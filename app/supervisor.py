@@ -92,7 +92,8 @@ def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int, sm
     redis_parts: list[Part] = []
     redis_url = settings.redis_url
     if redis_url is None:
-        redis_parts.append(Part("redis", start_embedded_redis(settings.home / "redis", redis_port)))
+        redis_parts.append(Part("redis", start_embedded_redis(settings.home / "redis", redis_port,
+                                                              appendfsync=settings.redis_appendfsync)))
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
     migrate.upgrade(settings.database_url)
     env = _child_environment(settings, redis_url)

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from app.bench import bulk, dr_leg, e2e, ingress, throttle
+from app.bench import bulk, dr_leg, e2e, faults, ingress, throttle
 
 BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttle": throttle.run,
               "dr-leg": dr_leg.run}
@@ -32,6 +32,20 @@ def _benchmark_command(name: str) -> click.Command:
 
 for _name in BENCHMARKS:
     bench.add_command(_benchmark_command(_name))
+
+
+@bench.command("faults")
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per round.")
+@click.option("--concurrency", type=int, default=32, show_default=True, help="Client connections.")
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice([*faults.SCENARIOS, "durability"]),
+              help="The scenarios to run (repeatable; default: all of them).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
+def faults_command(seconds, concurrency, scenarios, as_json) -> None:
+    """Faults under load, one at a time and combined: accepted, reached the SMSC, reported,
+    duplicates and time to recover (docs/delivery.md)."""
+    figures = faults.run(seconds=seconds, concurrency=concurrency, echo=click.echo, scenarios=scenarios)
+    if as_json:
+        click.echo(json.dumps(figures))
 
 
 @bench.command("peers")
