@@ -14,6 +14,8 @@ Decisions (DESIGN.md, "Queues and priority" and "Time"):
   handed to another worker after this timeout.
 """
 
+import ssl
+
 from kombu import Exchange, Queue
 
 from app.domain.priorities import ALL_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, Priority
@@ -23,10 +25,27 @@ MAX_COUNTDOWN_SECONDS = 15 * 60
 VISIBILITY_TIMEOUT_SECONDS = 3600
 
 broker_url = get_settings().require_redis_url()
+# rediss:// (TLS): the certificate is verified unless the URL says otherwise
+# (``?ssl_cert_reqs=none``); ``ssl_ca_certs=/path/ca.pem`` names a private CA. The
+# gateway's own Redis clients read the same URL the same way (redis-py).
+if broker_url.startswith("rediss://") and "ssl_cert_reqs=" not in broker_url:
+    broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+# Riding out a broker outage (tested by tests/integration/test_broker_outage.py with the
+# celery/kombu versions pinned in pyproject.toml): reconnect forever, with Celery's own
+# backoff, at start-up and after a loss; keep running tasks running (cancelling them
+# would cut SMPP batches in half: their leases and idempotency make a finish safe, and
+# their unacknowledged messages come back anyway); find a dead connection quickly.
+broker_connection_retry = True
 broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+worker_cancel_long_running_tasks_on_connection_loss = False
 broker_transport_options = {
     "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
     "queue_order_strategy": "priority",
+    "health_check_interval": 10,
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+    "retry_on_timeout": True,
 }
 
 task_serializer = "json"
@@ -50,12 +69,10 @@ worker_send_task_events = False
 task_send_sent_event = False
 
 # Periodic work run by ``smsagg beat``. Each area adds its entries here.
+# (The sweeps that put back what dead workers held run in every worker, every few
+# seconds: workers.celery_app.)
 beat_schedule = {
-    # Put back batches of workers that died; queue a drain wherever items wait.
-    "stages-sweep": {"task": "smsagg.stages.sweep", "schedule": 30.0},
     "rematch-held-receipts": {"task": "smsagg.inbound.rematch", "schedule": 5.0},
-    # Re-enqueue pending DR/MO callbacks whose task was lost (the outbox guarantee).
-    "callbacks-sweep": {"task": "smsagg.callbacks.sweep", "schedule": 60.0},
 }
 task_routes |= {"smsagg.stages.sweep": {"queue": Priority.INTERACTIVE.queue}}
 task_routes |= {"smsagg.inbound.drain": {"queue": INBOUND_QUEUE}, "smsagg.inbound.rematch": {"queue": INBOUND_QUEUE}}

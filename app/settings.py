@@ -32,6 +32,10 @@ from app import runfile
 from app.runfile import RunInfo
 
 
+PLACEHOLDER_REDIS_PASSWORD = "change-me-smsagg-redis-password"
+"""The password deploy/redis.conf and smsagg.env ship with, refused at start-up."""
+
+
 class SettingsError(ValueError):
     """An ``SMSAGG_*`` variable holds a value that cannot be used."""
 
@@ -66,6 +70,13 @@ def _env_positive(env: dict[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name}={env[name]!r} must be at least 1")
     return value
+
+
+def _env_choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r}: use one of {', '.join(choices)}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,8 @@ class Settings:
     secret_key: str | None = None
     # Mark the console's session cookie Secure (the console is served over HTTPS).
     console_secure_cookie: bool = False
+    # The embedded Redis of ``smsagg up``: "everysec" (deploy/'s setting) or "always".
+    redis_appendfsync: str = "everysec"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -139,6 +152,7 @@ class Settings:
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
             secret_key=env.get("SMSAGG_SECRET_KEY") or None,
             console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
+            redis_appendfsync=_env_choice(env, "SMSAGG_REDIS_APPENDFSYNC", ("everysec", "always")),
             restart_delay_seconds=_env_number(env, "SMSAGG_RESTART_DELAY_SECONDS", 1.0, float),
             restart_limit_burst=_env_positive(env, "SMSAGG_RESTART_LIMIT_BURST", 5),
             restart_limit_seconds=_env_number(env, "SMSAGG_RESTART_LIMIT_SECONDS", 60.0, float),
@@ -175,6 +189,9 @@ class Settings:
                 "start 'smsagg up' (commands in another terminal find it through the same SMSAGG_HOME), "
                 "or set SMSAGG_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
             )
+        if PLACEHOLDER_REDIS_PASSWORD in self.redis_url:
+            raise SettingsError("SMSAGG_REDIS_URL still holds the placeholder password of deploy/: set Redis's "
+                                "requirepass and this URL to a password of your own (openssl rand -hex 32)")
         return self.redis_url
 
 

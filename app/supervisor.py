@@ -337,7 +337,8 @@ def _run(settings: Settings, supervisor: Supervisor, web_port: int, redis_port: 
         if embedded:
             redis_port = redis_port or free_port()
             data_dir = settings.home / "redis"
-            start_redis = functools.partial(start_embedded_redis, data_dir, redis_port, preexec_fn=REDIS_CHILD_SETUP)
+            start_redis = functools.partial(start_embedded_redis, data_dir, redis_port,
+                                            appendfsync=settings.redis_appendfsync, preexec_fn=REDIS_CHILD_SETUP)
             supervisor.add(Part("redis", start_redis, stop_last=True))
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
         migrate.upgrade(settings.database_url)

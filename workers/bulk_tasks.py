@@ -1,7 +1,9 @@
 """Celery tasks of the bulk area (thin: load by id, call one service function), and the
 scheduler loop that runs inside ``smsagg beat``.
 
-* ``smsagg.bulk.fanout(batch_id)``: record the batch, push its per-destination MT tasks.
+* ``smsagg.bulk.fanout(batch_id)``: record the batch, push its per-destination MT tasks
+  (a destination that cannot be built is set aside and replayable:
+  ``fanout(batch_id, [index])``).
 * ``smsagg.bulk.persist(batch_id)``: record a scheduled batch in the database.
 * The release loop: when beat starts (``beat_init``) it first rebuilds Redis from the
   database (schedule index, DND and opt-out sets, missing prepaid balances), then a
@@ -40,12 +42,21 @@ def persist(batch_id: str) -> None:
         batches.ensure_record(session, default_store(), batch_id)
 
 
-@celery.task(name=FANOUT_TASK, base=SmsaggTask)
-def fanout(batch_id: str) -> int:
+@celery.task(name=FANOUT_TASK, base=SmsaggTask, bind=True)
+def fanout(self, batch_id: str, indexes: list[int] | None = None) -> int:
+    """Fan the batch out; with ``indexes``, push only those destinations (the replay of
+    a dead letter: a destination whose payload could not be built is set aside, with
+    this task and its index, on the dead letters of the batch's queue)."""
     store = default_store()
+    if indexes is not None:
+        return batches.fan_out_entries(store, batch_id, indexes)
     with session_scope(get_settings().database_url) as session:
         batches.ensure_record(session, store, batch_id)
-    return batches.fan_out(store, batch_id, chunk=get_bulk_settings().fanout_chunk)
+
+    def set_aside(entry_indexes: list[int], error: Exception) -> None:
+        self.set_aside([batch_id, entry_indexes], error)
+
+    return batches.fan_out(store, batch_id, chunk=get_bulk_settings().fanout_chunk, set_aside=set_aside)
 
 
 def resync() -> dict:

@@ -2,13 +2,15 @@
 
 * ``smsagg.callbacks.send_batch(ids)``: what the inbound side enqueues after its commit
   (``app.adapters.callback_queue.enqueue_callbacks``); sends them concurrently.
-* ``smsagg.callbacks.send_one(id)``: the retry of one failed callback, sent with
-  ``countdown = retry_interval`` (the account's, 600 s by default). A countdown above
-  ``celeryconfig.MAX_COUNTDOWN_SECONDS`` is never used (DESIGN.md, "Time": it must stay
-  well under the visibility timeout): such a retry is left to the sweeper, which
-  enqueues it once it is past due.
-* ``smsagg.callbacks.sweep()``: beat, every minute: re-enqueues pending callbacks whose
-  task was lost.
+* Retries: the failed callbacks of a batch due at the same time go back together as
+  one ``send_batch`` with ``countdown = retry_interval`` (the account's, 600 s by
+  default). A countdown above ``celeryconfig.MAX_COUNTDOWN_SECONDS`` is never used
+  (DESIGN.md, "Time": it must stay well under the visibility timeout): such a retry is
+  left to the sweeper, which enqueues it once it is past due.
+* ``smsagg.callbacks.send_one(id)``: one callback (retries queued by earlier versions).
+* ``smsagg.callbacks.sweep()``: re-enqueues pending callbacks whose task was lost or
+  whose sender died (on demand; every worker also runs it every few seconds, one of
+  them per interval: ``sweep_lost_callbacks_if_due``, started in ``workers.celery_app``).
 
 Deferred callbacks (order within a message, the account's share busy) go back as one
 ``send_batch`` with a short countdown and some jitter.
@@ -22,12 +24,14 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 from app.adapters.callback_http import DEFAULT_PER_ACCOUNT, AiohttpCallbackSender
 from app.adapters.callback_queue import (
+    MAX_BATCH,
     SEND_BATCH_TASK,
     SEND_ONE_TASK,
     SWEEP_TASK,
@@ -43,6 +47,7 @@ from app.services.callbacks import (
     CallbackService,
     sweep_due,
 )
+from app.services.failures import handle_isolating
 from app.settings import get_settings
 from celeryconfig import MAX_COUNTDOWN_SECONDS
 from workers.base import SmsaggTask
@@ -78,33 +83,71 @@ def _redis():
 
 
 def _follow_up(outcome: BatchOutcome) -> int:
-    """Schedule the retries and the deferred; returns how many callbacks were sent."""
+    """Schedule the retries and the deferred; returns how many callbacks were sent.
+    Retries due together go as one batch (a client that is down fails a whole batch:
+    one task and two transactions per batch, not per callback, when it is retried)."""
+    due_together: dict[int, list[str]] = defaultdict(list)
     for callback_id, countdown in outcome.retries:
         if countdown <= MAX_COUNTDOWN_SECONDS:
-            send_one.apply_async((callback_id,), countdown=countdown)
+            due_together[countdown].append(callback_id)
         else:
             log.info("callback %s: retry in %ss is beyond the countdown limit; the sweeper sends it", callback_id,
                      countdown)
+    for countdown, ids in due_together.items():
+        for start in range(0, len(ids), MAX_BATCH):
+            send_batch.apply_async((ids[start:start + MAX_BATCH],), countdown=countdown)
     if outcome.deferred:
         send_batch.apply_async((outcome.deferred,), countdown=outcome.defer_seconds + random.uniform(0, 1))
     return len(outcome.delivered) + len(outcome.retries) + len(outcome.dead)
 
 
+def _send(callback_ids: list[str]) -> int:
+    """Send these callbacks; one whose row breaks the sending is dead-lettered with its
+    error (``smsagg callbacks list --failed``) and the others go on. Returns how many
+    were sent (the heartbeat's throughput, ``workers.heartbeat``)."""
+    service = callback_service()
+    return sum(_follow_up(outcome)
+               for outcome in handle_isolating(callback_ids, service.send_batch, service.set_aside,
+                                               what="callback batch"))
+
+
 @celery.task(name=SEND_BATCH_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
 def send_batch(callback_ids: list[str]) -> int:
-    return _follow_up(callback_service().send_batch(callback_ids))
+    return _send(callback_ids)
 
 
 @celery.task(name=SEND_ONE_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
 def send_one(callback_id: str) -> int:
-    return _follow_up(callback_service().send_batch([callback_id]))
+    return _send([callback_id])
 
 
-@celery.task(name=SWEEP_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
-def sweep() -> int:
+def sweep_lost_callbacks() -> int:
+    """Pending callbacks past due (lost task, dead sender): enqueued again."""
     with session_scope(get_settings().database_url) as session:
         ids = sweep_due(session, datetime.now(UTC))
     if ids:
         log.warning("callbacks sweeper: %d pending callback(s) past due, enqueued again", len(ids))
         enqueue_callbacks(_redis(), ids)
     return len(ids)
+
+
+SWEEP_BELOW_WAITING_TASKS = 50
+"""The periodic sweep waits while more task messages than this wait on the queue: a
+backlog is being worked, and what looks lost is most likely waiting in it (sweeping
+then would only add to it)."""
+
+
+def sweep_lost_callbacks_if_due(every: float) -> int | None:
+    """:func:`sweep_lost_callbacks`, by one worker of the gateway per interval (a lock in
+    Redis), unless the callbacks queue has a backlog."""
+    lock = f"{get_settings().key_prefix}callbacks:sweeping"
+    if _redis().llen(CALLBACK_QUEUE) > SWEEP_BELOW_WAITING_TASKS:
+        return None
+    if not _redis().set(lock, "1", nx=True, px=max(1, int(every * 1000) - 100)):
+        return None
+    return sweep_lost_callbacks()
+
+
+@celery.task(name=SWEEP_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
+def sweep() -> int:
+    return sweep_lost_callbacks()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import logging
 
 from celery import Celery
 from celery.signals import (
@@ -13,6 +13,9 @@ from celery.signals import (
 )
 
 from app.db.session import dispose_engines
+from app.services.leases import Periodic
+
+log = logging.getLogger(__name__)
 
 celery = Celery("smsagg")
 celery.config_from_object("celeryconfig")
@@ -24,25 +27,44 @@ def _fresh_connections_after_fork(**_kwargs) -> None:
     dispose_engines()
 
 
+SWEEPS_EVERY_SECONDS = 2.0
+"""How often each worker offers to sweep (lapsed leases, due delays, lost drains, lost
+callbacks); one worker of the gateway does it per interval."""
+_sweepers: list[Periodic] = []
+
+
 @worker_ready.connect
 def _start_delivering(**_kwargs) -> None:
     """Bind to every SMPP carrier as soon as the worker is up, so receipts and MO
-    messages are received even by a gateway that has not sent anything yet; and queue
-    a drain wherever accepted messages wait without one (after a restart), without
-    waiting for beat."""
+    messages are received even by a gateway that has not sent anything yet; sweep
+    once at once (a drain wherever accepted messages wait without one, after a
+    restart), then every few seconds, without depending on beat."""
+    from workers.callback_tasks import sweep_lost_callbacks_if_due
     from workers.services import worker_services
 
     services = worker_services()
-    services.connectors.connect_all(services.carriers.current().carriers)
-    services.stages.sweep(time.time())
+    _sweepers[:] = [
+        Periodic(lambda: services.stages.sweep_if_due(SWEEPS_EVERY_SECONDS), SWEEPS_EVERY_SECONDS,
+                 "stage-sweep").start(),
+        Periodic(lambda: sweep_lost_callbacks_if_due(SWEEPS_EVERY_SECONDS), SWEEPS_EVERY_SECONDS,
+                 "callback-sweep").start(),
+    ]
+    try:
+        services.stages.sweep()
+        services.connectors.connect_all(services.carriers.current().carriers)
+    except Exception:
+        log.warning("sweeping or binding at start-up failed (a backing service is away?); the periodic sweep "
+                    "and the first submit try again", exc_info=True)
 
 
 @worker_process_shutdown.connect
 @worker_shutdown.connect
 def _unbind_carriers(**_kwargs) -> None:
-    """Unbind SMPP links cleanly when a worker (or a pool child) stops."""
+    """Stop sweeping and unbind SMPP links cleanly when a worker (or a pool child) stops."""
     from workers.services import close_worker_services
 
+    for sweeper in _sweepers:
+        sweeper.stop()
     close_worker_services()
 
 

@@ -3,12 +3,15 @@ and releasing concatenated MOs whose missing parts never came."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from app.adapters import stage_queue
 from app.adapters.stage_queue import INBOUND_DRAIN_TASK
 from app.db.session import session_scope
 from app.domain.priorities import INBOUND_QUEUE
 from app.services.callback_outbox import take_new_callbacks
+from app.services.failures import handle_isolating
 from app.services.inbound import process_items
 from workers.base import SmsaggTask
 from workers.celery_app import celery
@@ -29,18 +32,22 @@ def _in_unit_of_work(work):
     return result
 
 
-@celery.task(name=INBOUND_DRAIN_TASK, base=SmsaggTask, queue=INBOUND_QUEUE, bind=True, autoretry_for=(Exception,))
+def _process(raw_items: Sequence[str]) -> int:
+    items = [stage_queue.decode(raw) for raw in raw_items]
+    return _in_unit_of_work(lambda services, session, now: process_items(services.inbound, session, items, now))
+
+
+@celery.task(name=INBOUND_DRAIN_TASK, base=SmsaggTask, queue=INBOUND_QUEUE, bind=True)
 def inbound_drain(self) -> int:
-    """A batch of receipts and MOs from the ``inbound`` list (``app.adapters.stage_queue``);
-    retried under the same task id, it gets the same batch."""
-    stages = worker_services().stages
-    items = stages.claim(INBOUND_QUEUE, self.request.id, DRAIN_BATCH)
-    if items:
-        held = _in_unit_of_work(lambda services, session, now: process_items(services.inbound, session, items, now))
-        if held:
-            rematch_receipts.apply_async(countdown=HELD_RECHECK_SECONDS)
-    stages.finish(INBOUND_QUEUE, self.request.id)
-    return len(items)
+    """A batch of receipts and MOs from the ``inbound`` list (``app.adapters.stage_queue``),
+    claimed under a lease; retried under the same task id, it gets the same batch. An
+    item that cannot be processed is set aside and the rest of the batch goes on."""
+    with worker_services().stages.claimed(INBOUND_QUEUE, self.request.id, DRAIN_BATCH) as batch:
+        if batch.items:
+            held = sum(handle_isolating(batch.items, _process, batch.set_aside, what="inbound batch"))
+            if held:
+                rematch_receipts.apply_async(countdown=HELD_RECHECK_SECONDS)
+    return len(batch.items)
 
 
 @celery.task(name="smsagg.inbound.rematch", base=SmsaggTask, queue=INBOUND_QUEUE)

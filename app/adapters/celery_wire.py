@@ -16,17 +16,24 @@ import json
 import os
 import socket
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def task_message(task_name: str, queue: str, args: list[Any], task_id: str | None = None) -> str:
-    """The serialized kombu envelope for ``task_name(*args)`` routed to ``queue``."""
+def task_message(task_name: str, queue: str, args: list[Any], task_id: str | None = None,
+                 eta: float | None = None) -> str:
+    """The serialized kombu envelope for ``task_name(*args)`` routed to ``queue``; with
+    ``eta`` (epoch seconds) the worker holds it until then, as for a ``countdown``."""
     task_id = task_id or uuid.uuid4().hex
     body = base64.b64encode(json.dumps([args, {}, _EMBED], separators=(",", ":")).encode("utf-8")).decode("ascii")
-    return _envelope_template(task_name, queue).replace(_BODY, body).replace(_ID, task_id)
+    message = _envelope_template(task_name, queue).replace(_BODY, body).replace(_ID, task_id)
+    if eta is not None:
+        when = datetime.fromtimestamp(eta, timezone.utc).isoformat()
+        message = message.replace('"eta":null', f'"eta":"{when}"', 1)
+    return message
 
 
 _BODY, _ID = "@smsagg-body@", "@smsagg-id@"

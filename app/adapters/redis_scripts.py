@@ -32,6 +32,8 @@ import enum
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 _BUCKET_LUA = """
 local function refill(key, rate, burst)
@@ -69,7 +71,8 @@ local function kick_drain(flag, queue, drain)
   -- A drain task onto the priority's Celery queue, unless one is already waiting: the
   -- flag is set here and cleared by the drain's CLAIM, both atomic, so a message
   -- pushed is always followed by a drain that sees it.
-  if redis.call('SET', flag, '1', 'NX', 'EX', 60) then redis.call('LPUSH', queue, drain) end
+  -- The flag lapses after 10 s: a drain message lost with a killed worker holds nothing up longer.
+  if redis.call('SET', flag, '1', 'NX', 'EX', 10) then redis.call('LPUSH', queue, drain) end
 end
 """
 
@@ -216,7 +219,24 @@ class RedisKeys:
         return inflight_key.removeprefix(f"{self.prefix}stage:").split(":inflight:", 1)[0]
 
     def stage_inflight_index(self) -> str:
+        """Every claim's inflight list, scored by its lease deadline (Redis time)."""
         return f"{self.prefix}stage:inflight"
+
+    def stage_claimed_at(self) -> str:
+        return f"{self.prefix}stage:claimed"
+
+    def stage_later(self, queue: str) -> str:
+        return f"{self.prefix}stage:{queue}:later"
+
+    def stage_dead(self, queue: str) -> str:
+        return f"{self.prefix}stage:{queue}:dead"
+
+    def stage_sweep_lock(self) -> str:
+        return f"{self.prefix}stage:sweeping"
+
+    def segment_acks(self, message_id: str) -> str:
+        """SMSC ids of a message's acknowledged segments, kept until recorded (delivery)."""
+        return f"{self.prefix}acked:{message_id}"
 
     # Bulk API, credit and compliance (app.bulk). Lua builds batch:/schedule:account:/
     # credit: keys from the prefix with exactly these shapes.
@@ -322,6 +342,27 @@ class RedisStore:
     def take_carrier_token(self, carrier_id: int, rate: float, burst: float, cost: int = 1, reserve: float = 0) -> float:
         """Seconds to wait before this carrier may take ``cost`` more (0 = taken)."""
         return self.take_carrier_tokens(carrier_id, rate, burst, [cost], reserve)[1]
+
+    def remember_acks(self, acks: dict[tuple[str, int], str], ttl_seconds: int = 3600) -> None:
+        """Keep ``(message id, seq) -> SMSC id`` for acknowledged segments, one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for (message_id, seq), smsc_id in acks.items():
+            pipe.hset(self.keys.segment_acks(message_id), str(seq), smsc_id)
+        for message_id in {message_id for message_id, _ in acks}:
+            pipe.expire(self.keys.segment_acks(message_id), ttl_seconds)
+        pipe.execute()
+
+    def remembered_acks(self, message_ids: list[str]) -> dict[str, dict[int, str]]:
+        """The acknowledged segments kept for these messages: ``{message id: {seq: SMSC id}}``."""
+        pipe = self.client.pipeline(transaction=False)
+        for message_id in message_ids:
+            pipe.hgetall(self.keys.segment_acks(message_id))
+        return {message_id: {int(seq): _text(smsc_id) for seq, smsc_id in acked.items()}
+                for message_id, acked in zip(message_ids, pipe.execute(), strict=True) if acked}
+
+    def forget_acks(self, message_ids: list[str]) -> None:
+        if message_ids:
+            self.client.delete(*(self.keys.segment_acks(message_id) for message_id in message_ids))
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -552,11 +593,14 @@ class BulkStore:
         outcome, codes = _text(reply[0]), _text(reply[1])
         return BulkAdmission(outcome, tuple(int(code) for code in codes.split(",")) if codes else ())
 
-    def fanout_chunk(self, batch_id: str, queue: str, expected_cursor: int, items: list[str], drain: str) -> int:
+    def fanout_chunk(self, batch_id: str, queue: str, expected_cursor: int, items: list[str], drain: str,
+                     entries: int | None = None) -> int:
         """Push one chunk of MT payloads (and ``drain``, a drain task message, if none is
-        waiting); -1 when pushed, else the batch's actual cursor."""
+        waiting), moving the cursor past ``entries`` destinations (default: one per
+        item; more when some were set aside); -1 when pushed, else the batch's actual cursor."""
         keys = [self.keys.batch(batch_id), queue, self.keys.stage_pending(queue), self.keys.drain_flag(queue)]
-        return int(self._chunk(self.client, keys, [expected_cursor, expected_cursor + len(items), drain, *items]))
+        advance = len(items) if entries is None else entries
+        return int(self._chunk(self.client, keys, [expected_cursor, expected_cursor + advance, drain, *items]))
 
     def release_due(self, now: float, limit: int = 1000) -> list[str]:
         released = self._release(self.client, [self.keys.schedule()], [repr(now), limit, self.keys.prefix])
@@ -582,9 +626,13 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def connect(redis_url: str) -> redis.Redis:
-    """A client with short timeouts: an unreachable Redis must fail a request fast
-    (``result_code=98``), not hang it."""
+def connect(redis_url: str, *, retries: int = 1) -> redis.Redis:
+    """A client with short timeouts and at most ``retries`` immediate retries of a
+    command whose connection failed (a pooled connection Redis closed when it
+    restarted), never redis-py's default backoff of several seconds: an unreachable Redis
+    must fail a request fast (``result_code=98``; the ingress passes ``retries=0``, so
+    nothing it sends is ever sent twice), and a task fast (it is retried as a whole)."""
     return redis.Redis.from_url(
-        redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30,
+        retry=Retry(NoBackoff(), retries),
     )

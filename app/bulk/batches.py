@@ -4,7 +4,8 @@
   the batch's priority queue, ``SMSAGG_BULK_FANOUT_CHUNK`` at a time. Each chunk is
   pushed by a script that first checks the batch's cursor, so a redelivered fan-out
   task (``acks_late``) resumes where the last one stopped and never pushes a message
-  twice.
+  twice. A destination whose payload cannot be built is set aside (a dead letter of
+  the fan-out, replayable with :func:`fan_out_entries`) and the rest goes on.
 * :func:`ensure_record` writes the batch's database row (the durable record: every
   destination with its message id and price) the first time a worker sees the batch,
   and moves its status forward (scheduled -> released | cancelled) after that.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -50,12 +52,16 @@ def _fields(store: BulkStore, batch_id: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in store.client.hgetall(store.keys.batch(batch_id)).items()}
 
 
-def _destinations(store: BulkStore, batch_id: str, start: int = 0, stop: int = -1) -> list[tuple[str, str, int]]:
-    entries = store.client.lrange(store.keys.batch_destinations(batch_id), start, stop)
+def _destinations(store: BulkStore, batch_id: str, start: int = 0, stop: int = -1) -> list[tuple]:
+    """(number, message id, price) per destination; an entry that does not read so is
+    kept as (its raw text, None, None), for the record (the fan-out sets it aside)."""
     result = []
-    for raw in entries:
-        number, message_id, price = raw.decode().split("|")
-        result.append((number, message_id, int(price)))
+    for raw in store.client.lrange(store.keys.batch_destinations(batch_id), start, stop):
+        try:
+            number, message_id, price = raw.decode().split("|")
+            result.append((number, message_id, int(price)))
+        except (ValueError, UnicodeDecodeError):
+            result.append((raw.decode(errors="replace"), None, None))
     return result
 
 
@@ -89,8 +95,14 @@ def ensure_record(session: Session, store: BulkStore, batch_id: str) -> Batch | 
     return row
 
 
-def fan_out(store: BulkStore, batch_id: str, *, chunk: int) -> int:
-    """Push the batch's per-destination payloads; returns how many this call pushed."""
+SetAside = Callable[[list[int], Exception], None]
+"""Called with destination indexes that cannot be fanned out, and the error."""
+
+
+def fan_out(store: BulkStore, batch_id: str, *, chunk: int, set_aside: SetAside | None = None) -> int:
+    """Push the batch's per-destination payloads; returns how many this call pushed.
+    A destination whose payload cannot be built is handed to ``set_aside`` (once, after
+    its chunk is pushed) and the rest of the batch goes on; without ``set_aside`` it raises."""
     fields = _fields(store, batch_id)
     if fields.get("state") != "released":
         log.warning("fan-out of batch %s skipped: state %r", batch_id, fields.get("state"))
@@ -98,20 +110,50 @@ def fan_out(store: BulkStore, batch_id: str, *, chunk: int) -> int:
     meta = json.loads(fields["meta"])
     queue = Priority(meta["priority"]).queue
     count, cursor, pushed = int(fields["count"]), int(fields.get("cursor", 0)), 0
+    key = store.keys.batch_destinations(batch_id)
     while cursor < count:
-        entries = _destinations(store, batch_id, cursor, cursor + chunk - 1)
-        if not entries:
+        raw_entries = store.client.lrange(key, cursor, cursor + chunk - 1)
+        if not raw_entries:
             break
-        items = [payloads.destination_item(meta, number, message_id, price) for number, message_id, price in entries]
-        actual = store.fanout_chunk(batch_id, queue, cursor, items, stage_queue.drain_message(queue))
+        items, bad = [], []
+        for index, raw in enumerate(raw_entries, start=cursor):
+            try:
+                items.append(_destination_item(meta, raw))
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                if set_aside is None:
+                    raise
+                bad.append((index, exc))
+        actual = store.fanout_chunk(batch_id, queue, cursor, items, stage_queue.drain_message(queue),
+                                    entries=len(raw_entries))
         if actual == -1:
-            cursor += len(entries)
-            pushed += len(entries)
+            cursor += len(raw_entries)
+            pushed += len(items)
+            for index, exc in bad:
+                set_aside([index], exc)
         else:
             cursor = actual
     if pushed:
         store.client.hsetnx(store.keys.batch(batch_id), "fanned_out_at", repr(_now_redis(store)))
     return pushed
+
+
+def fan_out_entries(store: BulkStore, batch_id: str, indexes: list[int]) -> int:
+    """Push these destinations of a released batch again (a replayed dead letter of
+    the fan-out); the MT stage records each message id once, so pushing twice is harmless."""
+    fields = _fields(store, batch_id)
+    meta = json.loads(fields["meta"])
+    queue = Priority(meta["priority"]).queue
+    key = store.keys.batch_destinations(batch_id)
+    items = [_destination_item(meta, store.client.lindex(key, index)) for index in indexes]
+    stage_queue.StageQueue(store.client, store.keys.prefix).push(queue, [json.loads(item) for item in items])
+    return len(items)
+
+
+def _destination_item(meta: dict[str, Any], raw: bytes | None) -> str:
+    if raw is None:
+        raise ValueError("no such destination in the batch")
+    number, message_id, price = raw.decode().split("|")
+    return payloads.destination_item(meta, number, message_id, int(price))
 
 
 def _now_redis(store: BulkStore) -> float:

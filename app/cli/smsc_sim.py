@@ -39,9 +39,11 @@ def _credentials(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--drop-after", type=int, default=0, help="Close the connection after every N submits (0 = off).")
 @click.option("--reject-prefix", default="", help="Answer ESME_RINVDSTADR for destinations with this prefix.")
 @click.option("--id-format", type=click.Choice(["hex", "decimal", "padded-decimal"]), default="hex", show_default=True)
+@click.option("--journal", default=None, metavar="FILE",
+              help="Append every message received to FILE (a JSON line each, written before its submit_sm_resp).")
 @click.pass_context
 def smsc_sim(ctx, host, port, control_port, credentials, dr_delay, outcomes, throttle, slow_ms, drop_after,
-             reject_prefix, id_format) -> None:
+             reject_prefix, id_format, journal) -> None:
     """Run an SMPP 3.4 SMSC simulator (Ctrl-C stops it)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -49,6 +51,7 @@ def smsc_sim(ctx, host, port, control_port, credentials, dr_delay, outcomes, thr
         host=host, port=port, control_port=control_port, credentials=_credentials(credentials), dr_delay=dr_delay,
         outcome_weights=_outcomes(outcomes), throttle_per_second=throttle, response_delay_ms=slow_ms,
         drop_after_submits=drop_after, reject_destination_prefix=reject_prefix, id_format=id_format,
+        journal_path=journal,
     )
     click.echo(f"SMSC simulator on {host}:{port} (control {config.resolved_control_port})")
     run_simulator_forever(config)

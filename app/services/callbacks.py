@@ -21,9 +21,10 @@ attempt, dead-lettering, replaying, listing, and sweeping up lost tasks.
    * Claim: ``UPDATE ... SET next_attempt_at = now + LEASE_SECONDS WHERE id IN (...)
      AND status = 'pending' AND due RETURNING id``. Only one task wins a row, so
      concurrent tasks (a retry and a sweep, a redelivery) never POST the same callback
-     at the same time. The lease outlasts the batch: the sender runs ``per_batch /
-     MAX_ROUNDS`` requests of an account at once (``MAX_ROUNDS`` rounds at most), each
-     within the 30 s ceiling of one attempt.
+     at the same time. The lease is short (``LEASE_SECONDS``) and renewed by the
+     sending process every ``RENEW_EVERY_SECONDS`` (:class:`app.services.leases.LeaseKeeper`)
+     until the send is over, however slow the client; the renewals stop (and wait for
+     one in flight) before the outcome is recorded, so none overwrites it.
 
    Deferred callbacks are returned together (`BatchOutcome.deferred`) for one short
    ``countdown`` re-enqueue; their rows are untouched.
@@ -35,10 +36,17 @@ attempt, dead-lettering, replaying, listing, and sweeping up lost tasks.
    retry_interval`` (returned in `BatchOutcome.retries`), or dead.
 
 The outbox guarantee: a pending row whose task was lost (pushed after a commit by a
-process that then died; a worker killed between the send and the record, whose lease
-then runs out) is found by `sweep_due` once its ``next_attempt_at`` is more than
-``SWEEP_GRACE_SECONDS`` in the past, and enqueued again. Delivery is therefore at
-least once: the seed tells clients to de-duplicate on ``message_id``.
+process that then died; a retry held by a worker that was killed; a worker killed while
+sending, whose lease then lapses) is found by `sweep_due` once its ``next_attempt_at``
+is more than ``SWEEP_GRACE_SECONDS`` in the past, and enqueued again; every worker runs
+that sweep every few seconds (``workers.callback_tasks``), so a killed sender's
+callbacks go out again within about ``LEASE_SECONDS + SWEEP_GRACE_SECONDS`` plus one
+sweep interval. Delivery is therefore at least once: the seed tells clients to
+de-duplicate on ``message_id``.
+
+A callback whose row breaks the sending itself (poison: an error that is not an
+outage, see :mod:`app.services.failures`) is dead-lettered at once by `set_aside`,
+with the error, and the rest of its batch goes on.
 
 `replay` puts dead callbacks back to pending with ``attempts`` reset (their attempt
 log is kept) and, by default, the account's current DR/MO URL, so a client who fixed
@@ -51,7 +59,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,7 +69,6 @@ from sqlalchemy.orm import Session
 
 from app.adapters.callback_http import (
     DEFAULT_PER_ACCOUNT,
-    TOTAL_TIMEOUT_SECONDS,
     AttemptResult,
     CallbackRequest,
     CallbackSender,
@@ -76,17 +83,24 @@ from app.domain.callbacks import (
     signed_headers,
 )
 from app.services.errors import InvalidValue, NotFound
+from app.services.failures import is_outage
+from app.services.leases import LeaseKeeper
 
 MAX_ROUNDS = 4
 """Claimed callbacks of one account in a batch: at most this many times the sender's
 concurrency per account, so the batch ends within MAX_ROUNDS attempt ceilings."""
-LEASE_SECONDS = (MAX_ROUNDS + 1) * TOTAL_TIMEOUT_SECONDS
-"""A claimed callback is not due again for this long: above the longest a batch takes."""
+LEASE_SECONDS = 12
+"""A claimed callback is not due again for this long; the process sending it renews
+the lease every RENEW_EVERY_SECONDS until its attempt is recorded, however long the
+client takes, so a dead sender's callbacks are due again within seconds and a live
+slow one's never are."""
+RENEW_EVERY_SECONDS = 3
 DUE_SLACK_SECONDS = 2
 DEFER_SECONDS = 2
 """Countdown of a deferred batch (order within a message, or the account's share is busy)."""
-SWEEP_GRACE_SECONDS = 300
-"""How long past due a pending callback must be before the sweeper re-enqueues it."""
+SWEEP_GRACE_SECONDS = 5
+"""How long past due a pending callback must be before the sweeper re-enqueues it (its
+task was lost, or its sender died and the lease lapsed)."""
 STATUSES = ("pending", "delivered", "dead")
 
 
@@ -178,6 +192,7 @@ class CallbackService:
         self.slots = slots or AccountSlots()
         self.per_batch = per_batch
         self.clock = clock
+        self.leases: LeaseKeeper[str] = LeaseKeeper(self._renew, RENEW_EVERY_SECONDS, "callback-leases")
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -187,13 +202,27 @@ class CallbackService:
         slotted: set[int] = set()  # accounts holding a slot for this batch
         try:
             claimed = self._pick_and_claim(list(dict.fromkeys(callback_ids)), outcome, slotted)
-            results = self.sender.send_many([c.request for c in claimed]) if claimed else []
+            with self.leases.holding([c.id for c in claimed]):
+                results = self.sender.send_many([c.request for c in claimed]) if claimed else []
         finally:
             for account_id in slotted:
                 self.slots.give_back(account_id, 1)
         if claimed:
             self._record(claimed, results, outcome)
         return outcome
+
+    def _renew(self, callback_ids: Collection[str]) -> None:
+        """Push the leases of callbacks being sent back to now + ``LEASE_SECONDS``."""
+        with session_scope(self.database_url) as session:
+            session.execute(update(_callbacks)
+                            .where(_callbacks.c.id.in_(list(callback_ids)), _callbacks.c.status == "pending")
+                            .values(next_attempt_at=self._now() + timedelta(seconds=LEASE_SECONDS)))
+
+    def set_aside(self, callback_id: str, error: BaseException) -> None:
+        """A callback that cannot be sent (its row breaks the sender, a bug) is dead-lettered
+        with the error, like one that exhausted its retries (``smsagg callbacks replay``)."""
+        with session_scope(self.database_url) as session:
+            _dead_letter(session, callback_id, error)
 
     def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int]) -> list[_Claimed]:
         now = self._now()
@@ -208,14 +237,21 @@ class CallbackService:
                 return []
             won, secrets = _claim(session, chosen, now)
             outcome.skipped.extend(c.id for c in chosen if c.id not in won)
-        signed_at = self.clock()
-        claimed = []
-        for callback in (c for c in chosen if c.id in won):
-            body = encode_fields(callback.fields)
-            request = CallbackRequest(callback.id, callback.account_id, callback.url, body,
-                                      signed_headers(secrets[callback.account_id], signed_at, body))
-            claimed.append(_Claimed(callback.id, callback.account_id, callback.attempts, callback.max_retries,
-                                    callback.retry_interval, request))
+            signed_at = self.clock()
+            claimed = []
+            for callback in (c for c in chosen if c.id in won):
+                try:
+                    body = encode_fields(callback.fields)
+                    request = CallbackRequest(callback.id, callback.account_id, callback.url, body,
+                                              signed_headers(secrets[callback.account_id], signed_at, body))
+                except Exception as error:  # a row no request can be made of: dead, the rest go on
+                    if is_outage(error):
+                        raise
+                    _dead_letter(session, callback.id, error)
+                    outcome.dead.append(callback.id)
+                    continue
+                claimed.append(_Claimed(callback.id, callback.account_id, callback.attempts, callback.max_retries,
+                                        callback.retry_interval, request))
         return claimed
 
     def _share(self, ready: list, outcome: BatchOutcome, slotted: set[int]) -> list:
@@ -234,6 +270,24 @@ class CallbackService:
         return chosen
 
     def _record(self, claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
+        """All the attempts in one transaction; if that fails for another reason than an
+        outage, each on its own, and one that still cannot be recorded is dead-lettered
+        (it was sent: never sent again on its own account)."""
+        try:
+            self._record_together(claimed, results, outcome)
+        except Exception as error:
+            if is_outage(error) or len(claimed) == 1:
+                raise
+            for item, result in zip(claimed, results, strict=True):
+                try:
+                    self._record_together([item], [result], outcome)
+                except Exception as alone:
+                    if is_outage(alone):
+                        raise
+                    self.set_aside(item.id, alone)
+                    outcome.dead.append(item.id)
+
+    def _record_together(self, claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
         finished = self._now()
         with session_scope(self.database_url) as session:
             pending = set(session.scalars(select(Callback.id).where(Callback.id.in_([c.id for c in claimed]),
@@ -258,6 +312,12 @@ class CallbackService:
                     status="delivered", attempts=count, next_attempt_at=None, delivered_at=finished, last_error=None))
             if changes:
                 session.execute(_RECORD, changes)
+
+
+def _dead_letter(session: Session, callback_id: str, error: BaseException) -> None:
+    session.execute(update(_callbacks).where(_callbacks.c.id == callback_id, _callbacks.c.status == "pending")
+                    .values(status="dead", next_attempt_at=None,
+                            last_error=f"cannot be sent: {type(error).__name__}: {error}"[:512]))
 
 
 def _claim(session: Session, chosen: list, now: datetime) -> tuple[set[str], dict[int, str]]:
@@ -323,7 +383,9 @@ def list_callbacks(session: Session, *, status: str | None = None, account: str 
 
 
 def _field(callback: Callback, name: str) -> str | None:
-    return next((str(value) for key, value in callback.fields if key == name), None)
+    # Tolerant: a dead-lettered row may be the malformed one an operator is looking at.
+    return next((str(pair[1]) for pair in callback.fields or ()
+                 if isinstance(pair, (list, tuple)) and len(pair) == 2 and pair[0] == name), None)
 
 
 def _view(callback: Callback, login: str) -> dict[str, Any]:

@@ -43,12 +43,13 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
+import redis
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,7 +73,15 @@ log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_ATTEMPTS = 8
 """Transient errors and lost links tolerated per carrier: seven retries after 1, 2, 4 ...
-64 s (about two minutes), then failover or rejection."""
+64 s (about two minutes; lost links: 1, 2, 4, 5, 5 ... s), then failover or rejection."""
+LINK_RETRY_CAP_SECONDS = 5.0
+"""A lost link (the bind is down, or dropped with the submit unanswered) is tried again
+at most this long after the last try, so a message goes out within seconds of the
+bind coming back, not after a long backoff."""
+GIVE_UP_UNREACHABLE_AFTER = timedelta(hours=1)
+"""A message whose only carrier could not be reached (no failover candidate) keeps
+waiting for its bind this long after it was accepted, then ends rejected: an SMSC
+outage of minutes loses nothing."""
 THROTTLED_RETRY_SECONDS = 1.0
 GIVE_UP_THROTTLED_AFTER = timedelta(hours=1)
 """A message the SMSC still answers ``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL`` this long
@@ -124,6 +133,7 @@ class _Attempt:
     carrier: CarrierInfo
     segments: int
     submission: Submission
+    tried_before: bool = False  # recorded by an earlier attempt: the SMSC may have some of it
 
 
 Prepared = dict[str, "_Attempt | Outcome"]
@@ -146,18 +156,25 @@ class DeliveryService:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.notify = notify  # hands committed callback ids to the callbacks queue
 
-    def process_batch(self, payloads: list[dict[str, Any]], *, interactive: bool) -> dict[str, Outcome]:
-        """A drain task's whole job: record the accepted payloads (idempotently),
-        then submit them. Returns each message's outcome, by message id."""
+    def process_batch(self, payloads: list[dict[str, Any]], *, interactive: bool,
+                      retry_ids: Sequence[str] = ()) -> dict[str, Outcome]:
+        """A drain task's whole job: record the accepted payloads (idempotently), then
+        submit them together with the recorded messages ``retry_ids`` that are due for
+        another attempt. Returns each message's outcome, by message id."""
         payloads = list({payload["id"]: payload for payload in payloads}.values())
-        try:
-            prepared = self._in_unit_of_work(lambda session: self._record_batch(session, payloads), interactive)
-        except IntegrityError:
-            # A client message_id recorded before under another id (its Redis claim
-            # had expired): record one by one, so only that message is left out.
-            prepared = {}
-            for payload in payloads:
-                prepared |= self._record_alone(payload, interactive)
+        prepared: Prepared = {}
+        if payloads:
+            try:
+                prepared = self._in_unit_of_work(lambda session: self._record_batch(session, payloads), interactive)
+            except IntegrityError:
+                # A client message_id recorded before under another id (its Redis claim
+                # had expired): record one by one, so only that message is left out.
+                for payload in payloads:
+                    prepared |= self._record_alone(payload, interactive)
+        again = [message_id for message_id in dict.fromkeys(retry_ids) if message_id not in prepared]
+        if again:
+            prepared |= self._in_unit_of_work(
+                lambda session: {message_id: self._prepare(session, message_id) for message_id in again}, interactive)
         return self._submit(prepared, interactive)
 
     def deliver_batch(self, message_ids: list[str], *, interactive: bool) -> dict[str, Outcome]:
@@ -255,7 +272,7 @@ class DeliveryService:
             message.segments = plan.segments  # billing counts the planned parts
         if not submission.segments:
             return DONE  # every segment was acknowledged by an earlier attempt
-        return _Attempt(message, carrier, message.segments, submission)
+        return _Attempt(message, carrier, message.segments, submission, tried_before=True)
 
     def _prepare_mms(self, session: Session, message: Message, carrier: CarrierInfo) -> _Attempt | Outcome:
         """One MMS submission from the stored parts, for a carrier that carries MMS."""
@@ -277,20 +294,76 @@ class DeliveryService:
 
     def _submit(self, prepared: Prepared, interactive: bool) -> dict[str, Outcome]:
         outcomes = {mid: item for mid, item in prepared.items() if isinstance(item, Outcome)}
+        attempts = [item for item in prepared.values() if isinstance(item, _Attempt)]
+        known, attempts = self._already_acknowledged(attempts)
+        still_to_send = {attempt.message.id for attempt in attempts}
+        answered = [(attempt, results) for mid, (attempt, results) in known.items() if mid not in still_to_send]
         by_carrier: dict[int, list[_Attempt]] = defaultdict(list)
-        for item in prepared.values():
-            if isinstance(item, _Attempt):
-                by_carrier[item.carrier.id].append(item)
-        answered: list[tuple[_Attempt, list[SegmentResult]]] = []
-        for attempts in by_carrier.values():
-            going, waits = self._throttle(attempts, interactive)
+        for attempt in attempts:
+            by_carrier[attempt.carrier.id].append(attempt)
+        submitted: list[tuple[_Attempt, list[SegmentResult]]] = []
+        for group in by_carrier.values():
+            going, waits = self._throttle(group, interactive)
             outcomes |= waits
             if going:
                 results = self.connectors.for_carrier(going[0].carrier).submit_many([a.submission for a in going])
-                answered += zip(going, results, strict=True)
+                submitted += zip(going, results, strict=True)
+        self._remember_acknowledged(submitted)
+        for attempt, results in submitted:
+            earlier = known.get(attempt.message.id, (None, []))[1]
+            answered.append((attempt, sorted(earlier + results, key=lambda r: r.seq)))
         if answered:
             outcomes |= self._in_unit_of_work(lambda session: self._record(session, answered), interactive)
+            self._forget_acknowledged(answered)
         return outcomes
+
+    def _already_acknowledged(self, attempts: list[_Attempt]
+                              ) -> tuple[dict[str, tuple[_Attempt, list[SegmentResult]]], list[_Attempt]]:
+        """Segments the SMSC acknowledged in an attempt whose worker died before recording
+        them (their SMSC ids wait in Redis, :meth:`_remember_acknowledged`) are recorded
+        with this attempt, never submitted again. Returns (by message id: the attempt and
+        the results already known; the attempts still to submit, without those segments).
+        A message whose every segment is known is not in the second list."""
+        tried = [a for a in attempts if a.tried_before]
+        if not tried:
+            return {}, attempts
+        remembered = self.store.remembered_acks([a.message.id for a in tried])
+        known: dict[str, tuple[_Attempt, list[SegmentResult]]] = {}
+        left = []
+        for attempt in attempts:
+            acked = remembered.get(attempt.message.id, {})
+            segments = attempt.submission.segments
+            results = [SegmentResult(s.seq, 0, acked[s.seq]) for s in segments if s.seq in acked]
+            if results:
+                known[attempt.message.id] = (attempt, results)
+            if len(results) < len(segments):
+                rest = tuple(s for s in segments if s.seq not in acked)
+                left.append(replace(attempt, submission=replace(attempt.submission, segments=rest)) if results
+                            else attempt)
+        return known, left
+
+    def _remember_acknowledged(self, submitted: list[tuple[_Attempt, list[SegmentResult]]]) -> None:
+        """Keep the SMSC ids of acknowledged segments in Redis at once, before the record
+        transaction: a worker killed in between leaves them for the next attempt, which
+        records them instead of submitting them again (the duplicate window at the SMSC
+        shrinks to one Redis round trip). Best effort: the record transaction keeps them
+        for good; if Redis is away now, that transaction is the only record."""
+        acks = {(attempt.message.id, r.seq): r.smsc_message_id or f"{attempt.message.id}:{r.seq}"
+                for attempt, results in submitted for r in results if r.accepted}
+        if not acks:
+            return
+        try:
+            self.store.remember_acks(acks)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("acknowledged segments not kept in Redis (%s); recording them in the database only", exc)
+
+    def _forget_acknowledged(self, answered: list[tuple[_Attempt, list[SegmentResult]]]) -> None:
+        """Recorded in the database now: Redis need not keep them (they would expire anyway)."""
+        try:
+            self.store.forget_acks([attempt.message.id for attempt, results in answered
+                                    if any(r.accepted for r in results)])
+        except (redis.RedisError, OSError) as exc:
+            log.info("acknowledged segments left in Redis to expire (%s)", exc)
 
     def _throttle(self, attempts: list[_Attempt], interactive: bool) -> tuple[list[_Attempt], dict[str, Outcome]]:
         """The attempts the carrier's bucket lets go now, and when each other one may."""
@@ -359,14 +432,24 @@ class DeliveryService:
             return Outcome(retry_in=THROTTLED_RETRY_SECONDS, reason=throttled[0].name)
         message.submit_attempts += 1
         reason = failures[0].detail or (statuses[0].name if statuses[0] else "connection lost")
+        link_lost = all(status is None for status in statuses)
+        cap = LINK_RETRY_CAP_SECONDS if link_lost else MAX_COUNTDOWN_SECONDS
         if message.submit_attempts >= MAX_TRANSIENT_ATTEMPTS:
             code = next((s.result_code for s in statuses if s is not None), DrResultCode.INTERNAL_ERROR)
-            return self._fail_over_or_reject(session, message, reason, code)
-        countdown = min(MAX_COUNTDOWN_SECONDS, 2.0 ** (message.submit_attempts - 1))
+            if not link_lost or now - _aware(message.accepted_at) >= GIVE_UP_UNREACHABLE_AFTER:
+                return self._fail_over_or_reject(session, message, reason, code)
+            moved = self._fail_over(session, message, reason)
+            if moved is not None:
+                return moved
+        countdown = min(cap, 2.0 ** (message.submit_attempts - 1))
         _event(session, message, now, "retry", reason=reason, attempt=message.submit_attempts, countdown=countdown)
         return Outcome(retry_in=countdown, reason=reason)
 
     def _fail_over_or_reject(self, session: Session, message: Message, reason: str, code: int) -> Outcome:
+        return self._fail_over(session, message, reason) or _reject(session, message, self.clock(), code, reason)
+
+    def _fail_over(self, session: Session, message: Message, reason: str) -> Outcome | None:
+        """Move the message to the route's next carrier, if it may and there is one."""
         now = self.clock()
         already_acked = any(s.smsc_message_id for s in message.submits)
         tried = set(message.options.get("tried_carriers", [])) | {message.carrier_id}
@@ -380,7 +463,7 @@ class DeliveryService:
                 message.carrier_id = int(candidate)
                 message.submit_attempts = 0
                 return Outcome(retry_in=0.0, reason="failover")
-        return _reject(session, message, now, code, reason)
+        return None
 
 
 def _aware(moment: datetime) -> datetime:

@@ -13,18 +13,20 @@ The hot path must not run the password KDF or query the database per request
   admission script, not held here.
 
 Changes made with the CLI (a new password, a disabled account, a new sender) are
-therefore seen by every ingress process within those two intervals.
+therefore seen by every ingress process within those two intervals. While the
+database is away, the last snapshot goes on serving (a refresh is tried every second).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 
@@ -33,7 +35,10 @@ from app.bulk.models import BulkAccountPolicy, DeniedNetwork, Price, SpamRule, T
 from app.db.models import Account, Carrier, Route, Sender
 from app.db.session import session_scope
 from app.domain.priorities import Priority
+from app.services.failures import is_outage
 from app.services.passwords import dummy_hash, verify_password
+
+log = logging.getLogger(__name__)
 
 _MAX_CACHED_CREDENTIALS = 10_000
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -189,7 +194,16 @@ class Directory:
             return snapshot
         with self._refresh_lock:
             if self._snapshot is snapshot:
-                self._snapshot = self._load()
+                try:
+                    self._snapshot = self._load()
+                except Exception as error:
+                    if snapshot is None or not is_outage(error):
+                        raise
+                    # The database is away: the last snapshot goes on serving (tried
+                    # again in a second), so the ingress keeps accepting meanwhile.
+                    log.warning("directory refresh failed (%s); serving the snapshot of %.0fs ago", error,
+                                self.clock() - snapshot.loaded_at)
+                    self._snapshot = replace(snapshot, loaded_at=self.clock() - self.refresh_seconds + 1.0)
             return self._snapshot
 
     def _load(self) -> _Snapshot:

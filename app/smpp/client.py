@@ -86,7 +86,7 @@ class SmppClientConfig:
     enquire_link_interval: float = 30.0
     connect_timeout: float = 5.0
     reconnect_delay: float = 0.5
-    reconnect_max_delay: float = 30.0
+    reconnect_max_delay: float = 5.0  # an SMSC back after an outage is bound again within seconds
     unbind_timeout: float = 1.0
 
 

@@ -33,6 +33,11 @@ What this module promises:
   closes the connection on its M-th submit_sm, which is neither answered nor
   stored (so a client's retry never makes a duplicate); destinations starting
   with ``reject_destination_prefix`` get ESME_RINVDSTADR.
+* With ``journal_path`` (``--journal FILE``), every whole message received is also
+  appended to that file as one JSON line (time, source, destination, text, SMSC ids),
+  written to the OS before its last submit_sm_resp is sent: the journal survives the
+  simulator being killed and restarted, so a fault test counts what reached the SMSC,
+  duplicates included.
 * ``await sim.inject_mo(source, destination, text)`` sends an MO deliver_sm
   (esm_class 0) to a bound receiver/transceiver, several with UDH when the text
   needs more than one segment.
@@ -144,6 +149,7 @@ class SimulatorConfig:
     reject_destination_prefix: str = ""
     id_format: IdFormat = IdFormat.HEX
     random_seed: int | None = None
+    journal_path: str | None = None  # append one JSON line per whole message received
 
     def __post_init__(self) -> None:
         """Refuse a bad config at start-up rather than misbehave later."""
@@ -364,6 +370,10 @@ class SmscSimulator:
         self._outbox: defaultdict[str, deque[DeliverSm]] = defaultdict(deque)
         self._timers: set[asyncio.TimerHandle] = set()
         self._message_arrived = asyncio.Event()
+        # Line-buffered: each line reaches the file (the OS) before the submit_sm_resp goes
+        # out, so a simulator killed -9 still has every message it acknowledged.
+        self._journal = open(self.config.journal_path, "a", encoding="utf-8", buffering=1) \
+            if self.config.journal_path else None
         self._mo_reference = 0
         self._servers: list[asyncio.Server] = []
 
@@ -395,6 +405,8 @@ class SmscSimulator:
         await asyncio.gather(*(session.stream.close() for session in list(self._sessions)))
         for server in self._servers:
             await server.wait_closed()
+        if self._journal is not None:
+            self._journal.close()
 
     async def __aenter__(self) -> SmscSimulator:
         await self.start()
@@ -502,7 +514,7 @@ class SmscSimulator:
     def _record(self, system_id: str, submit: SubmitSm, segments: list[_Segment]) -> None:
         """Join the user data before decoding, so a character split across segments survives."""
         user_data = b"".join(segment.user_data for segment in segments)
-        self.messages.append(ReceivedMessage(
+        message = ReceivedMessage(
             system_id=system_id,
             source=submit.source_addr,
             destination=submit.destination_addr,
@@ -513,7 +525,12 @@ class SmscSimulator:
             segments=len(segments),
             smsc_message_ids=tuple(segment.smsc_message_id for segment in segments),
             received_at=_utcnow(),
-        ))
+        )
+        self.messages.append(message)
+        if self._journal is not None:
+            self._journal.write(json.dumps({"at": message.received_at.timestamp(), "source": message.source,
+                                            "destination": message.destination, "text": message.text,
+                                            "smsc_ids": list(message.smsc_message_ids)}) + "\n")
         self._message_arrived.set()
 
     # --- receipts ---

@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    redis_client = connect(settings.require_redis_url())
+    redis_client = connect(settings.require_redis_url(), retries=0)
     store = RedisStore(redis_client, settings.key_prefix)
     directory = Directory(
         settings.database_url,

@@ -121,3 +121,42 @@ def test_the_carrier_bucket_lets_through_what_it_holds_and_paces_the_rest(world)
     assert all(m.state == MessageState.ACCEPTED for m in rows(database_url, Message))
     later = service.deliver_batch([f"m{i}" for i in range(sent, 14)], interactive=True)  # interactive: no reserve
     assert sum(o.retry_in is None for o in later.values()) >= 1
+
+
+def test_segments_the_smsc_acknowledged_before_the_worker_died_are_recorded_not_sent_again(world, monkeypatch):
+    database_url, service, connectors, store = world
+    batch = [make_payload("a"), make_payload("b", text="x" * 400)]
+
+    def killed(*_args):
+        raise SystemExit("kill -9 between the submit_sm_resp and the record transaction")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(service, "_record", killed)
+        try:
+            service.process_batch(batch, interactive=False)
+        except SystemExit:
+            pass
+    sent = len(connectors[1].submissions) + len(connectors[2].submissions)
+    assert sent == 2 and store.remembered_acks(["a", "b"]).keys() == {"a", "b"}
+    outcomes = service.process_batch(batch, interactive=False)  # the batch comes back after its lease lapsed
+    assert all(o.retry_in is None for o in outcomes.values())
+    assert len(connectors[1].submissions) + len(connectors[2].submissions) == sent  # nothing sent twice
+    assert [s.seq for s in rows(database_url, SegmentSubmit, message_id="b")] == [1, 2, 3]
+    assert all(events(database_url, mid) == ["accepted", "routed", "submitted"] for mid in "ab")
+    assert store.remembered_acks(["a", "b"]) == {}  # recorded: Redis keeps them no longer
+
+
+def test_a_message_half_acknowledged_before_the_worker_died_sends_only_the_rest(world, monkeypatch):
+    database_url, service, connectors, store = world
+    payload = make_payload("a", text="x" * 400, carrier=1)
+    with monkeypatch.context() as patched:
+        patched.setattr(service, "_record", lambda *_a: (_ for _ in ()).throw(SystemExit("killed")))
+        try:
+            service.process_batch([payload], interactive=False)
+        except SystemExit:
+            pass
+    store.client.hdel(store.keys.segment_acks("a"), "3")  # segment 3's answer never came
+    service.process_batch([payload], interactive=False)
+    assert [s.seq for s in connectors[1].submissions[-1].segments] == [3]
+    assert [s.seq for s in rows(database_url, SegmentSubmit, message_id="a")] == [1, 2, 3]
+    assert events(database_url, "a") == ["accepted", "routed", "submitted"]

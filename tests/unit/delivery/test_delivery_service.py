@@ -15,7 +15,12 @@ from app.domain.states import MessageState
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
 from app.services.carriers import CarrierDirectory
-from app.services.delivery import GIVE_UP_THROTTLED_AFTER, MAX_TRANSIENT_ATTEMPTS
+from app.services.delivery import (
+    GIVE_UP_THROTTLED_AFTER,
+    GIVE_UP_UNREACHABLE_AFTER,
+    LINK_RETRY_CAP_SECONDS,
+    MAX_TRANSIENT_ATTEMPTS,
+)
 from app.services.intake import record_accepted
 from tests.unit.delivery.conftest import make_payload
 
@@ -131,13 +136,34 @@ def test_carrier_that_keeps_failing_fails_over_to_the_next(world):
 
 def test_trusted_carrier_is_never_swapped(world):
     database_url, service, connectors, _ = world
-    connectors[1]._statuses.extend([CONNECTION_LOST] * MAX_TRANSIENT_ATTEMPTS)
+    connectors[1]._statuses.extend([0x08] * MAX_TRANSIENT_ATTEMPTS)  # ESME_RSYSERR, transient
     accept(database_url, carrier=1)
     for _ in range(MAX_TRANSIENT_ATTEMPTS):
         deliver(service, "m1")
     found, events, _ = message(database_url)
     assert found.state == MessageState.REJECTED and found.result_code == 98
     assert connectors[2].submissions == []
+
+
+def test_lost_links_are_retried_within_seconds_then_wait_for_the_bind_rather_than_reject(world):
+    database_url, service, connectors, _ = world
+    connectors[1]._statuses.extend([CONNECTION_LOST] * (MAX_TRANSIENT_ATTEMPTS + 2))
+    accept(database_url, carrier=1)  # trusted: no failover, so it waits for its carrier
+    waits = [deliver(service, "m1").retry_in for _ in range(MAX_TRANSIENT_ATTEMPTS + 2)]
+    assert waits == [1.0, 2.0, 4.0] + [LINK_RETRY_CAP_SECONDS] * (MAX_TRANSIENT_ATTEMPTS - 1)
+    assert message(database_url)[0].state == MessageState.ACCEPTED  # an SMSC down for minutes loses nothing
+    assert deliver(service, "m1").retry_in is None  # the bind is back
+    assert message(database_url)[1][-1] == "submitted"
+
+
+def test_a_carrier_unreachable_for_over_an_hour_ends_rejected(world):
+    database_url, service, connectors, _ = world
+    connectors[1]._statuses.extend([CONNECTION_LOST] * MAX_TRANSIENT_ATTEMPTS)
+    accept(database_url, carrier=1, accepted_at=time.time() - GIVE_UP_UNREACHABLE_AFTER.total_seconds() - 1)
+    outcomes = [deliver(service, "m1") for _ in range(MAX_TRANSIENT_ATTEMPTS)]
+    assert outcomes[-1].retry_in is None
+    found = message(database_url)[0]
+    assert (found.state, found.result_code) == (MessageState.REJECTED, 98)
 
 
 def test_carrier_bucket_throttles_with_the_computed_wait(world):

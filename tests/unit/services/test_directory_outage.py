@@ -1,0 +1,42 @@
+"""The ingress's directory while the database is away: the last snapshot goes on
+serving (so the ingress goes on accepting), and a refresh is tried again soon."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from app.db.session import session_scope
+from app.services import accounts as svc
+from app.services.directory import Directory
+
+
+def test_a_failed_refresh_serves_the_last_snapshot_and_tries_again_soon(database_url, monkeypatch):
+    with session_scope(database_url) as session:
+        svc.add_sender(session, "77777", login=None)
+    now = [1000.0]
+    directory = Directory(database_url, credential_ttl=30, refresh_seconds=5, clock=lambda: now[0],
+                          default_price_units=1)
+    assert directory.sender("77777") is not None
+    loads = []
+
+    def database_away():
+        loads.append(now[0])
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(directory, "_load", database_away)
+    now[0] += 6
+    assert directory.sender("77777") is not None  # stale, but the ingress keeps accepting
+    now[0] += 0.5
+    directory.sender("77777")
+    assert len(loads) == 1  # not a query per request while it is away
+    now[0] += 1
+    directory.sender("77777")
+    assert len(loads) == 2  # tried again a second later
+
+
+def test_without_any_snapshot_the_outage_is_the_answer(database_url, monkeypatch):
+    directory = Directory(database_url, credential_ttl=30, refresh_seconds=5, default_price_units=1)
+    monkeypatch.setattr(directory, "_load", lambda: (_ for _ in ()).throw(OperationalError("SELECT", {}, None)))
+    with pytest.raises(OperationalError):
+        directory.sender("77777")  # result_code=98 at the ingress

@@ -1,0 +1,85 @@
+"""The lease keeper (app.services.leases): what a process holds is renewed on a thread
+of its own while held, never after it is released, and failures do not stop it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from app.services.leases import LeaseKeeper, Periodic
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_held_keys_are_renewed_until_released():
+    renewed: list[set[str]] = []
+    keeper = LeaseKeeper(lambda keys: renewed.append(set(keys)), every=0.02, name="test-leases")
+    with keeper.holding(["a", "b"]):
+        wait_until(lambda: len(renewed) >= 3)
+    count = len(renewed)
+    time.sleep(0.1)
+    assert {"a", "b"} in renewed
+    assert all(not batch for batch in renewed[count:])  # nothing renewed after release
+
+
+def test_release_waits_for_a_renewal_in_flight():
+    started, finish = threading.Event(), threading.Event()
+
+    def slow(keys):
+        started.set()
+        finish.wait(2)
+
+    keeper = LeaseKeeper(slow, every=0.01, name="test-leases")
+    keeper.hold(["a"])
+    started.wait(2)
+    released_at = []
+    releaser = threading.Thread(target=lambda: (keeper.release(["a"]), released_at.append(time.monotonic())))
+    releaser.start()
+    time.sleep(0.1)
+    assert not released_at  # still renewing: the caller must not record its outcome yet
+    finish.set()
+    releaser.join(2)
+    assert released_at and keeper.held() == set()
+
+
+def test_a_failing_renewal_is_tried_again():
+    attempts = []
+
+    def flaky(keys):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("Redis restarting")
+
+    keeper = LeaseKeeper(flaky, every=0.01, name="test-leases")
+    with keeper.holding(["a"]):
+        wait_until(lambda: len(attempts) >= 4)
+
+
+def test_a_key_held_twice_stays_held_until_released_twice():
+    keeper = LeaseKeeper(lambda keys: None, every=60, name="test-leases")
+    keeper.hold(["a"])
+    keeper.hold(["a"])
+    keeper.release(["a"])
+    assert keeper.held() == {"a"}
+    keeper.release(["a"])
+    assert keeper.held() == set()
+
+
+def test_periodic_work_survives_its_failures_and_stops():
+    runs = []
+
+    def work():
+        runs.append(1)
+        raise RuntimeError("Redis is away")
+
+    periodic = Periodic(work, every=0.01, name="test-periodic").start()
+    wait_until(lambda: len(runs) >= 3)
+    periodic.stop()
+    count = len(runs)
+    time.sleep(0.05)
+    assert len(runs) == count
