@@ -13,6 +13,12 @@ Redis layout (one Redis database serves one gateway):
 
 Tests isolate themselves by pointing ``SMSAGG_REDIS_URL`` at a database number of
 their own and ``SMSAGG_REDIS_PREFIX`` at a prefix of their own.
+
+A command typed beside a running ``smsagg up`` (another terminal, the same
+``SMSAGG_HOME``) has no ``SMSAGG_REDIS_URL``: :func:`get_settings` then takes the Redis
+URL, and the database URL and key prefix not set in the environment, from that
+gateway's run file (``app.runfile``). The parts ``smsagg up`` starts get them in their
+environment.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+
+from app import runfile
+from app.runfile import RunInfo
 
 
 PLACEHOLDER_REDIS_PASSWORD = "change-me-smsagg-redis-password"
@@ -53,6 +62,13 @@ def _env_number(env: dict[str, str], name: str, default: float, kind: type = int
         raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from exc
     if value < 0:
         raise SettingsError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _env_positive(env: dict[str, str], name: str, default: int) -> int:
+    value = _env_number(env, name, default)
+    if value < 1:
+        raise SettingsError(f"{name}={env[name]!r} must be at least 1")
     return value
 
 
@@ -92,6 +108,16 @@ class Settings:
     allow_private_callbacks: bool = False
     bench_endpoints: bool = False
     log_level: str = "INFO"
+    # ``smsagg up`` starts a part that died again after this delay (doubling, up to
+    # 30 s), and stops the gateway when one part died ``restart_limit_burst`` times
+    # within ``restart_limit_seconds`` (systemd's RestartSec and StartLimitBurst).
+    restart_delay_seconds: float = 1.0
+    restart_limit_burst: int = 5
+    restart_limit_seconds: float = 60.0
+    # The ``smsagg up`` found through the run file in ``home``, and why a run file found
+    # there was not used (a gateway that crashed left it).
+    running_gateway: RunInfo | None = None
+    gateway_note: str = ""
     # Signs the console's session cookies; unset: one generated and kept in
     # $SMSAGG_HOME/secret_key. Hosts behind one console address must share it.
     secret_key: str | None = None
@@ -127,6 +153,29 @@ class Settings:
             secret_key=env.get("SMSAGG_SECRET_KEY") or None,
             console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
             redis_appendfsync=_env_choice(env, "SMSAGG_REDIS_APPENDFSYNC", ("everysec", "always")),
+            restart_delay_seconds=_env_number(env, "SMSAGG_RESTART_DELAY_SECONDS", 1.0, float),
+            restart_limit_burst=_env_positive(env, "SMSAGG_RESTART_LIMIT_BURST", 5),
+            restart_limit_seconds=_env_number(env, "SMSAGG_RESTART_LIMIT_SECONDS", 60.0, float),
+        )
+
+    @classmethod
+    def from_env_and_run_file(cls, environ: dict[str, str] | None = None) -> "Settings":
+        """:meth:`from_env`, joined to the ``smsagg up`` running on the same home when
+        ``SMSAGG_REDIS_URL`` is not set (variables that are set still win)."""
+        env = dict(os.environ if environ is None else environ)
+        settings = cls.from_env(env)
+        if settings.redis_url:
+            return settings
+        lookup = runfile.find_running(settings.home)
+        gateway = lookup.gateway
+        if gateway is None:
+            return replace(settings, gateway_note=lookup.note)
+        return replace(
+            settings,
+            running_gateway=gateway,
+            redis_url=gateway.redis_url,
+            database_url=settings.database_url if env.get("SMSAGG_DATABASE_URL") else gateway.database_url,
+            key_prefix=settings.key_prefix if env.get("SMSAGG_REDIS_PREFIX") else gateway.key_prefix,
         )
 
     def with_overrides(self, **changes) -> "Settings":
@@ -136,8 +185,9 @@ class Settings:
         """The Redis URL, or a clear error: only ``smsagg up`` starts its own Redis."""
         if not self.redis_url:
             raise SettingsError(
-                "SMSAGG_REDIS_URL is not set. Set it (e.g. redis://127.0.0.1:6379/0) "
-                "or run 'smsagg up', which starts an embedded Redis."
+                f"no gateway is running on SMSAGG_HOME={self.home} and SMSAGG_REDIS_URL is not set: "
+                "start 'smsagg up' (commands in another terminal find it through the same SMSAGG_HOME), "
+                "or set SMSAGG_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
             )
         if PLACEHOLDER_REDIS_PASSWORD in self.redis_url:
             raise SettingsError("SMSAGG_REDIS_URL still holds the placeholder password of deploy/: set Redis's "
@@ -147,5 +197,6 @@ class Settings:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings.from_env()
+    """The process-wide settings, read once from the environment (and a running
+    gateway's run file)."""
+    return Settings.from_env_and_run_file()

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
-import requests
 from sqlalchemy import func, select
 
-from app.bench.harness import BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BenchGateway, free_port, wait_for_port
+from app.bench.harness import (BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BenchGateway, FormClient, free_port,
+                               wait_for_port)
 from app.bench.e2e import configure_simulator_carrier
 from app.db.models import SegmentSubmit
 from app.db.session import session_scope
@@ -43,10 +43,10 @@ def _body(index: int, count: int = DESTINATIONS) -> dict[str, str]:
     }
 
 
-def _post(url: str, session: requests.Session, body: dict[str, str]) -> tuple[float, str]:
+def _post(client: FormClient, body: dict[str, str]) -> tuple[float, str]:
     started = time.perf_counter()
-    reply = session.post(f"{url}/bulksms/bulksms", data=body, timeout=30)
-    return time.perf_counter() - started, reply.text
+    text = client.post("/bulksms/bulksms", body)
+    return time.perf_counter() - started, text
 
 
 def _check(text: str) -> str:
@@ -63,27 +63,29 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}"
         client = redis.Redis.from_url(gateway.redis_url)
-        warm = requests.Session()
+        warm = FormClient(url)
         for _ in range(4):  # both gunicorn processes: credential cache, directory snapshot
-            _post(url, warm, {**_body(-1, 1), "message": f"warm {time.time()}"})
+            _post(warm, {**_body(-1, 1), "message": f"warm {time.time()}"})
         bodies = [_body(i) for i in range(64)]
         latencies, batch_ids, index = [], [], 0
         deadline = time.monotonic() + seconds
         clients = max(1, min(concurrency, 4))
-        sessions = [requests.Session() for _ in range(clients)]
+        posters = [FormClient(url) for _ in range(clients)]
         with ThreadPoolExecutor(max_workers=clients) as pool:
             while index < 3 or (time.monotonic() < deadline and index < len(bodies)):
                 batch = bodies[index : index + clients]
-                results = list(pool.map(lambda pair: _post(url, pair[0], pair[1]), zip(sessions, batch)))
+                results = list(pool.map(lambda pair: _post(*pair), zip(posters, batch)))
                 for latency, text in results:
                     latencies.append(latency)
                     batch_ids.append(_check(text))
                 index += len(batch)
         echo(f"{len(latencies)} requests of {DESTINATIONS:,} destinations: median "
              f"{statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
-        huge_latency, huge_text = _post(url, warm, _body(10**6, 100_000))
+        huge_latency, huge_text = _post(warm, _body(10**6, 100_000))
         if huge_text != "1706||":
             raise RuntimeError(f"100,000 destinations were not refused: {huge_text[:80]!r}")
+        for form_client in (warm, *posters):
+            form_client.close()
         echo(f"100,000 destinations refused whole (1706||) in {huge_latency * 1000:.0f} ms")
 
         first = batch_ids[0]

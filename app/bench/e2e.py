@@ -25,15 +25,15 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import redis
-import requests
 from sqlalchemy import select
 
 from app.adapters import stage_queue
 from app.adapters.redis_scripts import RedisKeys
-from app.bench.harness import BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BenchGateway, free_port, wait_for_port
+from app.bench.harness import (BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BenchGateway, FormClient, free_port,
+                               wait_for_port)
 from app.bench.loadgen import RequestSpec, run_load
 from app.db.models import Account, Carrier, Message, SegmentSubmit
 from app.db.session import session_scope
@@ -184,14 +184,14 @@ def _dr_leg(out: str, times: dict[str, tuple[float, float]], echo) -> dict:
 
 
 def _interactive_probe(url: str, gw: BenchGateway, tag: str) -> dict:
-    session = requests.Session()
+    client = FormClient(url, timeout=10)
     for index in range(INTERACTIVE_PROBES):
         spec = Submits(tag, "INTERACTIVE")(index)
-        reply = session.post(url + spec.path, data=spec.body, timeout=10,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
-        if reply.text != "result_code=0":
-            raise RuntimeError(f"interactive probe refused: {reply.text}")
+        reply = client.post(spec.path, dict(parse_qsl(spec.body.decode())))
+        if reply != "result_code=0":
+            raise RuntimeError(f"interactive probe refused: {reply}")
         time.sleep(0.1)
+    client.close()
     wait_for(lambda: len(submitted_times(gw.database_url, tag)) >= INTERACTIVE_PROBES, timeout=60, interval=0.5)
     return percentiles([(s - a) * 1000 for a, s in submitted_times(gw.database_url, tag).values()])
 

@@ -37,6 +37,7 @@ duplicates under 0.1 %.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,9 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
-import requests
-
-from app.bench.harness import free_port, wait_for_port
+from app.bench.harness import FormClient, free_port, wait_for_port
 from app.db import migrate
 from app.db.session import session_scope
 from app.embedded_redis import start_embedded_redis
@@ -204,7 +204,9 @@ class FaultGateway:
             self.redis.wait()
 
     def client_answers(self, status: int) -> None:
-        requests.put(f"http://127.0.0.1:{self.receiver_port}/_status/{status}", timeout=5).raise_for_status()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.receiver_port}/_status/{status}", method="PUT")
+        with urllib.request.urlopen(request, timeout=5):  # raises for an answer other than 2xx
+            pass
 
 
 def _stop(process: subprocess.Popen | None) -> None:
@@ -280,10 +282,10 @@ def _postgres_bin() -> Path:
 
 class SteadyLoad:
     """``rate`` submits per second from a pool of threads, each with its own keep-alive
-    session, each request's outcome kept by message id."""
+    connection, each request's outcome kept by message id."""
 
     def __init__(self, url: str, tag: str, rate: float = LOAD_RATE):
-        self.url, self.tag, self.rate = url + "/httpapi/receiver", tag, rate
+        self.url, self.tag, self.rate = url, tag, rate
         self.sent: dict[str, tuple[float, str]] = {}
         self._stop = threading.Event()
         self._local = threading.local()
@@ -311,19 +313,17 @@ class SteadyLoad:
 
     def _submit(self, index: int) -> None:
         message_id = f"{self.tag}-{index}"
-        body = urlencode({"login": LOGIN, "password": PASSWORD, "phone_number": "12025550100", "sender": SENDER,
-                          "message": f"fault {message_id}", "message_id": message_id, "receipt": "TRUE",
-                          "priority": "INTERACTIVE" if index % 4 == 0 else "BULK"})
-        session = getattr(self._local, "session", None) or requests.Session()
-        self._local.session = session
+        fields = {"login": LOGIN, "password": PASSWORD, "phone_number": "12025550100", "sender": SENDER,
+                  "message": f"fault {message_id}", "message_id": message_id, "receipt": "TRUE",
+                  "priority": "INTERACTIVE" if index % 4 == 0 else "BULK"}
+        client = getattr(self._local, "client", None) or FormClient(self.url, timeout=10, reconnect=False)
+        self._local.client = client
         at = time.time()
         try:
-            reply = session.post(self.url, data=body, timeout=10,
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
-            outcome = reply.text.strip() if reply.status_code == 200 else f"HTTP {reply.status_code}"
-        except requests.RequestException as exc:
+            status, text = client.exchange("/httpapi/receiver", fields)
+            outcome = text.strip() if status == 200 else f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as exc:
             outcome = f"error: {type(exc).__name__}"
-            self._local.session = None
         self.sent[message_id] = (at, outcome)
 
 

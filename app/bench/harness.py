@@ -1,9 +1,14 @@
 """A throwaway gateway for benchmarks: an embedded Redis of its own (so a benchmark
 never touches an operator's Redis), SQLite in a temporary ``SMSAGG_HOME``, one
-provisioned account, and real ``smsagg`` processes started and stopped around it."""
+provisioned account, and real ``smsagg`` processes started and stopped around it.
+
+Benchmarks use only the gateway's runtime dependencies and the standard library
+(``FormClient`` is ``http.client`` on a kept-alive connection), so ``smsagg bench``
+works from ``pip install .`` alone."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -14,6 +19,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 from app.db import migrate
 from app.db.session import session_scope
@@ -39,6 +45,47 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class FormClient:
+    """POSTs ``application/x-www-form-urlencoded`` forms to one server on one
+    kept-alive connection. A connection the server closed while idle is reopened once
+    (``reconnect=True``); a benchmark that counts every outcome (a second submit of a
+    message whose first answer was lost would be a duplicate) passes ``reconnect=False``
+    and sees the error."""
+
+    def __init__(self, url: str, timeout: float = 30.0, *, reconnect: bool = True) -> None:
+        parts = urlsplit(url)
+        self._connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+        self._reconnect = reconnect
+
+    def post(self, path: str, fields: dict[str, str]) -> str:
+        """The reply's body."""
+        return self.exchange(path, fields)[1]
+
+    def exchange(self, path: str, fields: dict[str, str]) -> tuple[int, str]:
+        """The reply's HTTP status and body. Raises ``OSError`` or
+        ``http.client.HTTPException`` when the connection fails (it is closed then)."""
+        body = urlencode(fields)
+        try:
+            return self._send(path, body)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self._connection.close()
+            if not self._reconnect:
+                raise
+            return self._send(path, body)  # the server closed the idle connection: one new one
+        except (OSError, http.client.HTTPException):
+            self._connection.close()
+            raise
+
+    def _send(self, path: str, body: str) -> tuple[int, str]:
+        self._connection.request("POST", path, body=body,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        reply = self._connection.getresponse()
+        return reply.status, reply.read().decode()
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 class BenchGateway:

@@ -26,7 +26,7 @@ from app.bulk import batches, compliance, credit
 from app.bulk.models import Price
 from app.bulk.settings import credits_to_units, units_to_credits
 from app.services import accounts as accounts_svc
-from app.services.errors import InvalidValue, NotFound
+from app.services.errors import NotFound
 
 # app.cli imports this module while it initialises: its helpers are looked up at run time.
 
@@ -469,6 +469,7 @@ def bulk() -> None:
 def bulk_resync() -> None:
     """Rebuild Redis (schedule index, DND/opt-out sets, missing balances) from the database."""
     _common().settings().require_redis_url()
+    _common().database_url()
     from workers.bulk_tasks import resync
 
     click.echo(json.dumps(resync()))
@@ -483,20 +484,3 @@ def attach(main: click.Group) -> None:
         main.add_command(command)
     main.commands["account"].add_command(credit_group)
 
-
-def _wrap_errors() -> None:
-    """Service errors raised outside a unit of work become clean CLI errors too."""
-    for group in (*COMMANDS, credit_group):
-        for command in group.commands.values():
-            callback = command.callback
-
-            def wrapped(*args, _callback=callback, **kwargs):
-                try:
-                    return _callback(*args, **kwargs)
-                except (NotFound, InvalidValue) as exc:
-                    raise click.ClickException(str(exc)) from exc
-
-            command.callback = wrapped
-
-
-_wrap_errors()

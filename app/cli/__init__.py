@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from app.cli import bench, callbacks, manage, run
+from app.cli.common import OperatorErrorsGroup
 from app.cli.queues import queues
 from app.cli.smsc_sim import smsc_sim
 from app.cli.mmsc_sim import mmsc_sim
@@ -16,7 +17,7 @@ from app.console.cli import attach as attach_console
 from app.gms.cli import cometd, gms
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OperatorErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """smsagg: an SMS aggregation gateway."""
 

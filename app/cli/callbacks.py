@@ -8,7 +8,7 @@ import click
 
 from app.adapters.callback_queue import enqueue_callbacks
 from app.adapters.redis_scripts import connect
-from app.cli.common import console, print_table, reports_errors, settings, unit_of_work
+from app.cli.common import console, database_url, print_table, settings, unit_of_work
 from app.services import callbacks as svc
 
 _COLUMNS = ["id", "account", "kind", "message_id", "status", "attempts", "last_error", "next_attempt_at"]
@@ -58,14 +58,13 @@ def callbacks_show(callback_id, as_json) -> None:
 @click.option("--all-failed", is_flag=True, help="Every dead-lettered callback (of --account, if given).")
 @click.option("--account", "login", default=None, help="With --all-failed: only this account's.")
 @click.option("--keep-url", is_flag=True, help="Send to the URL recorded with the callback, not the account's current one.")
-@reports_errors
 def callbacks_replay(callback_ids, all_failed, login, keep_url) -> None:
     """Send dead-lettered callbacks again (attempts start from zero)."""
     if callback_ids and all_failed:
         raise click.BadParameter("give callback ids or --all-failed, not both")
     config = settings()
     client = connect(config.require_redis_url())
-    ids = svc.replay_and_enqueue(config.database_url, lambda replayed: enqueue_callbacks(client, replayed),
+    ids = svc.replay_and_enqueue(database_url(), lambda replayed: enqueue_callbacks(client, replayed),
                                  ids=callback_ids, all_failed=all_failed, account=login, refresh_url=not keep_url)
     skipped = [i for i in callback_ids if i not in set(ids)]
     click.echo(f"{len(ids)} callback(s) queued again")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from app.cli.common import settings
 from app.domain.mt_request import Attachment
 from app.mm7.simulator import FINAL_OUTCOMES, ControlError, MmscConfig, inject_mo_via_control, run_mmsc_forever
 
@@ -77,13 +78,23 @@ def _attachment(path: str) -> Attachment:
 @click.option("--text", default="", help="The MMS's text.")
 @click.option("--attach", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="A file to attach (repeatable; its type from its name).")
-@click.option("--url", default="http://127.0.0.1:2777", show_default=True, help="The running simulator.")
+@click.option("--url", default=None, help="The running simulator (default: the one 'smsagg up' runs, "
+                                          "else http://127.0.0.1:SMSAGG_MMSC_SIM_PORT).")
 def inject_mo(sender, recipient, text, files, url) -> None:
     """Make a running simulator send an MMS MO (DeliverReq) to the gateway."""
     if not text and not files:
         raise click.UsageError("give --text, --attach FILE, or both")
+    url = url or _default_url()
     try:
         status, accepted = inject_mo_via_control(url, sender, recipient, text, tuple(_attachment(f) for f in files))
     except (ControlError, OSError, ValueError) as exc:
         raise click.ClickException(f"simulator at {url}: {exc}") from exc
     click.echo(f"MO sent: the gateway answered {status}" + ("" if accepted else "; the simulator will send it again"))
+
+
+def _default_url() -> str:
+    config = settings()
+    gateway = config.running_gateway
+    if gateway is not None and gateway.mmsc_sim_url:
+        return gateway.mmsc_sim_url
+    return f"http://127.0.0.1:{config.mmsc_sim_port}"

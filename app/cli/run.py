@@ -8,6 +8,7 @@ import sys
 import click
 
 from app.cli.common import settings
+from app.settings import Settings
 from app.domain.priorities import ALL_QUEUES
 
 
@@ -63,14 +64,17 @@ def beat() -> None:
 
 
 @click.command()
-@click.option("--port", type=int, default=None, help="Ingress port (default 8080).")
-@click.option("--redis-port", type=int, default=6390, show_default=True, help="Port of the embedded Redis.")
+@click.option("--port", type=int, default=None, help="Ingress port (default SMSAGG_WEB_PORT, 8080).")
+@click.option("--redis-port", type=int, default=None, help="Port of the embedded Redis (default: a free port).")
 @click.option("--no-smsc-sim", is_flag=True, help="Do not run the SMSC simulator as the default carrier.")
 def up(port, redis_port, no_smsc_sim) -> None:
-    """Run the whole gateway in the foreground on embedded defaults. Ctrl-C stops it."""
+    """Run the whole gateway in the foreground on embedded defaults, restarting a part
+    that dies. Commands typed in another terminal with the same SMSAGG_HOME find it
+    through its run file. Ctrl-C stops it."""
     from app.supervisor import run_gateway
 
-    sys.exit(run_gateway(settings(), web_port=port, redis_port=redis_port, smsc_sim=not no_smsc_sim))
+    # The environment alone: a run file in the home is what this command writes.
+    sys.exit(run_gateway(Settings.from_env(), web_port=port, redis_port=redis_port, smsc_sim=not no_smsc_sim))
 
 
 COMMANDS = (up, web, worker, beat)

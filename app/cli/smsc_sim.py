@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.common import settings
 from app.smpp.simulator import ControlError, SimulatorConfig, inject_mo_via_control, run_simulator_forever
 
 
@@ -62,12 +63,23 @@ def smsc_sim(ctx, host, port, control_port, credentials, dr_delay, outcomes, thr
 @click.option("--text", required=True)
 @click.option("--data-coding", type=click.Choice(["0", "3", "8"]), default=None)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--control-port", type=int, default=2776, show_default=True)
+@click.option("--control-port", type=int, default=None,
+              help="The simulator's control port (default: that of the simulator 'smsagg up' runs, "
+                   "else SMSAGG_SMSC_SIM_PORT + 1).")
 def inject_mo(source, destination, text, data_coding, host, control_port) -> None:
     """Make a running simulator send an MO (deliver_sm) to the bound gateway."""
+    control_port = control_port or _default_control_port()
     try:
         parts = inject_mo_via_control(host, control_port, source, destination, text,
                                       int(data_coding) if data_coding else None)
     except (ControlError, OSError) as exc:
         raise click.ClickException(f"simulator at {host}:{control_port}: {exc}") from exc
     click.echo(f"MO injected in {parts} part(s)")
+
+
+def _default_control_port() -> int:
+    config = settings()
+    gateway = config.running_gateway
+    if gateway is not None and gateway.smsc_sim_control_port:
+        return gateway.smsc_sim_control_port
+    return config.smsc_sim_port + 1

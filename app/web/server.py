@@ -19,6 +19,11 @@ class IngressServer(BaseApplication):
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25 opens a control socket at one path per user
+            # (~/.gunicorn/gunicorn.ctl): every ingress on the machine would fight over
+            # it, and smsagg never uses it.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self):
         from app.web import create_app

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,60 @@ def test_bad_values_are_clear_errors(env):
 def test_redis_url_is_required_outside_smsagg_up():
     with pytest.raises(SettingsError, match="smsagg up"):
         Settings.from_env({}).require_redis_url()
+
+
+def _running_gateway(home):
+    """A claimed home with a run file, as ``smsagg up`` leaves them while it runs."""
+    from app import runfile
+
+    claim = runfile.HomeClaim(home)
+    claim.acquire(wait_seconds=0)
+    runfile.write(home, runfile.RunInfo(
+        pid=os.getpid(), started_at=0.0, redis_url="redis://127.0.0.1:6401/0", redis_embedded=True,
+        database_url="sqlite:////gateway/smsagg.db", key_prefix="gw:", web_url="http://127.0.0.1:8080",
+        smsc_sim_port=2775, smsc_sim_control_port=2776))
+    return claim
+
+
+def test_a_command_beside_smsagg_up_takes_redis_database_and_prefix_from_its_run_file(tmp_path):
+    claim = _running_gateway(tmp_path)
+    try:
+        settings = Settings.from_env_and_run_file({"SMSAGG_HOME": str(tmp_path)})
+        assert settings.redis_url == "redis://127.0.0.1:6401/0" and settings.require_redis_url()
+        assert settings.database_url == "sqlite:////gateway/smsagg.db" and settings.key_prefix == "gw:"
+        assert settings.running_gateway.smsc_sim_control_port == 2776 and settings.gateway_note == ""
+
+        chosen = Settings.from_env_and_run_file({"SMSAGG_HOME": str(tmp_path), "SMSAGG_DATABASE_URL": "sqlite:///x.db",
+                                                 "SMSAGG_REDIS_PREFIX": "mine:"})
+        assert (chosen.redis_url, chosen.database_url, chosen.key_prefix) == (
+            "redis://127.0.0.1:6401/0", "sqlite:///x.db", "mine:")
+
+        explicit = Settings.from_env_and_run_file({"SMSAGG_HOME": str(tmp_path),
+                                                   "SMSAGG_REDIS_URL": "redis://elsewhere:6379/1"})
+        assert explicit.redis_url == "redis://elsewhere:6379/1" and explicit.running_gateway is None
+    finally:
+        claim.release()
+
+
+def test_a_stale_run_file_gives_no_redis_and_says_why(tmp_path):
+    _running_gateway(tmp_path).release()  # the gateway died: nobody holds the home any more
+    settings = Settings.from_env_and_run_file({"SMSAGG_HOME": str(tmp_path)})
+    assert settings.redis_url is None and settings.running_gateway is None
+    assert "no longer running" in settings.gateway_note
+    assert settings.database_url.endswith(f"{tmp_path}/smsagg.db")
+    with pytest.raises(SettingsError, match="no gateway is running"):
+        settings.require_redis_url()
+
+
+def test_no_run_file_no_note():
+    settings = Settings.from_env_and_run_file({"SMSAGG_HOME": "/nonexistent/smsagg-home"})
+    assert settings.redis_url is None and settings.gateway_note == ""
+
+
+@pytest.mark.parametrize("env", [{"SMSAGG_RESTART_LIMIT_BURST": "0"}, {"SMSAGG_RESTART_DELAY_SECONDS": "soon"}])
+def test_bad_restart_settings_are_clear_errors(env):
+    with pytest.raises(SettingsError, match=next(iter(env))):
+        Settings.from_env(env)
 
 
 def test_mms_size_limit_and_mmsc_simulator_port():
