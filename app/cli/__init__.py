@@ -12,6 +12,7 @@ from app.cli.queues import queues
 from app.cli.smsc_sim import smsc_sim
 from app.bulk.cli import attach as attach_bulk
 from app.gms.cli import gms
+from app.api.cli import apikey
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +20,6 @@ def main() -> None:
     """smsagg: an SMS aggregation gateway."""
 
 
-for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms, smsc_sim, *callbacks.COMMANDS, queues):
+for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms, smsc_sim, *callbacks.COMMANDS, queues, apikey):
     main.add_command(command)
 attach_bulk(main)

@@ -299,3 +299,4 @@ class MessageEvent(Base):
 # ``Base.metadata`` always describes the whole schema (migrations, tests).
 import app.gms.models  # noqa: E402,F401
 import app.bulk.models  # noqa: E402,F401
+import app.api.models  # noqa: E402,F401
