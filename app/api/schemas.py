@@ -11,7 +11,7 @@ without ``+`` or a leading 0 (:mod:`app.domain.mt_request`), client ids are at m
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
@@ -30,16 +30,23 @@ _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}
 
 def _rfc3339(value: object) -> object:
     """Only RFC 3339 date-times with an offset (pydantic alone also takes epoch numbers)."""
-    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+    if not isinstance(value, str):
+        return value
+    if not _RFC3339.fullmatch(value):
         raise ValueError("not an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:30:00Z")
-    return value
+    try:
+        return datetime.fromisoformat(value.upper()).astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValueError("out of range once converted to UTC") from exc
 
 
 def _digits(value: object) -> object:
     """Only plain decimal digits in a query integer (pydantic alone also takes ' +5', '5.0', '5_0')."""
-    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,6}", value):
+    if not isinstance(value, str):
+        return value
+    if not re.fullmatch(r"[0-9]{1,6}", value):
         raise ValueError("not a decimal integer")
-    return value
+    return int(value)
 
 
 DateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
@@ -188,7 +195,7 @@ class ListQuery(BaseModel):
     state: StateName | None = None
     since: DateTime | None = Field(default=None, description="accepted_at >= since (RFC 3339)")
     until: DateTime | None = Field(default=None, description="accepted_at < until (RFC 3339)")
-    limit: Annotated[int, BeforeValidator(_digits), Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE), BeforeValidator(_digits)] = DEFAULT_PAGE_SIZE
     cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
 
