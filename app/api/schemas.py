@@ -21,6 +21,9 @@ from app.domain.mt_request import MAX_ID_LENGTH
 from app.domain.priorities import Priority
 from app.domain.states import MessageState
 
+MAX_PHONE_NUMBERS = 100_000
+"""A ceiling above any sensible SMSAGG_BULK_MAX_DESTINATIONS (checked by the service): a
+longer list is refused before its items are validated one by one."""
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 _NO_NUL = r"^[^\x00]*$"
@@ -79,8 +82,9 @@ class SendRequest(_Request):
     phone number sent now."""
 
     phone_numbers: list[PhoneNumber] = Field(
-        min_length=1, json_schema_extra={"uniqueItems": True},
-        description="Destinations, E.164 digits without '+'; at most SMSAGG_BULK_MAX_DESTINATIONS (10,000)")
+        min_length=1, max_length=MAX_PHONE_NUMBERS, json_schema_extra={"uniqueItems": True},
+        description="Destinations, E.164 digits without '+'; at most SMSAGG_BULK_MAX_DESTINATIONS "
+                    "(10,000 by default)")
     sender: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=_NO_NUL)] = Field(
         description="A sender registered to the account")
     message: Text = Field(description="The text; may be empty only with attachments")

@@ -128,16 +128,25 @@ def _field(location: tuple) -> str:
     return ".".join(str(part) for part in location) or "body"
 
 
+MAX_LISTED_ERRORS = 20
+"""An answer lists at most this many field errors (10,000 bad phone numbers make one line
+in the message, not a megabyte)."""
+
+
 def _invalid(error: ValidationError, where: str) -> ApiError:
     problems = error.errors(include_url=False, include_context=False, include_input=False)
     if any(p["type"] == "json_invalid" for p in problems):
         return ApiError("invalid_json", "the body is not valid JSON (UTF-8)")
     unknown = [p for p in problems if p["type"] == "extra_forbidden"]
+    code, listed = ("unknown_field", unknown) if unknown else ("validation_error", problems)
+    shown = listed[:MAX_LISTED_ERRORS]
+    more = f" (and {len(listed) - len(shown)} more)" if len(listed) > len(shown) else ""
     if unknown:
-        return ApiError("unknown_field", f"unknown {where} field(s): " + ", ".join(_field(p["loc"]) for p in unknown),
-                        {"errors": [{"field": _field(p["loc"]), "message": "unknown field"} for p in unknown]})
-    return ApiError("validation_error", "; ".join(f"{_field(p['loc'])}: {p['msg']}" for p in problems),
-                    {"errors": [{"field": _field(p["loc"]), "message": p["msg"]} for p in problems]})
+        message = f"unknown {where} field(s): " + ", ".join(_field(p["loc"]) for p in shown) + more
+    else:
+        message = "; ".join(f"{_field(p['loc'])}: {p['msg']}" for p in shown) + more
+    return ApiError(code, message, {"errors": [
+        {"field": _field(p["loc"]), "message": "unknown field" if unknown else p["msg"]} for p in shown]})
 
 
 def _send_request() -> schemas.SendRequest:

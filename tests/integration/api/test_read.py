@@ -155,3 +155,36 @@ def test_messages_of_a_batch_are_found_by_their_ids_once_recorded(gateway, rest)
     assert shown["state_name"] == "delivered" and shown["batch_id"] == batch_id and shown["schedule_status"] is None
     listed = rest("GET", "/api/v1/messages").get_json()["messages"]
     assert [m["batch_id"] for m in listed] == [batch_id]
+
+
+@pytest.mark.postgres
+def test_paging_and_times_on_postgresql(postgres_url, tmp_path, key_prefix, redis_client, queues):
+    from app.db import migrate
+    from app.settings import Settings
+    from app.web import create_app
+    from tests.api_conformance import assert_conforms
+    from tests.conftest import TEST_REDIS_URL
+    from tests.integration.conftest import provision
+
+    migrate.upgrade(postgres_url)
+    gateway = Settings(home=tmp_path, redis_url=TEST_REDIS_URL, database_url=postgres_url, key_prefix=key_prefix,
+                       directory_refresh_seconds=0.0)
+    provision(postgres_url)
+    provision(postgres_url, "other", senders=("55555",))
+    mine = add_messages(gateway, "acme", 5)
+    add_messages(gateway, "other", 2, tag="o")
+    client = create_app(gateway).test_client()
+    auth = {"Authorization": f"Bearer {issue_key(postgres_url)}"}
+    seen, cursor = [], None
+    while True:
+        path = "/api/v1/messages?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        response = client.get(path, headers=auth)
+        assert_conforms("GET", path, response)
+        seen += [m["id"] for m in response.get_json()["messages"]]
+        cursor = response.get_json()["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(mine) and len(seen) == 5
+    since = client.get("/api/v1/messages", query_string={"since": (T0 + timedelta(seconds=1)).isoformat()},
+                       headers=auth).get_json()["messages"]
+    assert len(since) == 3

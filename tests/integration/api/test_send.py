@@ -229,3 +229,15 @@ def test_redis_down_is_503_and_nothing_is_queued(gateway, pending):
     response = broken.test_client().post("/api/v1/messages", json=body(),
                                          headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 503 and response.get_json()["error"] == "unavailable"
+
+
+def test_a_huge_bad_list_is_refused_cheaply_with_a_short_answer(rest, pending):
+    many_bad = rest("POST", "/api/v1/messages", json=body(phone_numbers=["x"] * 5000))
+    assert many_bad.status_code == 422 and len(many_bad.get_json()["errors"]) == 20
+    assert "(and 4980 more)" in many_bad.get_json()["message"] and len(many_bad.data) < 5000
+    too_many = rest("POST", "/api/v1/messages", json=body(phone_numbers=[str(10**10 + i) for i in range(100_001)]))
+    assert too_many.status_code == 422 and too_many.get_json()["errors"] == [
+        {"field": "phone_numbers", "message": "List should have at most 100000 items after validation, not 100001"}]
+    over_setting = rest("POST", "/api/v1/messages", json=body(phone_numbers=[str(10**10 + i) for i in range(10_001)]))
+    assert over_setting.status_code == 422 and over_setting.get_json()["error"] == "validation_error"
+    assert pending() == []
