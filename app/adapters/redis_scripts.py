@@ -18,7 +18,8 @@ balance does not cover; an accepted prepaid message is debited in the same step.
 
 The bulk SMS API (:mod:`app.bulk`) has scripts of its own (all under "Bulk" below):
 BULK_ADMIT (per-destination DND / opt-out / duplicate-window checks, the all-or-nothing
-credit debit, the batch stored and one task pushed or the batch scheduled), FANOUT_CHUNK
+credit debit, an optional idempotency claim (the REST API's, the same key as ADMIT's), the
+batch stored and one task pushed or the batch scheduled), FANOUT_CHUNK
 (a worker pushes one chunk of per-destination task messages, resumable, never twice),
 RELEASE_DUE (due schedules into their queue: ZRANGEBYSCORE + ZREM + LPUSH), CANCEL
 (a scheduled batch withdrawn and refunded), REFUND (idempotent per message id) and

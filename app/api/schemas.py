@@ -75,11 +75,12 @@ class Attachment(_Request):
 class SendRequest(_Request):
     """One message to one or many phone numbers, now or at `send_at`.
 
-    One phone number sent now goes the MT API's way (its account rules, token bucket and
-    idempotency claim). Several phone numbers, or a `send_at`, make a batch that goes
-    the bulk API's way (its content rules, DND registry and duplicate window; no token
-    bucket); `carrier`, `app_id`, `conversation_id` and `attachments` are only for one
-    phone number sent now."""
+    One phone number sent now (no `send_at`, or one already past) goes the MT API's way
+    (its account rules, token bucket and idempotency claim). Several phone numbers, or a
+    `send_at` ahead, make a batch that goes the bulk API's way (its content rules, DND
+    registry and duplicate window; no token bucket); `carrier`, `app_id`,
+    `conversation_id` and `attachments` are only for one phone number without
+    `send_at`."""
 
     phone_numbers: list[PhoneNumber] = Field(
         min_length=1, max_length=MAX_PHONE_NUMBERS, json_schema_extra={"uniqueItems": True},
@@ -107,7 +108,8 @@ class SendRequest(_Request):
         if not self.message and not self.attachments:
             raise ValueError("message is empty and there are no attachments")
         if self.is_batch and (self.carrier is not None or self.app_id or self.conversation_id or self.attachments):
-            raise ValueError("carrier, app_id, conversation_id and attachments are only for one phone number sent now")
+            raise ValueError("carrier, app_id, conversation_id and attachments are only for one phone number "
+                             "without send_at")
         return self
 
     @property

@@ -23,6 +23,7 @@ import binascii
 import json
 import math
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -101,8 +102,10 @@ def _epoch(value: float | str) -> datetime:
 
 class MessagesApi:
     def __init__(self, submit: SubmitService, bulk: Callable[[], BulkSubmitService], *,
-                 database_url: str, claim_ttl_seconds: int, max_destinations: int):
+                 database_url: str, claim_ttl_seconds: int, max_destinations: int,
+                 clock: Callable[[], float] = time.time):
         self.submit = submit
+        self.clock = clock
         self._bulk = bulk
         self.database_url = database_url
         self.claim_ttl_seconds = claim_ttl_seconds
@@ -116,7 +119,9 @@ class MessagesApi:
     # --- send ---------------------------------------------------------------------------
 
     def send(self, account: AccountView, request: SendRequest, key: str | None, client_ip: str | None) -> SendResponse:
-        if request.is_batch:
+        """A ``send_at`` already past is "now": one phone number then goes the MT API's way."""
+        scheduled = request.send_at is not None and request.send_at.timestamp() > self.clock()
+        if len(request.phone_numbers) > 1 or scheduled:
             return self._send_batch(account, request, key)
         return self._send_one(account, request, key, client_ip)
 
@@ -171,6 +176,7 @@ class MessagesApi:
     # --- read ---------------------------------------------------------------------------
 
     def get(self, account: AccountView, message_id: str) -> MessageDetail:
+        _lookable(message_id)
         with session_scope(self.database_url) as session:
             message = session.scalars(select(Message).where(
                 Message.account_id == account.id,
@@ -239,6 +245,7 @@ class MessagesApi:
     # --- cancel -------------------------------------------------------------------------
 
     def cancel(self, account: AccountView, message_id: str) -> CancelResponse:
+        _lookable(message_id)
         batch_id = _batch_id_of(message_id)
         if batch_id is not None:
             with session_scope(self.database_url) as session:
@@ -308,6 +315,12 @@ def _all_refused(sent: list[SentMessage]) -> ApiError:
     code = reasons.pop() if len(reasons) == 1 else "destinations_refused"
     details = [entry.model_dump(mode="json") for entry in sent]
     return ApiError(code, "every phone number was refused", {"destinations": details})
+
+
+def _lookable(message_id: str) -> None:
+    """No id holds U+0000, and PostgreSQL refuses it in a query: answer before asking."""
+    if "\x00" in message_id:
+        raise ApiError("not_found", "no message id contains U+0000")
 
 
 def _batch_id_of(message_id: str) -> str | None:

@@ -109,7 +109,7 @@ def _authenticate() -> AccountView:
         account = holder.account if holder else None
     elif scheme.lower() == "basic" and request.authorization is not None:
         auth = request.authorization
-        if auth.username and auth.password is not None:
+        if auth.username and auth.password is not None and "\x00" not in auth.username + auth.password:
             account = current_app.extensions["smsagg"]["directory"].authenticate(auth.username, auth.password)
     if account is None:
         raise ApiError("unauthorized", "Authorization: Bearer <API key>, or HTTP Basic with the account's "

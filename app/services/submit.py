@@ -44,7 +44,6 @@ from app.adapters import stage_queue
 from app.adapters.redis_scripts import Admission, RedisStore
 from app.domain.encoding import UnencodableText, plan_encoding
 from app.domain.mt_request import MtRequest, check_length, classify_sender, parse_mt_request
-from app.domain.priorities import Priority
 from app.domain.result_codes import Rejected, ResultCode
 from app.services.directory import AccountView, Directory
 
@@ -60,7 +59,6 @@ class Admitted:
     """An MT durably queued (``result_code=0``)."""
 
     message_id: str
-    priority: Priority
 
 
 class Refused(Rejected):
@@ -172,7 +170,7 @@ class SubmitService:
         if result.outcome is Admission.THROTTLED:
             raise Refused(ResultCode.THROTTLED, f"{account.login!r} over its rate, wait {result.wait_seconds:.3f}s",
                           outcome=result.outcome, wait_seconds=result.wait_seconds)
-        return Admitted(message_id, priority)
+        return Admitted(message_id)
 
     def _price(self, request: MtRequest) -> int:
         """Parts x the destination's per-segment price; an MMS counts as one part."""

@@ -158,9 +158,13 @@ def test_due_batch_released_by_beat_is_no_longer_cancellable(rest, store, gatewa
     assert "smsagg.bulk.fanout" in tasks(redis_client)
 
 
-def test_past_send_at_sends_now_and_too_far_is_refused(rest, redis_client):
+def test_past_send_at_sends_now_and_too_far_is_refused(rest, redis_client, pending):
     past = rest("POST", "/api/v1/messages", json=body(send_at="2020-01-01T00:00:00Z")).get_json()
-    assert past["send_at"] is None and past["batch_id"] is not None
-    assert tasks(redis_client) == ["smsagg.mt.bulk"]  # one destination due now: pushed directly
+    assert past["send_at"] is None and past["batch_id"] is None  # one number now: the MT API's way
+    assert pending()[0]["client_message_id"] == "r-1" and pending()[0]["api"] == "genesys"
+    batch = rest("POST", "/api/v1/messages", json=body(phone_numbers=NUMBERS, message_id="r-3",
+                                                        send_at="2020-01-01T00:00:00Z")).get_json()
+    assert batch["send_at"] is None and batch["batch_id"] is not None
+    assert tasks(redis_client) == ["smsagg.bulk.fanout", "smsagg.mt.bulk"]
     far = rest("POST", "/api/v1/messages", json=body(message_id="r-2", send_at=later(24 * 400)))
     assert far.status_code == 422 and far.get_json()["error"] == "validation_error"

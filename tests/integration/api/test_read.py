@@ -188,3 +188,22 @@ def test_paging_and_times_on_postgresql(postgres_url, tmp_path, key_prefix, redi
     since = client.get("/api/v1/messages", query_string={"since": (T0 + timedelta(seconds=1)).isoformat()},
                        headers=auth).get_json()["messages"]
     assert len(since) == 3
+
+
+@pytest.mark.postgres
+def test_hostile_ids_and_credentials_on_postgresql(postgres_url, tmp_path, key_prefix, redis_client, queues):
+    """U+0000 cannot reach PostgreSQL (it refuses it in a query): answered before."""
+    from app.db import migrate
+    from app.settings import Settings
+    from app.web import create_app
+    from tests.conftest import TEST_REDIS_URL
+    from tests.integration.conftest import provision
+
+    migrate.upgrade(postgres_url)
+    provision(postgres_url)
+    client = create_app(Settings(home=tmp_path, redis_url=TEST_REDIS_URL, database_url=postgres_url,
+                                 key_prefix=key_prefix, directory_refresh_seconds=0.0)).test_client()
+    auth = {"Authorization": f"Bearer {issue_key(postgres_url)}"}
+    assert client.get("/api/v1/messages/a%00b", headers=auth).status_code == 404
+    assert client.delete("/api/v1/messages/a%00b", headers=auth).status_code == 404
+    assert client.get("/api/v1/messages", headers=basic("acme\x00", PASSWORD)).status_code == 401
