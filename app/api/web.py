@@ -149,11 +149,21 @@ def _invalid(error: ValidationError, where: str) -> ApiError:
         {"field": _field(p["loc"]), "message": "unknown field" if unknown else p["msg"]} for p in shown]})
 
 
+def _body() -> bytes:
+    """The request body. A chunked body (no Content-Length) is cut at the size limit by
+    werkzeug without an error: one that reaches the limit is refused as too large."""
+    data = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()
+    return data
+
+
 def _send_request() -> schemas.SendRequest:
     if request.mimetype != "application/json":
         raise ApiError("unsupported_media_type", "send application/json")
     try:
-        return schemas.SendRequest.model_validate_json(request.get_data(cache=False))
+        return schemas.SendRequest.model_validate_json(_body())
     except ValidationError as error:
         raise _invalid(error, "body") from error
 

@@ -241,3 +241,20 @@ def test_a_huge_bad_list_is_refused_cheaply_with_a_short_answer(rest, pending):
     over_setting = rest("POST", "/api/v1/messages", json=body(phone_numbers=[str(10**10 + i) for i in range(10_001)]))
     assert over_setting.status_code == 422 and over_setting.get_json()["error"] == "validation_error"
     assert pending() == []
+
+
+def test_a_chunked_body_is_read_and_one_over_the_limit_is_413(app, api_key, gateway, pending):
+    """A chunked body has no Content-Length: werkzeug cuts it at the limit silently, so
+    the view refuses one that reaches it instead of reading it as truncated JSON."""
+    import io
+
+    def chunked(data: bytes):
+        return app.test_client().post(
+            "/api/v1/messages", input_stream=io.BytesIO(data), content_type="application/json",
+            headers={"Authorization": f"Bearer {api_key}", "Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True})
+
+    assert chunked(json.dumps(body()).encode()).status_code == 202
+    big = chunked(json.dumps(body(message_id="r-2", message="x" * gateway.max_request_bytes)).encode())
+    assert big.status_code == 413 and big.get_json()["error"] == "payload_too_large"
+    assert len(pending()) == 1
