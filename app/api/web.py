@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from markupsafe import Markup, escape
 from flask import Blueprint, Response, current_app, jsonify, render_template_string, request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -257,6 +258,12 @@ def openapi_document():
 
 
 _DOCS_TEMPLATE = (Path(__file__).parent / "docs.html").read_text(encoding="utf-8")
+
+
+@blueprint.app_template_filter("api_code_spans")
+def _code_spans(text: str | None) -> Markup:
+    """The document's descriptions are Markdown: show their `code` spans as code."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text or ""))))
 
 
 @operation("/docs", "GET", summary="This API's documentation as a page", success={200: None}, secured=False,
