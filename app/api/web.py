@@ -306,7 +306,8 @@ def _http_error(error: HTTPException):
 @blueprint.errorhandler(OSError)
 def _unavailable(error: Exception):
     log.exception("REST API request not served: a backing service failed")
-    return _error_response(ApiError("unavailable", "Redis or the database could not be reached; nothing was queued"))
+    return _error_response(ApiError("unavailable", "Redis or the database could not be reached; retry with the "
+                                                  "same idempotency key"))
 
 
 @blueprint.errorhandler(Exception)
