@@ -1,10 +1,11 @@
 """What the REST API does, for an account its caller already authenticated; the views
 in :mod:`app.api.web` only parse, call one of these and answer.
 
-* :meth:`MessagesApi.send`: one phone number sent now goes through the MT API's
-  admission (:meth:`app.services.submit.SubmitService.admit`: its account rules, its
-  token bucket, its idempotency claim, one Redis round trip); several numbers or a
-  ``send_at`` go through the bulk API's (:meth:`app.bulk.service.BulkSubmitService.admit`:
+* :meth:`MessagesApi.send`: one phone number sent now (no ``send_at``, or one already
+  past) goes through the MT API's admission
+  (:meth:`app.services.submit.SubmitService.admit`: its account rules, its token bucket,
+  its idempotency claim, one Redis round trip); several numbers or a ``send_at`` ahead
+  go through the bulk API's (:meth:`app.bulk.service.BulkSubmitService.admit`:
   one script for the whole batch, credit all or nothing). There is no admission of the
   REST API's own. Answers are mapped to :mod:`app.api.errors` codes.
 * :meth:`MessagesApi.get`: a message from the message log, or, for a batch whose
