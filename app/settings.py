@@ -62,6 +62,7 @@ class Settings:
     key_prefix: str = "smsagg:"
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    cometd_port: int = 8081  # `smsagg cometd`: the GMS CometD long-polls (docs/gms.md)
     smsc_sim_port: int = 2775
     # Verified (login, password) pairs are trusted for this long in each ingress
     # process, so the slow KDF never runs per request in steady state.
@@ -89,6 +90,7 @@ class Settings:
             key_prefix=env.get("SMSAGG_REDIS_PREFIX") or "smsagg:",
             web_host=env.get("SMSAGG_WEB_HOST") or "127.0.0.1",
             web_port=_env_number(env, "SMSAGG_WEB_PORT", 8080),
+            cometd_port=_env_number(env, "SMSAGG_COMETD_PORT", 8081),
             smsc_sim_port=_env_number(env, "SMSAGG_SMSC_SIM_PORT", 2775),
             credential_cache_seconds=_env_number(env, "SMSAGG_CREDENTIAL_CACHE_SECONDS", 30.0, float),
             directory_refresh_seconds=_env_number(env, "SMSAGG_DIRECTORY_REFRESH_SECONDS", 5.0, float),

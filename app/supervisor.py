@@ -104,6 +104,7 @@ def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int, sm
                 console.print(f"carrier {SIMULATOR_CARRIER_ID} is the SMSC simulator; every number routes to it")
     commands |= {
         "web": _cli("web", "--port", str(web_port)),
+        "cometd": _cli("cometd", "--port", str(settings.cometd_port)),
         "worker-interactive": _worker(INTERACTIVE_QUEUES, concurrency=4),
         "worker-bulk": _worker(BULK_QUEUES, concurrency=4),
         "worker-inbound": _worker((INBOUND_QUEUE,), concurrency=4),

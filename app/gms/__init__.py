@@ -6,8 +6,11 @@
 * :mod:`app.gms.registry` credentials and groups, cached; management functions
 * :mod:`app.gms.store`    Redis: services, reservations (atomic Lua), storage, chats
 * :mod:`app.gms.services` the API's operations
-* :mod:`app.gms.cometd`   Bayeux long-polling server for pushed chat events
-* :mod:`app.gms.web`      the Flask blueprint; :mod:`app.gms.cli` ``smsagg gms``
+* :mod:`app.gms.cometd`   the Bayeux protocol (pure) for pushed chat events
+* :mod:`app.gms.http`     identity and error replies shared by both HTTP front ends
+* :mod:`app.gms.web`      the Flask blueprint; :mod:`app.gms.cli` ``smsagg gms``, ``smsagg cometd``
+* :mod:`app.gms.cometd_server` ``smsagg cometd``: the asyncio server of CometD long-polls
 
-This package imports nothing from Flask at import time except through ``web``.
+This package imports nothing from Flask at import time except through ``web``, and
+nothing from aiohttp except through ``cometd_server``.
 """

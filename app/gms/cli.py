@@ -215,3 +215,16 @@ def config_check() -> None:
     config = _config()
     click.echo(f"services: {', '.join(sorted(config.services)) or '(none)'}")
     click.echo(f"resource groups: {', '.join(sorted(config.groups)) or '(none)'}")
+
+
+@click.command("cometd")
+@click.option("--host", default=None, help="Address to listen on (default SMSAGG_WEB_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default SMSAGG_COMETD_PORT, 8081).")
+def cometd(host, port) -> None:
+    """Serve the GMS CometD long-polls (/genesys/cometd) off the ingress (asyncio)."""
+    from app.gms.cometd_server import serve
+
+    config = settings()
+    config.require_redis_url()
+    _config()  # a malformed gms.ini stops the start with its section and option named
+    serve(config, host or config.web_host, port or config.cometd_port)

@@ -52,6 +52,12 @@ class GmsOptions:
     max_upload_bytes: int = 5 * 1024 * 1024  # a whole create/storage request body
     cometd_timeout: float = 25.0  # longest a /meta/connect long-poll is held, seconds
     cometd_session_timeout: int = 120  # a CometD client not heard from for this long is dropped
+    # /meta/connect on the ingress is never held: it answers at once and advises the
+    # client to poll again after this many seconds (long-polls belong on `smsagg cometd`).
+    cometd_poll_interval: float = 2.0
+    # Long-polls one `smsagg cometd` process holds at once; beyond, connects are
+    # answered at once with the polling advice.
+    cometd_max_parked: int = 10_000
     chat_ttl: int = 3600  # a chat session lives this long after its last activity
 
 
@@ -72,6 +78,17 @@ def _int(section: str, parser: configparser.ConfigParser, option: str, low: int,
         raise ConfigError(f"[{section}] {exc.message}") from None
 
 
+def _seconds(section: str, parser: configparser.ConfigParser, option: str, low: float, high: float,
+             default: float) -> float:
+    try:
+        value = float(parser.get(section, option, fallback=str(default)))
+    except ValueError:
+        raise ConfigError(f"[{section}] {option} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"[{section}] {option} must be within {low:g}..{high:g} seconds")
+    return value
+
+
 def parse_config(text: str, source: str = CONFIG_FILE) -> GmsConfig:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
     parser.optionxform = str.lower  # type: ignore[assignment]
@@ -83,12 +100,8 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> GmsConfig:
     options = GmsOptions()
     if parser.has_section("gms"):
         s = "gms"
-        try:
-            cometd_timeout = float(parser.get(s, "cometd_timeout", fallback=str(options.cometd_timeout)))
-        except ValueError:
-            raise ConfigError("[gms] cometd_timeout is not a number") from None
-        if not 0.1 <= cometd_timeout <= 300:
-            raise ConfigError("[gms] cometd_timeout must be within 0.1..300 seconds")
+        cometd_timeout = _seconds(s, parser, "cometd_timeout", 0.1, 300, options.cometd_timeout)
+        cometd_poll_interval = _seconds(s, parser, "cometd_poll_interval", 0.1, 60, options.cometd_poll_interval)
         options = GmsOptions(
             access_code_length=_int(s, parser, "access_code_length", 1, MAX_ACCESS_CODE_LENGTH, options.access_code_length),
             booking_expiration_timeout=_int(s, parser, "booking_expiration_timeout", 1, 86400, options.booking_expiration_timeout),
@@ -96,8 +109,13 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> GmsConfig:
             max_upload_bytes=_int(s, parser, "max_upload_bytes", 1024, 1024**3, options.max_upload_bytes),
             cometd_timeout=cometd_timeout,
             cometd_session_timeout=_int(s, parser, "cometd_session_timeout", 5, 86400, options.cometd_session_timeout),
+            cometd_poll_interval=cometd_poll_interval,
+            cometd_max_parked=_int(s, parser, "cometd_max_parked", 1, 1_000_000, options.cometd_max_parked),
             chat_ttl=_int(s, parser, "chat_ttl", 10, 7 * 24 * 3600, options.chat_ttl),
         )
+        if options.cometd_session_timeout <= options.cometd_timeout:
+            raise ConfigError("[gms] cometd_session_timeout must be longer than cometd_timeout "
+                              "(a client would expire while its long-poll is held)")
 
     services: dict[str, ServiceDefinition] = {}
     groups: dict[str, ResourceGroup] = {}

@@ -17,6 +17,8 @@ import math
 import secrets
 from dataclasses import dataclass
 
+from app.gms.cometd import GENESYS_CHANNEL, Advice, Identity, client_ids, connect_replies
+from app.gms.cometd import plan as plan_bayeux
 from app.gms.config import GmsConfig
 from app.gms.domain import (
     AccessCodesExhausted,
@@ -58,7 +60,6 @@ from app.gms.domain import (
 from app.gms.registry import Registry
 from app.gms.store import CodesExhausted, Exhausted, GmsStore
 
-GENESYS_CHANNEL = "/_genesys"
 CLIENT_PARTY = "1"
 AGENT_PARTY = "2"
 _MAX_KEY = 128
@@ -527,3 +528,26 @@ class MobileServices:
         if self.store.chat_end(service_id):
             self._append(service_id, chat, notice(ChatEvent.LEFT, nickname, AGENT_PARTY, PartyType.AGENT))
         return self._chat_body(service_id, 1)
+
+    # --- CometD in polling mode (the ingress's /genesys/cometd) -------------------------
+
+    def cometd_poll(self, caller: Caller, messages: list[dict]) -> list[dict]:
+        """One Bayeux request answered without holding the thread: a ``/meta/connect``
+        gets what is waiting and advice to poll again after ``cometd_poll_interval``.
+        Two Redis round trips: read the clients named, then write and take."""
+        commands, ttl = self.store.cometd, self.options.cometd_session_timeout
+        advice = Advice.polling(self.options.cometd_poll_interval)
+        ids = client_ids(messages)
+        with self.store.client.pipeline(transaction=False) as pipe:
+            commands.read_clients(pipe, ids)
+            clients = commands.clients(ids, pipe.execute())
+        plan = plan_bayeux(Identity(caller.app, caller.user), messages, clients, advice=advice, max_hold=0)
+        with self.store.client.pipeline(transaction=False) as pipe:
+            commands.write(pipe, plan.writes, ttl)
+            if plan.connect is not None:
+                commands.take(pipe, plan.connect.client.client_id, release_token=secrets.token_hex(8))
+            results = pipe.execute()
+        if plan.connect is None:
+            return plan.replies
+        events, alive = commands.taken(results)
+        return [*plan.replies, *connect_replies(plan.connect, events, alive=alive, advice=advice)]

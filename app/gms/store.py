@@ -33,6 +33,7 @@ Layout (``P`` = ``key_prefix + "gms:"``)::
     P cometd:<cid>          hash   CometD client (app, user, subs)       TTL = session timeout
     P cometd:<cid>:q        list   messages waiting for /meta/connect    same TTL
     P cometd:user:<a>:<u>   set    CometD client ids of (app, gms_user)  same TTL
+    P cometd:wake           pub/sub channel waking parked long-polls (:class:`CometdCommands`)
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ from dataclasses import dataclass
 import redis
 
 from app.adapters.redis_scripts import LuaScript
+from app.gms.cometd import (
+    MAX_REPLY_BYTES,
+    MAX_REPLY_MESSAGES,
+    ClientRecord,
+    Deliver,
+    Forget,
+    MarkConnected,
+    Register,
+    SetSubscriptions,
+    Touch,
+    Write,
+)
 from app.gms.domain import Reservation
 
 # A CometD client that stops polling keeps at most this many undelivered messages.
@@ -216,6 +229,7 @@ class GmsStore:
         self._storage_update = LuaScript(STORAGE_UPDATE_LUA)
         self._chat_accept = LuaScript(CHAT_ACCEPT_LUA)
         self._chat_end = LuaScript(CHAT_END_LUA)
+        self.cometd = CometdCommands(key_prefix)
 
     # --- keys ---
     def service_key(self, service_id: str) -> str:
@@ -481,85 +495,134 @@ class GmsStore:
             pipe.execute()
 
     # --- CometD ---
-    def cometd_key(self, client_id: str) -> str:
-        return f"{self.p}cometd:{client_id}"
-
-    def cometd_queue(self, client_id: str) -> str:
-        return f"{self.p}cometd:{client_id}:q"
-
-    def cometd_user_key(self, app: str, user: str) -> str:
-        return f"{self.p}cometd:user:{app}:{user}"
-
-    def cometd_register(self, client_id: str, app: str, user: str, ttl: int) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.cometd_key(client_id), mapping={"app": app, "user": user, "subs": ""})
-            pipe.expire(self.cometd_key(client_id), ttl)
-            pipe.sadd(self.cometd_user_key(app, user), client_id)
-            pipe.expire(self.cometd_user_key(app, user), ttl)
-            pipe.execute()
-
-    def cometd_client(self, client_id: str) -> dict[str, str] | None:
-        fields = self.client.hgetall(self.cometd_key(client_id))
-        return _texts(fields) if fields else None
-
-    def cometd_touch(self, client_id: str, app: str, user: str, ttl: int) -> None:
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.expire(self.cometd_key(client_id), ttl)
-            pipe.expire(self.cometd_queue(client_id), ttl)
-            pipe.expire(self.cometd_user_key(app, user), ttl)
-            pipe.execute()
-
-    def cometd_first_connect(self, client_id: str) -> bool:
-        """Marks the client connected; ``True`` the first time (answered at once)."""
-        return bool(self.client.hsetnx(self.cometd_key(client_id), "connected", "1"))
-
-    def cometd_alive(self, client_id: str) -> bool:
-        return bool(self.client.exists(self.cometd_key(client_id)))
-
-    def cometd_set_subscriptions(self, client_id: str, subscriptions: list[str]) -> None:
-        self.client.hset(self.cometd_key(client_id), "subs", ",".join(sorted(set(subscriptions))))
-
-    def cometd_forget(self, client_id: str, app: str, user: str) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self.cometd_key(client_id), self.cometd_queue(client_id))
-            pipe.srem(self.cometd_user_key(app, user), client_id)
-            pipe.execute()
-
     def cometd_deliver(self, app: str, user: str, channel: str, message_json: str, ttl: int) -> int:
-        """Queue a message for every live client of (app, user) subscribed to ``channel``."""
-        members = [_text(m) for m in self.client.smembers(self.cometd_user_key(app, user))]
-        if not members:
-            return 0
+        """Queue a message for every live client of (app, user) subscribed to ``channel``
+        and wake their parked long-polls; how many clients it was queued for."""
         with self.client.pipeline(transaction=False) as pipe:
-            for client_id in members:
-                pipe.hget(self.cometd_key(client_id), "subs")
-            subs = pipe.execute()
-        delivered = 0
-        with self.client.pipeline(transaction=False) as pipe:
-            for client_id, sub in zip(members, subs):
-                if sub is None:
-                    pipe.srem(self.cometd_user_key(app, user), client_id)
-                elif channel in _text(sub).split(","):
-                    pipe.rpush(self.cometd_queue(client_id), message_json)
-                    pipe.ltrim(self.cometd_queue(client_id), -MAX_QUEUED, -1)
-                    pipe.expire(self.cometd_queue(client_id), ttl)
-                    delivered += 1
-            pipe.execute()
-        return delivered
+            self.cometd.deliver(pipe, Deliver(app, user, channel, message_json), ttl)
+            (delivered,) = pipe.execute()
+        return int(delivered)
 
-    def cometd_take(self, client_id: str, timeout: float, *, still_connected=lambda: True) -> list[str]:
-        """Messages queued for the client, waiting up to ``timeout`` seconds for the
-        first. Blocks in 1 s ``BLPOP`` slices so the client's socket timeout holds."""
-        queue = self.cometd_queue(client_id)
-        deadline = time.monotonic() + timeout
-        while True:
-            batch = self.client.lpop(queue, 100)
-            if batch:
-                return [_text(m) for m in batch]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not still_connected():
-                return []
-            popped = self.client.blpop([queue], timeout=min(1.0, max(remaining, 0.01)))
-            if popped:
-                rest = self.client.lpop(queue, 99) or []
-                return [_text(popped[1]), *(_text(m) for m in rest)]
+
+DELIVER_LUA = """
+-- KEYS: the (app, user) client set
+-- ARGV: client key prefix, channel, message, most queued, ttl s, wake channel
+local delivered = 0
+for _, cid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local subs = redis.call('HGET', ARGV[1] .. cid, 'subs')
+  if not subs then
+    redis.call('SREM', KEYS[1], cid)
+  elseif string.find(',' .. subs .. ',', ',' .. ARGV[2] .. ',', 1, true) then
+    local queue = ARGV[1] .. cid .. ':q'
+    redis.call('RPUSH', queue, ARGV[3])
+    redis.call('LTRIM', queue, -tonumber(ARGV[4]), -1)
+    redis.call('EXPIRE', queue, tonumber(ARGV[5]))
+    redis.call('PUBLISH', ARGV[6], cid)
+    delivered = delivered + 1
+  end
+end
+return delivered
+"""
+
+TAKE_LUA = """
+-- KEYS: the client's queue, the client's hash
+-- ARGV: most messages, most bytes (the first message is taken whatever its size)
+local taken, size = {}, 0
+while #taken < tonumber(ARGV[1]) do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then break end
+  if #taken > 0 and size + #head > tonumber(ARGV[2]) then break end
+  redis.call('LPOP', KEYS[1])
+  taken[#taken + 1] = head
+  size = size + #head
+end
+return {redis.call('EXISTS', KEYS[2]), taken}
+"""
+
+
+class CometdCommands:
+    """The Redis commands of CometD clients, queued on a pipeline of either redis-py
+    client (``redis.Redis`` or ``redis.asyncio.Redis``), so the blocking ingress and the
+    asyncio CometD server run exactly the same commands; only ``execute()`` differs.
+
+    Parked long-polls are woken through ONE pub/sub channel (:attr:`wake_channel`):
+    a delivery or a ``/meta/disconnect`` publishes the client id; a connect about to be
+    answered publishes ``"<client id> <token>"``, which releases any other poll of that
+    client still parked in some CometD server process (Bayeux: a client's new connect
+    ends its previous one), so a stale poll on a dead connection cannot take the
+    client's messages. The scripts are small and run as ``EVAL`` (Redis caches them).
+    """
+
+    def __init__(self, key_prefix: str):
+        self.p = f"{key_prefix}gms:cometd:"
+        self.wake_channel = f"{self.p}wake"
+
+    def client_key(self, client_id: str) -> str:
+        return f"{self.p}{client_id}"
+
+    def queue_key(self, client_id: str) -> str:
+        return f"{self.p}{client_id}:q"
+
+    def user_key(self, app: str, user: str) -> str:
+        return f"{self.p}user:{app}:{user}"
+
+    def read_clients(self, pipe, client_ids: list[str]) -> None:
+        for client_id in client_ids:
+            pipe.hgetall(self.client_key(client_id))
+
+    @staticmethod
+    def clients(client_ids: list[str], rows: list[dict]) -> dict[str, ClientRecord]:
+        """The records read by :meth:`read_clients` (its pipeline's results, in order)."""
+        found = {}
+        for client_id, row in zip(client_ids, rows, strict=True):
+            fields = _texts(row)
+            if "app" in fields:
+                subscriptions = tuple(s for s in fields.get("subs", "").split(",") if s)
+                found[client_id] = ClientRecord(client_id, fields["app"], fields.get("user", fields["app"]),
+                                                subscriptions, connected=fields.get("connected") == "1")
+        return found
+
+    def write(self, pipe, writes: list[Write], ttl: int) -> None:
+        """Queue the writes of a plan; every key written lives ``ttl`` seconds more."""
+        for write in writes:
+            match write:
+                case Register(client_id, app, user):
+                    pipe.hset(self.client_key(client_id), mapping={"app": app, "user": user, "subs": ""})
+                    pipe.expire(self.client_key(client_id), ttl)
+                    pipe.sadd(self.user_key(app, user), client_id)
+                    pipe.expire(self.user_key(app, user), ttl)
+                case Touch(client_id, app, user):
+                    pipe.expire(self.client_key(client_id), ttl)
+                    pipe.expire(self.queue_key(client_id), ttl)
+                    pipe.expire(self.user_key(app, user), ttl)
+                case SetSubscriptions(client_id, subscriptions):
+                    pipe.hset(self.client_key(client_id), "subs", ",".join(subscriptions))
+                    pipe.expire(self.client_key(client_id), ttl)  # never a key without TTL
+                case MarkConnected(client_id):
+                    pipe.hset(self.client_key(client_id), "connected", "1")
+                    pipe.expire(self.client_key(client_id), ttl)
+                case Forget(client_id, app, user):
+                    pipe.delete(self.client_key(client_id), self.queue_key(client_id))
+                    pipe.srem(self.user_key(app, user), client_id)
+                    pipe.publish(self.wake_channel, client_id)
+                case Deliver():
+                    self.deliver(pipe, write, ttl)
+
+    def deliver(self, pipe, deliver: Deliver, ttl: int) -> None:
+        pipe.eval(DELIVER_LUA, 1, self.user_key(deliver.app, deliver.user),
+                  self.p, deliver.channel, deliver.message_json, MAX_QUEUED, ttl, self.wake_channel)
+
+    def take(self, pipe, client_id: str, *, release_token: str | None = None) -> None:
+        """Queue taking the client's waiting messages (at most one reply's worth);
+        with ``release_token``, first release the client's other parked polls."""
+        if release_token is not None:
+            pipe.publish(self.wake_channel, f"{client_id} {release_token}")
+        pipe.eval(TAKE_LUA, 2, self.queue_key(client_id), self.client_key(client_id),
+                  MAX_REPLY_MESSAGES, MAX_REPLY_BYTES)
+
+    @staticmethod
+    def taken(results: list) -> tuple[list[str], bool]:
+        """The messages taken and whether the client still exists, from a pipeline's
+        results ending with :meth:`take`'s."""
+        exists, messages = results[-1]
+        return [_text(m) for m in messages], bool(exists)

@@ -8,16 +8,17 @@ serialise. Every refusal is a :class:`~app.gms.domain.GmsError` rendered as JSON
 * Chat API v1:  ``POST /service/<id>/ixn/chat[/send|refresh|startTyping|stopTyping|disconnect]``
 * Storage API:  ``POST /storage/<ttl>``, ``POST /storage/<id>/<ttl>``,
   ``GET|DELETE /storage/<id>[/<key>]``
-* CometD:       ``POST /genesys/cometd`` (Bayeux long-polling, :mod:`app.gms.cometd`)
+* CometD:       ``POST /genesys/cometd`` in polling mode: never holds a thread; the
+  long-polls are served by ``smsagg cometd`` (:mod:`app.gms.cometd_server`)
 * Agents:       ``/genesys/agent/`` (page) and ``/genesys/agent/api/...``
 
 Apps authenticate with HTTP Basic; the ``gms_user`` header (also accepted as
-``gms-user`` or ``X-GMS-User``) names the user within the app.
+``gms-user`` or ``X-GMS-User``) names the user within the app (:mod:`app.gms.http`,
+shared with the CometD server).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from importlib import resources
@@ -25,19 +26,12 @@ from importlib import resources
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.gms.cometd import (
-    BayeuxServer,
-    Identity,
-    MalformedBayeux,
-    malformed_reply,
-    parse_messages,
-)
+from app.gms import http
+from app.gms.cometd import MAX_BODY_BYTES, MalformedBayeux, malformed_reply, messages_from_body
 from app.gms.config import load_config
 from app.gms.domain import (
     GmsError,
     InvalidParameter,
-    PayloadTooLarge,
-    Unauthorized,
     UnsupportedMediaType,
     UploadedFile,
     split_parameters,
@@ -52,7 +46,6 @@ blueprint = Blueprint("gms", __name__)
 
 PREFIXES = ("/genesys/1", "/gms-web/gms/1")
 CHAT_ACTIONS = ("send", "refresh", "startTyping", "stopTyping", "disconnect")
-_COMETD_MAX_BYTES = 256 * 1024
 
 
 class GmsRuntime:
@@ -65,7 +58,6 @@ class GmsRuntime:
                                  credential_ttl=settings.credential_cache_seconds,
                                  refresh_seconds=settings.directory_refresh_seconds)
         self.services = MobileServices(self.store, self.registry, self.config)
-        self.bayeux = BayeuxServer(self.store, self.config.options)
 
 
 @blueprint.record_once
@@ -82,48 +74,33 @@ def runtime() -> GmsRuntime:
 def _limit_body() -> None:
     # Multipart uploads (files as app data) are bounded per request; the rest of
     # the gateway keeps the app-wide MAX_CONTENT_LENGTH.
-    limit = _COMETD_MAX_BYTES if request.path.endswith("/cometd") else runtime().config.options.max_upload_bytes
+    limit = MAX_BODY_BYTES if request.path.endswith("/cometd") else runtime().config.options.max_upload_bytes
     request.max_content_length = limit
 
 
 @blueprint.errorhandler(GmsError)
 def _gms_error(error: GmsError):
-    response = jsonify(error.to_json())
-    response.status_code = error.status
-    if error.status == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="smsagg-gms"'
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
+    status, body, headers = http.error_response(error)
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
     return response
 
 
 @blueprint.errorhandler(RequestEntityTooLarge)
 def _too_large(_error):
-    limit = request.max_content_length
-    return _gms_error(PayloadTooLarge(f"the request body is larger than the {limit} bytes allowed"))
+    return _gms_error(http.body_too_large(request.max_content_length))
 
 
 # --- request helpers ------------------------------------------------------------------
 
 
 def _principal(kind: str) -> Principal:
-    auth = request.authorization
-    if auth is None or auth.type != "basic" or not auth.username:
-        raise Unauthorized(f"HTTP Basic credentials of a GMS {kind} are required")
-    principal = runtime().registry.authenticate(kind, auth.username, auth.password or "")
-    if principal is None:
-        raise Unauthorized(f"unknown {kind} or wrong password")
-    return principal
+    return http.principal(runtime().registry, kind, request.headers)
 
 
 def _caller() -> Caller:
-    principal = _principal("app")
-    user = ""
-    for header in ("gms_user", "X-GMS-User"):
-        user = (request.headers.get(header) or "").strip()
-        if user:
-            break
-    return Caller(app=principal.name, user=user[:128] or principal.name)
+    return http.caller(runtime().registry, request.headers)
 
 
 def _params() -> tuple[dict[str, str], dict[str, UploadedFile]]:
@@ -266,12 +243,10 @@ for _prefix in PREFIXES:
 def cometd():
     caller = _caller()
     try:
-        form_message = request.form.get("message") if request.mimetype == "application/x-www-form-urlencoded" else None
-        messages = parse_messages(request.get_data(cache=True) if form_message is None else None,
-                                  form_message=form_message)
+        messages = messages_from_body(request.mimetype, request.get_data(cache=True))
     except MalformedBayeux as exc:
         return Response(json.dumps(malformed_reply(str(exc))), status=400, mimetype="application/json")
-    replies = runtime().bayeux.handle(Identity(caller.app, caller.user), messages)
+    replies = runtime().services.cometd_poll(caller, messages)
     return Response(json.dumps(replies), mimetype="application/json")
 
 
@@ -324,8 +299,3 @@ def agent_action(service_id: str, action: str):
     if action in ("startTyping", "stopTyping"):
         return _json(services.agent_typing(agent.name, agent.nickname, service_id, action == "startTyping"))
     return _json(services.agent_end(agent.name, agent.nickname, service_id))
-
-
-def basic_auth_header(name: str, password: str) -> str:
-    """``Authorization`` header value (used by tests and tools)."""
-    return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()

@@ -20,13 +20,15 @@ def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSAGG_")}
     env["SMSAGG_HOME"] = str(home)
-    web_port, redis_port = free_port(), free_port()
+    web_port, redis_port, cometd_port = free_port(), free_port(), free_port()
+    env["SMSAGG_COMETD_PORT"] = str(cometd_port)
     cli = [sys.executable, "-m", "app.cli"]
     log = open(tmp_path / "up.log", "wb")
     up = subprocess.Popen([*cli, "up", "--port", str(web_port), "--redis-port", str(redis_port), "--no-smsc-sim"],
                           env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until(port_open(web_port), timeout=60)
+        wait_until(port_open(cometd_port), timeout=30)
         subprocess.run([*cli, "account", "create", "--login", "demo", "--password", "secret", "--sender", "12345"],
                        env=env, check=True, capture_output=True)
         subprocess.run([*cli, "carrier", "add", "--id", "1", "--name", "c", "--http", "http://127.0.0.1:9"],
@@ -51,4 +53,4 @@ def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
     output = (tmp_path / "up.log").read_text(errors="replace")
     assert "smsagg is up" in output
     assert exit_code == 0, output[-3000:]
-    assert not port_open(web_port)() and not port_open(redis_port)()
+    assert not port_open(web_port)() and not port_open(redis_port)() and not port_open(cometd_port)()

@@ -1,20 +1,24 @@
 """Fixtures for the GMS tests: a configured gateway app (Flask test client or a
-real threaded HTTP server on 127.0.0.1), one app, one agent, resource groups."""
+real threaded HTTP server on 127.0.0.1), one app, one agent, resource groups, and
+real ``smsagg cometd`` / ``smsagg web`` processes."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
+import requests
 from werkzeug.serving import make_server
 
 from app.db.session import session_scope
 from app.gms import registry
-from app.gms.web import basic_auth_header
+from app.gms.http import basic_auth_header
 from app.web import create_app
 from tests.conftest import free_port
+from tests.integration.workers import port_open, running
 
 APP, APP_PASSWORD = "mobileapp", "app-secret-1"
 OTHER_APP, OTHER_PASSWORD = "otherapp", "other-secret-1"
@@ -23,6 +27,7 @@ AGENT, AGENT_PASSWORD, AGENT_NICK = "alice", "agent-secret-1", "Alice"
 GMS_INI = """
 [gms]
 cometd_timeout = 2
+cometd_poll_interval = 0.5
 access_code_length = 6
 
 [service:iPhoneService]
@@ -91,3 +96,39 @@ def live_server(gms) -> Callable[[], str]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def _healthy(base: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return requests.get(f"{base}/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    return check
+
+
+@pytest.fixture
+def processes(gms, tmp_path):
+    """``processes.cometd()`` / ``processes.web()``: the real server commands in
+    subprocesses on free ports (SMSAGG_HOME holds this test's gms.ini); base URL back."""
+    with ExitStack() as stack:
+
+        class Started:
+            def __init__(self):
+                self.handles = {}
+
+            def cometd(self, name: str = "cometd") -> str:
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                self.handles[name] = stack.enter_context(running(
+                    ["cometd", "--port", str(port)], gms.settings, tmp_path / f"{name}.log", ready=_healthy(base)))
+                return base
+
+            def web(self) -> str:
+                port = free_port()
+                self.handles["web"] = stack.enter_context(running(
+                    ["web", "--port", str(port)], gms.settings, tmp_path / "web.log", ready=port_open(port)))
+                return f"http://127.0.0.1:{port}"
+
+        yield Started()

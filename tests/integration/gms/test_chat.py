@@ -1,10 +1,10 @@
-"""Chat (request-chat, Chat API v1) in poll mode and pushed over CometD, with the
-agent API on the other side."""
+"""Chat (request-chat, Chat API v1) in poll mode and pushed over CometD in polling
+mode on the ingress, with the agent API on the other side (long-polling on the
+CometD server: test_cometd_server.py)."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import requests
@@ -88,13 +88,19 @@ def _bayeux(base, headers, messages, timeout=10):
     return r.status_code, r.json()
 
 
-def test_chat_pushed_over_cometd(gms, live_server):
+POLLING_ADVICE = {"reconnect": "retry", "interval": 500, "timeout": 0}  # cometd_poll_interval = 0.5 (conftest)
+
+
+def test_chat_pushed_over_cometd_in_polling_mode_on_the_ingress(gms, live_server):
+    """The ingress's /genesys/cometd never holds a thread: every connect is answered at
+    once with what is waiting and advice to poll again (seed 003: request-chat
+    "supports both poll and async (via cometd) mode of message delivery")."""
     base = live_server()
     headers = {**gms.auth(), "X-GMS-User": "device-42"}
     status, [hs] = _bayeux(base, headers, [{"channel": "/meta/handshake", "version": "1.0", "id": "1",
                                             "supportedConnectionTypes": ["long-polling"]}])
     assert status == 200 and hs["successful"] is True and hs["id"] == "1"
-    assert hs["advice"]["timeout"] == 2000 and hs["supportedConnectionTypes"] == ["long-polling"]
+    assert hs["advice"] == POLLING_ADVICE and hs["supportedConnectionTypes"] == ["long-polling"]
     cid = hs["clientId"]
     _, [sub] = _bayeux(base, headers, [{"channel": "/meta/subscribe", "clientId": cid, "subscription": "/_genesys",
                                         "id": "2"}])
@@ -105,50 +111,42 @@ def test_chat_pushed_over_cometd(gms, live_server):
     assert denied["successful"] is False and denied["error"].startswith("403:")
     _, [first] = _bayeux(base, headers, [{"channel": "/meta/connect", "clientId": cid,
                                           "connectionType": "long-polling", "id": "4"}])
-    assert first["successful"] is True  # the first connect is answered at once
+    assert first["successful"] is True
+
+    # nothing waiting: answered at once (cometd_timeout is 2 s), with the polling advice
+    began = time.monotonic()
+    _, replies = _bayeux(base, headers, [{"channel": "/meta/connect", "clientId": cid,
+                                          "connectionType": "long-polling", "id": "5"}])
+    assert time.monotonic() - began < 1.0 and replies == [
+        {"channel": "/meta/connect", "clientId": cid, "successful": True, "id": "5", "advice": POLLING_ADVICE}]
 
     sid = requests.post(f"{base}/genesys/1/service/request-chat", headers=headers, timeout=5).json()["_id"]
     started = requests.post(f"{base}{CHAT.format(id=sid)}", headers=headers, timeout=5,
                             data={"nickname": "Kristi", "notify_by": "comet"})
     assert started.status_code == 200
+    requests.post(f"{base}{AGENT_API}/{sid}/accept", headers=gms.agent_auth(), timeout=5).raise_for_status()
+    requests.post(f"{base}{AGENT_API}/{sid}/send", headers=gms.agent_auth(), data={"message": "Hello!"},
+                  timeout=5).raise_for_status()
 
-    # a long-poll that is answered when the agent speaks
-    def agent_speaks():
-        time.sleep(0.4)
-        requests.post(f"{base}{AGENT_API}/{sid}/accept", headers=gms.agent_auth(), timeout=5)
-        requests.post(f"{base}{AGENT_API}/{sid}/send", headers=gms.agent_auth(), data={"message": "Hello!"},
-                      timeout=5)
-
-    thread = threading.Thread(target=agent_speaks)
-    thread.start()
-    received = []
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline and not any(
-            e["transcriptToShow"][0][0] == "Message.Text" and e["transcriptToShow"][0][4] == "AGENT"
-            for e in received):
-        _, replies = _bayeux(base, headers, [{"channel": "/meta/connect", "clientId": cid,
-                                              "connectionType": "long-polling", "id": "5"}])
-        assert replies[-1]["channel"] == "/meta/connect" and replies[-1]["successful"] is True
-        received += [m["data"]["message"] for m in replies[:-1]]
-        for m in replies[:-1]:
-            assert m["channel"] == "/_genesys" and m["data"]["tag"] == f"service.chat.refresh.{sid}"
-    thread.join()
-    events = [(e["transcriptToShow"][0][0], e["transcriptToShow"][0][4]) for e in received]
-    assert ("Notice.Joined", "AGENT") in events and ("Message.Text", "AGENT") in events
-    assert received[-1]["chatIxnState"] == "CONNECTED" and received[-1]["chatSessionId"]
-
-    # an idle long-poll comes back after cometd_timeout (2 s here), never later
-    began = time.monotonic()
+    # the next poll carries every event queued since, in order, then the connect reply
     _, replies = _bayeux(base, headers, [{"channel": "/meta/connect", "clientId": cid,
                                           "connectionType": "long-polling", "id": "6"}])
-    assert 1.5 <= time.monotonic() - began < 4 and replies == [
-        {"channel": "/meta/connect", "clientId": cid, "successful": True, "id": "6",
-         "advice": {"reconnect": "retry", "interval": 0, "timeout": 2000}}]
+    assert replies[-1] == {"channel": "/meta/connect", "clientId": cid, "successful": True, "id": "6",
+                           "advice": POLLING_ADVICE}
+    assert all(m["channel"] == "/_genesys" and m["data"]["tag"] == f"service.chat.refresh.{sid}"
+               for m in replies[:-1])
+    received = [m["data"]["message"] for m in replies[:-1]]
+    assert [(e["transcriptToShow"][0][0], e["transcriptToShow"][0][4]) for e in received] == [
+        ("Notice.Joined", "CLIENT"), ("Notice.Joined", "AGENT"), ("Message.Text", "AGENT")]
+    assert received[-1]["chatIxnState"] == "CONNECTED" and received[-1]["chatSessionId"]
+    _, again = _bayeux(base, headers, [{"channel": "/meta/connect", "clientId": cid,
+                                        "connectionType": "long-polling", "id": "7"}])
+    assert [m["channel"] for m in again] == ["/meta/connect"]  # taken once
 
-    _, [bye] = _bayeux(base, headers, [{"channel": "/meta/disconnect", "clientId": cid, "id": "7"}])
+    _, [bye] = _bayeux(base, headers, [{"channel": "/meta/disconnect", "clientId": cid, "id": "8"}])
     assert bye["successful"] is True
     _, [gone] = _bayeux(base, headers, [{"channel": "/meta/connect", "clientId": cid,
-                                         "connectionType": "long-polling", "id": "8"}])
+                                         "connectionType": "long-polling", "id": "9"}])
     assert gone["successful"] is False and gone["advice"]["reconnect"] == "handshake"
 
 

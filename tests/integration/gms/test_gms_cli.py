@@ -33,7 +33,7 @@ def test_apps_groups_and_show(cli, settings):
     assert groups["sales"]["source"] == "database" and groups["iPhoneGroup"]["source"] == "config"
 
     # reserve one number through the API, then show the group
-    from app.gms.web import basic_auth_header
+    from app.gms.http import basic_auth_header
     from app.web import create_app
 
     client = create_app(get_settings()).test_client()

@@ -51,6 +51,10 @@ def test_the_seeds_iphone_service_example():
     ("[resource-group:g]\nnumbers = 1\nstrategy = fastest", "strategy"),
     ("[gms]\naccess_code_length = 40", "access_code_length"),
     ("[gms]\ncometd_timeout = 0", "cometd_timeout"),
+    ("[gms]\ncometd_timeout = soon", "cometd_timeout is not a number"),
+    ("[gms]\ncometd_poll_interval = 0", "cometd_poll_interval must be within 0.1..60"),
+    ("[gms]\ncometd_max_parked = 0", "cometd_max_parked"),
+    ("[gms]\ncometd_timeout = 30\ncometd_session_timeout = 30", "longer than cometd_timeout"),
     ("[weird]\nx = 1", "unknown section"),
     ("not an ini file", "gms.ini"),
 ])
@@ -64,3 +68,9 @@ def test_missing_file_is_an_empty_configuration(tmp_path):
     assert load_config(tmp_path) == GmsConfig()
     (tmp_path / "gms.ini").write_text(SEED_EXAMPLE)
     assert "iPhoneService" in load_config(tmp_path).services
+
+
+def test_cometd_options():
+    options = parse_config("[gms]\ncometd_poll_interval = 0.5\ncometd_max_parked = 20").options
+    assert (options.cometd_poll_interval, options.cometd_max_parked) == (0.5, 20)
+    assert (GmsConfig().options.cometd_poll_interval, GmsConfig().options.cometd_max_parked) == (2.0, 10_000)
