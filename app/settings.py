@@ -64,6 +64,7 @@ class Settings:
     web_port: int = 8080
     cometd_port: int = 8081  # `smsagg cometd`: the GMS CometD long-polls (docs/gms.md)
     smsc_sim_port: int = 2775
+    mmsc_sim_port: int = 2777
     # Verified (login, password) pairs are trusted for this long in each ingress
     # process, so the slow KDF never runs per request in steady state.
     credential_cache_seconds: float = 30.0
@@ -73,10 +74,18 @@ class Settings:
     # the unique key forever).
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     max_request_bytes: int = 2 * 1024 * 1024
+    # Largest MMS accepted (attachments plus text): 300 KB, the size every MMS client
+    # and relay must handle (OMA MMS conformance, "Video Basic" content class).
+    max_mms_bytes: int = 300 * 1024
     default_max_message_length: int = 1600
     allow_private_callbacks: bool = False
     bench_endpoints: bool = False
     log_level: str = "INFO"
+    # Signs the console's session cookies; unset: one generated and kept in
+    # $SMSAGG_HOME/secret_key. Hosts behind one console address must share it.
+    secret_key: str | None = None
+    # Mark the console's session cookie Secure (the console is served over HTTPS).
+    console_secure_cookie: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -92,14 +101,18 @@ class Settings:
             web_port=_env_number(env, "SMSAGG_WEB_PORT", 8080),
             cometd_port=_env_number(env, "SMSAGG_COMETD_PORT", 8081),
             smsc_sim_port=_env_number(env, "SMSAGG_SMSC_SIM_PORT", 2775),
+            mmsc_sim_port=_env_number(env, "SMSAGG_MMSC_SIM_PORT", 2777),
             credential_cache_seconds=_env_number(env, "SMSAGG_CREDENTIAL_CACHE_SECONDS", 30.0, float),
             directory_refresh_seconds=_env_number(env, "SMSAGG_DIRECTORY_REFRESH_SECONDS", 5.0, float),
             idempotency_ttl_seconds=_env_number(env, "SMSAGG_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600),
             max_request_bytes=_env_number(env, "SMSAGG_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
+            max_mms_bytes=_env_number(env, "SMSAGG_MAX_MMS_BYTES", 300 * 1024),
             default_max_message_length=_env_number(env, "SMSAGG_DEFAULT_MAX_MESSAGE_LENGTH", 1600),
             allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),
             bench_endpoints=_env_bool(env, "SMSAGG_BENCH_ENDPOINTS", False),
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
+            secret_key=env.get("SMSAGG_SECRET_KEY") or None,
+            console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -2,9 +2,9 @@
 command, on embedded defaults.
 
 Parts: an embedded Redis (unless ``SMSAGG_REDIS_URL`` is set), the SQLite schema
-brought up to date, the SMSC simulator (unless ``--no-smsc-sim``; on a gateway with
-no carriers yet it becomes carrier 1 with a catch-all route, so a first message goes
-out and its receipt comes back), the ingress, one worker for the interactive queues,
+brought up to date, the SMSC and MMSC simulators (unless ``--no-smsc-sim``; on a
+fresh gateway: carriers 1 and 2 with a catch-all route, so a first SMS and MMS go
+out and their receipts come back), the ingress, one worker for the interactive queues,
 one for the bulk queues, one for inbound, two for callbacks (sending and
 recording callbacks is the busiest stage), and beat. If any part dies the others
 are stopped too (a half-running gateway is worse than a stopped one). Ctrl-C or
@@ -24,7 +24,7 @@ from rich.console import Console
 
 from app.db import migrate
 from app.db.session import session_scope
-from app.services.accounts import SIMULATOR_CARRIER_ID, ensure_simulator_carrier
+from app.services.accounts import ensure_simulator_carrier, mmsc_simulator_options
 from app.domain.priorities import BULK_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, INTERACTIVE_QUEUES
 from app.embedded_redis import start_embedded_redis
 from app.settings import Settings
@@ -100,8 +100,11 @@ def run_gateway(settings: Settings, *, web_port: int | None, redis_port: int, sm
     if smsc_sim:
         commands["smsc-sim"] = _cli("smsc-sim", "--port", str(settings.smsc_sim_port))
         with session_scope(settings.database_url) as session:
-            if ensure_simulator_carrier(session, settings.smsc_sim_port):
-                console.print(f"carrier {SIMULATOR_CARRIER_ID} is the SMSC simulator; every number routes to it")
+            if ensure_simulator_carrier(session, settings.smsc_sim_port, mmsc_port=settings.mmsc_sim_port):
+                console.print("carriers 1 and 2 are the SMSC and MMSC simulators: every SMS routes to 1, every MMS to 2")
+            mmsc_options = mmsc_simulator_options(session, port=settings.mmsc_sim_port, web_port=web_port)
+        if mmsc_options is not None:
+            commands["mmsc-sim"] = _cli("mmsc-sim", *mmsc_options)
     commands |= {
         "web": _cli("web", "--port", str(web_port)),
         "cometd": _cli("cometd", "--port", str(settings.cometd_port)),

@@ -77,7 +77,8 @@ def _redis():
     return connect(get_settings().require_redis_url())
 
 
-def _follow_up(outcome: BatchOutcome) -> None:
+def _follow_up(outcome: BatchOutcome) -> int:
+    """Schedule the retries and the deferred; returns how many callbacks were sent."""
     for callback_id, countdown in outcome.retries:
         if countdown <= MAX_COUNTDOWN_SECONDS:
             send_one.apply_async((callback_id,), countdown=countdown)
@@ -86,16 +87,17 @@ def _follow_up(outcome: BatchOutcome) -> None:
                      countdown)
     if outcome.deferred:
         send_batch.apply_async((outcome.deferred,), countdown=outcome.defer_seconds + random.uniform(0, 1))
+    return len(outcome.delivered) + len(outcome.retries) + len(outcome.dead)
 
 
 @celery.task(name=SEND_BATCH_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
-def send_batch(callback_ids: list[str]) -> None:
-    _follow_up(callback_service().send_batch(callback_ids))
+def send_batch(callback_ids: list[str]) -> int:
+    return _follow_up(callback_service().send_batch(callback_ids))
 
 
 @celery.task(name=SEND_ONE_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)
-def send_one(callback_id: str) -> None:
-    _follow_up(callback_service().send_batch([callback_id]))
+def send_one(callback_id: str) -> int:
+    return _follow_up(callback_service().send_batch([callback_id]))
 
 
 @celery.task(name=SWEEP_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)

@@ -251,6 +251,14 @@ class RedisKeys:
     def account_schedule(self, account_id: int | str) -> str:
         return f"{self.prefix}schedule:account:{account_id}"
 
+    # Heartbeats of the running parts (app.adapters.heartbeats): one key per process,
+    # with a TTL, and the index of those keys.
+    def part(self, part: str, host: str, pid: int) -> str:
+        return f"{self.prefix}parts:{part}:{host}:{pid}"
+
+    def parts_index(self) -> str:
+        return f"{self.prefix}parts"
+
 
 class RedisStore:
     """The Redis operations of the ingress and the workers."""

@@ -27,7 +27,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "validation_error": (422, "a field is missing, has the wrong type or an invalid value; errors lists them"),
     "unknown_field": (422, "the body or the query has a field this API does not know"),
     "unknown_carrier": (422, "carrier names no carrier"),
-    "message_too_long": (422, "the text is longer than the account's maximum length"),
+    "message_too_long": (422, "the text is longer than the account's maximum length, or an MMS larger than "
+                                 "SMSAGG_MAX_MMS_BYTES"),
     "template_mismatch": (422, "the account sends only its templates and the text matches none"),
     "spam": (422, "the text matches an operator spam rule"),
     "opted_out": (422, "the phone number opted out of this account (STOP)"),

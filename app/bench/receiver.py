@@ -1,6 +1,7 @@
 """A client's callback endpoint for benchmarks: an aiohttp server (its own process)
 that answers 200 and appends ``<arrival epoch>\t<path>\t<message_id>\t<message_state>``
-per POST to a file, flushed every 0.2 s and on exit.
+per request to a file, flushed every 0.2 s and on exit. The fields come from a POST's
+form body (smsagg's callbacks) or a GET's query string (Kannel's ``dlr-url``).
 
 ``python -m app.bench.receiver --port N --out FILE``
 """
@@ -28,13 +29,15 @@ async def _serve(port: int, out_path: str) -> None:
     lines: list[str] = []
 
     async def record(request: web.Request) -> web.Response:
-        fields = dict(parse_qsl((await request.read()).decode(), keep_blank_values=True))
+        fields = dict(request.query)
+        fields.update(parse_qsl((await request.read()).decode(), keep_blank_values=True))
         lines.append(f"{time.time():.6f}\t{request.path}\t{fields.get('message_id', '')}\t"
                      f"{fields.get('message_state', '')}\n")
         return web.Response(text="")
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", record)
+    app.router.add_get("/{tail:.*}", record)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()

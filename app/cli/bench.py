@@ -13,13 +13,48 @@ BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttl
               "dr-leg": dr_leg.run, "rest": rest.run}
 
 
-@click.command()
-@click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
-@click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per round.")
-@click.option("--concurrency", type=int, default=32, show_default=True, help="Client connections.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
-def bench(name, seconds, concurrency, as_json) -> None:
+@click.group()
+def bench() -> None:
     """Run a benchmark and print its figures."""
-    figures = BENCHMARKS[name](seconds=seconds, concurrency=concurrency, echo=click.echo)
+
+
+def _benchmark_command(name: str) -> click.Command:
+    @click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per round.")
+    @click.option("--concurrency", type=int, default=32, show_default=True, help="Client connections.")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
+    def command(seconds, concurrency, as_json) -> None:
+        figures = BENCHMARKS[name](seconds=seconds, concurrency=concurrency, echo=click.echo)
+        if as_json:
+            click.echo(json.dumps(figures))
+
+    return click.command(name, help=f"Run the {name} benchmark and print its figures.")(command)
+
+
+for _name in BENCHMARKS:
+    bench.add_command(_benchmark_command(_name))
+
+
+@bench.command("peers")
+@click.option("--seconds", type=int, default=20, show_default=True, help="Measured load, after the warm-up.")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up load (its backlog drains first).")
+@click.option("--connections", type=int, default=64, show_default=True, help="wrk's keep-alive connections.")
+@click.option("--dlr", is_flag=True, help="Ask for DRs: smsagg's both states against Kannel's dlr-mask 11.")
+@click.option("--dlr-final-only", is_flag=True, help="Ask for DRs, Kannel final only (dlr-mask 3).")
+@click.option("--db", "database", type=click.Choice(["sqlite", "postgres"]), default="sqlite", show_default=True,
+              help="smsagg's database (postgres: a database of the run's own on 127.0.0.1:5432).")
+@click.option("--only", type=click.Choice(["smsagg", "kannel"]), default=None, help="Measure one peer alone.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
+def peers(seconds, warmup, connections, dlr, dlr_final_only, database, only, as_json) -> None:
+    """smsagg and Kannel under the same wrk load against the same SMSC, in one run."""
+    from app.bench.peers.run import PeersError, PeersOptions, run
+
+    options = PeersOptions(seconds=seconds, warmup=warmup, connections=connections, dlr=dlr,
+                           dlr_final_only=dlr_final_only, database=database, only=only)
+    try:
+        figures = run(options, click.echo)
+    except PeersError as exc:
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(figures))
+    if not figures["passed"]:
+        raise SystemExit(1)

@@ -10,6 +10,7 @@ from app.cli.common import print_table, settings, unit_of_work
 from app.db import migrate
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
+from app.services.carriers import carrier_kinds
 
 
 def _account_options(
@@ -151,7 +152,7 @@ SECRET_SETTINGS = frozenset({"password", "webhook_token"})
 
 @click.group()
 def carrier() -> None:
-    """Upstream carriers (SMPP or HTTP)."""
+    """Upstream carriers (SMPP, HTTP or MM7)."""
 
 
 @carrier.command("add")
@@ -159,15 +160,32 @@ def carrier() -> None:
 @click.option("--name", required=True)
 @click.option("--smpp", "smpp_address", metavar="HOST:PORT", help="SMSC address for an SMPP 3.4 carrier.")
 @click.option("--system-id", help="SMPP system_id.")
-@click.option("--password", "smpp_password", help="SMPP password.")
+@click.option("--password", "smpp_password", help="SMPP password (with --mm7: the HTTP Basic password).")
 @click.option("--system-type", default="", help="SMPP system_type.")
 @click.option("--http", "http_url", metavar="URL", help="URL of an HTTP carrier API.")
+@click.option("--mm7", "mm7_url", metavar="URL", help="MM7 endpoint of an MMSC (an MMS carrier).")
+@click.option("--vasp-id", help="MM7 VASPID: who this gateway is at the MMSC.")
+@click.option("--vas-id", help="MM7 VASID: the service.")
+@click.option("--service-code", help="MM7 ServiceCode (optional).")
+@click.option("--username", help="MM7 HTTP Basic user name (optional; the password is --password).")
+@click.option("--webhook-token", help="Token the carrier presents when it reports to /carriers/<id>/... "
+                                      "(default for --mm7: a random one, printed).")
 @click.option("--throughput", type=float, help="Messages per second this carrier accepts.")
-def carrier_add(carrier_id, name, smpp_address, system_id, smpp_password, system_type, http_url, throughput) -> None:
-    """Add a carrier: either --smpp HOST:PORT --system-id X --password Y, or --http URL."""
-    if bool(smpp_address) == bool(http_url):
-        raise click.UsageError("give exactly one of --smpp HOST:PORT or --http URL")
-    if smpp_address:
+def carrier_add(carrier_id, name, smpp_address, system_id, smpp_password, system_type, http_url, mm7_url, vasp_id,
+                vas_id, service_code, username, webhook_token, throughput) -> None:
+    """Add a carrier: --smpp HOST:PORT --system-id X --password Y, --http URL, or
+    --mm7 URL --vasp-id X --vas-id Y."""
+    if sum(map(bool, (smpp_address, http_url, mm7_url))) != 1:
+        raise click.UsageError("give exactly one of --smpp HOST:PORT, --http URL or --mm7 URL")
+    if mm7_url:
+        if not vasp_id or not vas_id:
+            raise click.UsageError("--mm7 needs --vasp-id and --vas-id")
+        connector = "mm7"
+        webhook_token = webhook_token or svc.new_webhook_token()
+        config = {"url": mm7_url, "vasp_id": vasp_id, "vas_id": vas_id, "webhook_token": webhook_token}
+        config |= {key: value for key, value in (("service_code", service_code), ("username", username),
+                                                  ("password", smpp_password)) if value is not None}
+    elif smpp_address:
         host, _, port = smpp_address.rpartition(":")
         if not host or not port.isdigit() or not system_id or smpp_password is None:
             raise click.UsageError("--smpp needs HOST:PORT, --system-id and --password")
@@ -176,9 +194,13 @@ def carrier_add(carrier_id, name, smpp_address, system_id, smpp_password, system
                   "system_type": system_type}
     else:
         connector, config = "http", {"url": http_url}
+    if webhook_token and connector != "mm7":
+        config["webhook_token"] = webhook_token
     with unit_of_work() as session:
         svc.add_carrier(session, carrier_id, name, connector=connector, settings=config, throughput=throughput)
     click.echo(f"carrier {carrier_id} ({name}, {connector}) added")
+    if connector == "mm7":
+        click.echo(f"the MMSC reports to POST /carriers/{carrier_id}/mm7 with HTTP Basic {carrier_id}:{webhook_token}")
 
 
 @carrier.command("remove")
@@ -193,10 +215,11 @@ def carrier_remove(carrier_id) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def carrier_list(as_json) -> None:
     with unit_of_work() as session:
-        rows = [[c.id, c.name, c.connector, c.throughput, c.enabled,
+        rows = [[c.id, c.name, c.connector, ",".join(carrier_kinds(c.connector, c.settings)), c.throughput, c.enabled,
                  json.dumps({k: v for k, v in c.settings.items() if k not in SECRET_SETTINGS})]
                 for c in svc.list_carriers(session)]
-    print_table("carriers", ["id", "name", "connector", "throughput", "enabled", "settings"], rows, as_json)
+    print_table("carriers", ["id", "name", "connector", "carries", "throughput", "enabled", "settings"], rows,
+                as_json)
 
 
 @click.group()

@@ -17,6 +17,11 @@ Carrier settings (``smsagg carrier add --http URL`` plus the stored settings):
 ``code_status``    that code -> SMPP command_status (so :mod:`app.domain.smpp_status`
                    classifies it like any SMPP answer; unknown codes -> 0x45, transient)
 
+``mms``            whether the carrier takes MMS (default: the preset's; ``genesys``
+                   yes, ``bulksms`` no). An MMS goes out as the text plus the
+                   client's attachments, ``mms_attachment[n].content_type`` /
+                   ``mms_attachment[n].content`` (base64), the seed 000 MT fields
+
 ``timeout``        seconds for connecting and for each read (default 15)
 ``concurrency``    requests in flight at once for a batch of messages (default 8)
 
@@ -27,6 +32,7 @@ segment of the message shares the one answer.
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import urllib.error
@@ -36,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.connectors.base import CONNECTION_LOST, SegmentResult
+from app.domain.mms import client_attachments
 from app.domain.outbound import Submission
 
 DEFAULT_TIMEOUT = 15.0
@@ -50,6 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "message_id": "{message_id}", "receipt": "{receipt}"},
         "success": r"^result_code=0\s*$",
         "codes": r"result_code=(?P<code>\d+)",
+        "mms": True,
         # seed 000 result codes: 7 duplicate = it already has the message; 98 retried.
         "code_status": {"1": UNMAPPED_REFUSAL, "2": 0x0E, "3": 0x0B, "4": 0x48, "5": 0x0A,
                         "6": ESME_RTHROTTLED, "7": 0, "8": 0x01, "98": ESME_RSYSERR, "99": UNMAPPED_REFUSAL},
@@ -60,6 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "message": "{text}"},
         "success": r"^1701\|[^|]*\|(?P<id>[^,\s]+)",
         "codes": r"^(?P<code>\d+)",
+        "mms": False,
         # seed 001 error table, mapped to SMPP statuses so one table classifies them:
         # what a retry can fix (1703/1709 credentials, 16/18 IP lists, 1710 internal,
         # 1725 credit) is transient; 1715 ("do NOT re-submit": the outcome is unknown)
@@ -71,6 +80,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                         "16": 0x0E, "18": 0x0E},
     },
 }
+
+
+def carries_mms(settings: dict[str, Any]) -> bool:
+    """Whether an HTTP carrier with these settings takes MMS (``mms``, else its preset's)."""
+    preset = PRESETS.get(settings.get("preset", "genesys"), {})
+    return bool(settings.get("mms", preset.get("mms", False)))
 
 
 class HttpConnector:
@@ -103,7 +118,12 @@ class HttpConnector:
             "message_id": submission.message_id, "receipt": "TRUE" if submission.registered_delivery else "FALSE",
             "dlr": "1" if submission.registered_delivery else "0",
         }
-        return {name: template.format_map(values) for name, template in self.params.items()}
+        fields = {name: template.format_map(values) for name, template in self.params.items()}
+        if submission.mms is not None:
+            for index, attachment in enumerate(client_attachments(submission.mms)):
+                fields[f"mms_attachment[{index}].content_type"] = attachment.content_type
+                fields[f"mms_attachment[{index}].content"] = base64.b64encode(attachment.content).decode("ascii")
+        return fields
 
     def _send(self, submission: Submission) -> tuple[int, str | None, str]:
         data = urllib.parse.urlencode(self._fields(submission)).encode()

@@ -84,6 +84,12 @@ class SmppConnector:
         except (OSError, TimeoutError, SmppClientError) as exc:
             log.warning("smpp %s:%d: bind at start failed: %s", self.config.host, self.config.port, exc)
 
+    def bind_status(self) -> tuple[int, int]:
+        """(binds up, binds configured) in this process, for its heartbeat."""
+        pool = self._pool
+        up = sum(1 for client in pool.clients if client.is_bound) if pool is not None else 0
+        return up, self.binds
+
     def submit(self, submission: Submission) -> list[SegmentResult]:
         return self.submit_many([submission])[0]
 

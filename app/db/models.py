@@ -299,4 +299,5 @@ class MessageEvent(Base):
 # ``Base.metadata`` always describes the whole schema (migrations, tests).
 import app.gms.models  # noqa: E402,F401
 import app.bulk.models  # noqa: E402,F401
+import app.console.models  # noqa: E402,F401
 import app.api.models  # noqa: E402,F401

@@ -1,9 +1,16 @@
 """MMS payloads: the seed's "Important" note on ``mms_attachment[0].content_type``.
 
 If the first attachment is any ``multipart/*`` type the client built the whole
-multipart itself and it is passed on untouched. Otherwise smsagg wraps the parts in
-a SMIL presentation (``multipart/related; type="application/smil"``): one slide
-per attachment, the text body (if any) as a text part on the first slide.
+multipart itself and it is passed on untouched: it is then the MMS's only attachment
+(the ingress refuses others beside it, :func:`app.domain.mt_request.check_attachments`).
+Otherwise smsagg wraps the parts in a SMIL presentation (``multipart/related;
+type="application/smil"``): one slide per attachment, the text body (if any) as a text
+part on the first slide.
+
+The parts are stored with the message in sending order (SMIL first, then the text,
+then the attachments, named ``part<n>.<ext>``); :func:`stored_payload` rebuilds the
+payload from them, :func:`client_attachments` the attachments the client sent (what
+an HTTP carrier of the Genesys kind is given).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from xml.sax.saxutils import quoteattr
 from app.domain.mt_request import Attachment
 
 SMIL_CONTENT_TYPE = "application/smil"
-WRAPPED_CONTENT_TYPE = 'multipart/related; type="application/smil"; start="<smil>"'
+SMIL_ID, TEXT_ID = "smil", "text.txt"
+WRAPPED_CONTENT_TYPE = f'multipart/related; type="{SMIL_CONTENT_TYPE}"; start="<{SMIL_ID}>"'
 
 _EXTENSIONS = {
     "image/jpeg": "jpg",
@@ -58,9 +66,23 @@ def build_mms(attachments: tuple[Attachment, ...], text: str) -> MmsPayload:
         return MmsPayload(first.content_type, parts, smil_wrapped=False)
     media = [MmsPart(_part_name(index, a.content_type), a.content_type, a.content) for index, a in enumerate(attachments)]
     if text:
-        media.insert(0, MmsPart("text.txt", "text/plain; charset=utf-8", text.encode("utf-8")))
-    smil = MmsPart("smil", SMIL_CONTENT_TYPE, smil_presentation(media).encode("utf-8"))
+        media.insert(0, MmsPart(TEXT_ID, "text/plain; charset=utf-8", text.encode("utf-8")))
+    smil = MmsPart(SMIL_ID, SMIL_CONTENT_TYPE, smil_presentation(media).encode("utf-8"))
     return MmsPayload(WRAPPED_CONTENT_TYPE, (smil, *media), smil_wrapped=True)
+
+
+def stored_payload(content_type: str, parts: tuple[MmsPart, ...]) -> MmsPayload:
+    """The payload :func:`build_mms` made, from the parts stored with the message."""
+    return MmsPayload(content_type, parts, smil_wrapped=bool(parts) and parts[0].content_id == SMIL_ID)
+
+
+def client_attachments(payload: MmsPayload) -> tuple[Attachment, ...]:
+    """The attachments as the client sent them: without the SMIL and text parts the
+    wrapping added."""
+    parts = payload.parts
+    if payload.smil_wrapped:
+        parts = tuple(part for part in parts if part.content_id not in (SMIL_ID, TEXT_ID))
+    return tuple(Attachment(part.content_type, part.content) for part in parts)
 
 
 def _part_name(index: int, content_type: str) -> str:

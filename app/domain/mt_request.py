@@ -18,14 +18,24 @@ Decisions where the seed is silent:
   "not given".
 * The first occurrence of a repeated parameter wins.
 * Message length is counted in characters (Unicode code points).
+* MMS (``mms_attachment[n]``): a content type is ``type/subtype`` with optional
+  parameters, all printable ASCII (it becomes a MIME header). A ``multipart/*``
+  attachment is the whole MMS body as the client built it (seed 000, "Important"), so
+  it must be attachment 0 and the only one, and must parse as a multipart with the
+  boundary its content type names; otherwise 1. An MMS larger than the gateway's
+  ``SMSAGG_MAX_MMS_BYTES`` (the decoded attachments plus the text's UTF-8 bytes)
+  gets 8, "Message body too long" (:func:`check_mms_size`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import email.errors
+import email.policy
 import enum
 import re
+from email.parser import BytesParser
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -36,7 +46,7 @@ from app.domain.result_codes import Rejected, ResultCode
 MAX_ID_LENGTH = 128
 _PHONE_NUMBER = re.compile(r"[1-9][0-9]{2,14}")
 _ATTACHMENT_KEY = re.compile(r"mms_attachment\[(0|[1-9][0-9]*)\]\.(content_type|content)")
-_MIME_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;.*)?", re.ASCII)
+_MIME_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*([ \t]*;[\x20-\x7e]*)?", re.ASCII)
 _NUMERIC_SENDER = re.compile(r"[0-9]{3,15}")
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
 
@@ -192,6 +202,36 @@ def _attachment(index: int, fields: Mapping[str, str]) -> Attachment:
     return Attachment(content_type=content_type, content=data)
 
 
+def _is_multipart(content_type: str) -> bool:
+    return content_type.strip().lower().startswith("multipart/")
+
+
+def check_mms_composition(attachments: tuple[Attachment, ...]) -> None:
+    """A ``multipart/*`` attachment is the client's whole MMS body: attachment 0, alone,
+    and a multipart that parses with its own boundary."""
+    nested = [index for index, a in enumerate(attachments) if _is_multipart(a.content_type)]
+    if not nested:
+        return
+    if nested != [0] or len(attachments) > 1:
+        raise Rejected(ResultCode.REQUEST_INVALID, "a multipart/* attachment must be attachment 0 and the only one")
+    first = attachments[0]
+    entity = BytesParser(policy=email.policy.default).parsebytes(
+        b"Content-Type: " + first.content_type.encode("ascii") + b"\r\n\r\n" + first.content)
+    broken = (email.errors.StartBoundaryNotFoundDefect, email.errors.CloseBoundaryNotFoundDefect,
+              email.errors.NoBoundaryInMultipartDefect, email.errors.MultipartInvariantViolationDefect)
+    if not entity.is_multipart() or any(isinstance(d, broken) for d in entity.defects) or not entity.get_payload():
+        raise Rejected(ResultCode.REQUEST_INVALID, "attachment 0 is not a multipart with the boundary it names")
+
+
+def check_mms_size(attachments: tuple[Attachment, ...], message: str, max_bytes: int) -> None:
+    """An MMS (attachments plus text) no larger than the gateway accepts: else 8."""
+    if not attachments:
+        return
+    size = sum(len(a.content) for a in attachments) + len(message.encode("utf-8"))
+    if size > max_bytes:
+        raise Rejected(ResultCode.BODY_TOO_LONG, f"MMS of {size} bytes, limit {max_bytes}")
+
+
 def parse_mt_request(params: Mapping[str, str]) -> MtRequest:
     """Apply every account-independent rule, in the order that decides the code."""
     login = _mandatory(params, "login")
@@ -199,6 +239,7 @@ def parse_mt_request(params: Mapping[str, str]) -> MtRequest:
     phone_number = _phone_number(params)
     sender = _sender(params)
     attachments = parse_attachments(params)
+    check_mms_composition(attachments)
     if "message" not in params or (not params["message"] and not attachments):
         raise Rejected(ResultCode.REQUEST_INVALID, "message is missing")
     message_id = _bounded(_optional(params, "message_id"), "message_id")

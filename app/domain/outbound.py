@@ -9,6 +9,11 @@ submit_sm fields of its segments. No I/O; the connector only sends what this bui
 * The text is segmented by :mod:`app.domain.encoding`; the concatenation reference is
   chosen once per message and stored with it, so rebuilding the segments after a
   redelivered task gives byte-identical PDUs.
+* An MMS is one unit: its :class:`Submission` carries the MMS payload
+  (:mod:`app.domain.mms`) and a single placeholder segment (seq 1 of 1, no user
+  data), so it is throttled, acknowledged (the MMSC's message id) and matched to its
+  delivery reports like a one-part SMS. Only MMS-capable connectors (MM7, an HTTP
+  carrier that passes attachments on) are given one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 
 from app.domain.encoding import ConcatMode, Encoding, EncodingPlan, plan_encoding, segment_message
 from app.domain import wap_push
+from app.domain.mms import MmsPayload
 from app.domain.mt_request import SenderKind, classify_sender
 
 TON_INTERNATIONAL, TON_NETWORK_SPECIFIC, TON_ALPHANUMERIC = 1, 3, 5
@@ -37,7 +43,7 @@ class OutboundSegment:
 @dataclass(frozen=True)
 class Submission:
     """One message for one carrier: the segments still to send, and the whole text
-    (HTTP carriers take the text, SMPP carriers the segments)."""
+    (HTTP carriers take the text, SMPP carriers the segments); ``mms`` for an MMS."""
 
     message_id: str
     source: str
@@ -48,6 +54,7 @@ class Submission:
     encoding: Encoding
     registered_delivery: int
     segments: tuple[OutboundSegment, ...]
+    mms: MmsPayload | None = None
 
 
 def source_address_type(sender: str) -> tuple[int, int]:
@@ -93,6 +100,18 @@ def build_submission(
         encoding=plan.encoding,
         registered_delivery=1 if receipt else 0,
         segments=segments,
+    )
+
+
+def build_mms_submission(*, message_id: str, sender: str, destination: str, text: str, receipt: bool,
+                         mms: MmsPayload) -> Submission:
+    """The submission of an MMS: the payload, and one placeholder segment (module docstring)."""
+    ton, npi = source_address_type(sender)
+    return Submission(
+        message_id=message_id, source=sender, source_ton=ton, source_npi=npi, destination=destination, text=text,
+        encoding=Encoding.UCS2,  # not read for an MMS: its text travels as a UTF-8 part
+        registered_delivery=1 if receipt else 0,
+        segments=(OutboundSegment(1, 1, b"", 0, 0),), mms=mms,
     )
 
 

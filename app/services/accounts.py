@@ -204,13 +204,25 @@ def list_senders(session: Session) -> list[Sender]:
     return list(session.scalars(select(Sender).order_by(Sender.address)))
 
 
+MM7_REQUIRED_SETTINGS = ("url", "vasp_id", "vas_id", "webhook_token")
+"""An MM7 carrier's MMSC, who smsagg is there, and the token the MMSC must present
+when it POSTs delivery reports and MO to ``/carriers/<id>/mm7``."""
+
+
+def new_webhook_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 def add_carrier(
     session: Session, carrier_id: int, name: str, *, connector: str, settings: dict[str, Any], throughput: float | None
 ) -> Carrier:
     if carrier_id <= 0:
         raise InvalidValue("carrier id must be a positive integer")
-    if connector not in ("smpp", "http"):
-        raise InvalidValue("connector must be smpp or http")
+    if connector not in ("smpp", "http", "mm7"):
+        raise InvalidValue("connector must be smpp, http or mm7")
+    missing = [key for key in MM7_REQUIRED_SETTINGS if connector == "mm7" and not settings.get(key)]
+    if missing:
+        raise InvalidValue(f"an MM7 carrier needs {', '.join(missing)}")
     if session.get(Carrier, carrier_id) is not None:
         raise AlreadyExists(f"carrier {carrier_id} already exists")
     if session.scalar(select(Carrier.id).where(Carrier.name == name)) is not None:
@@ -288,16 +300,39 @@ def list_routes(session: Session) -> list[Route]:
 
 SIMULATOR_CARRIER_ID = 1
 SIMULATOR_SYSTEM_ID = SIMULATOR_PASSWORD = "smsagg"
+MMSC_SIMULATOR_CARRIER_ID = 2
+MMSC_SIMULATOR_NAME = "mmsc-sim"
 
 
-def ensure_simulator_carrier(session: Session, port: int) -> bool:
-    """On a gateway with no carriers yet, make the SMSC simulator carrier 1 and route
-    every number to it (``smsagg up``'s first run). Returns whether it did."""
+def ensure_simulator_carrier(session: Session, port: int, *, mmsc_port: int | None = None) -> bool:
+    """On a gateway with no carriers yet, make the SMSC simulator carrier 1 (and, given
+    ``mmsc_port``, the MMSC simulator carrier 2) and route every number to them
+    (``smsagg up``'s first run): SMS go to the SMSC, MMS to the MMSC, since each routing
+    table holds only the carriers that carry its kind. Returns whether it did."""
     if session.scalar(select(Carrier.id).limit(1)) is not None:
         return False
     add_carrier(session, SIMULATOR_CARRIER_ID, "smsc-sim", connector="smpp", throughput=None, settings={
         "host": "127.0.0.1", "port": port, "system_id": SIMULATOR_SYSTEM_ID, "password": SIMULATOR_PASSWORD,
         "system_type": ""})
+    if mmsc_port is not None:
+        add_carrier(session, MMSC_SIMULATOR_CARRIER_ID, MMSC_SIMULATOR_NAME, connector="mm7", throughput=None,
+                    settings={"url": f"http://127.0.0.1:{mmsc_port}/mm7", "vasp_id": SIMULATOR_SYSTEM_ID,
+                              "vas_id": SIMULATOR_SYSTEM_ID, "webhook_token": new_webhook_token()})
     if session.scalar(select(Route.id).limit(1)) is None:
         add_route(session, DEFAULT_ROUTE_PREFIX, SIMULATOR_CARRIER_ID)
+        if mmsc_port is not None:
+            add_route(session, DEFAULT_ROUTE_PREFIX, MMSC_SIMULATOR_CARRIER_ID)
     return True
+
+
+def mmsc_simulator_options(session: Session, *, port: int, web_port: int) -> list[str] | None:
+    """The ``smsagg mmsc-sim`` options that make the simulator the gateway's MMSC
+    simulator carrier (listening on ``port``, reporting to the ingress's
+    ``/carriers/<id>/mm7`` on ``web_port`` with that carrier's token); None when the
+    gateway has no such carrier."""
+    carrier = session.scalar(select(Carrier).where(Carrier.name == MMSC_SIMULATOR_NAME, Carrier.connector == "mm7",
+                                                   Carrier.enabled.is_(True)))
+    if carrier is None or not carrier.settings.get("webhook_token"):
+        return None
+    return ["--port", str(port), "--vasp-url", f"http://127.0.0.1:{web_port}/carriers/{carrier.id}/mm7",
+            "--vasp-user", str(carrier.id), "--vasp-password", carrier.settings["webhook_token"]]

@@ -3,6 +3,14 @@
 Like the ingress's directory, it is a snapshot re-read every few seconds, so routing a
 message costs no query. Connectors are built once per carrier per process and kept
 (SMPP binds are long-lived); a carrier whose settings change gets a new connector.
+
+What a carrier can carry follows from its connector (:func:`carrier_kinds`): SMPP
+carries SMS, MM7 carries MMS, HTTP carries SMS and, when its preset passes
+attachments on (``genesys``; the ``mms`` setting decides otherwise), MMS. The snapshot
+holds one routing table per kind, built from the same routes with only the carriers
+that can carry it, so an MMS is routed among MMS-capable carriers (a route whose
+carriers cannot carry it is skipped and a shorter prefix tried, as for excluded
+carriers: :mod:`app.domain.routing`) while SMS keep their table and their cost.
 """
 
 from __future__ import annotations
@@ -13,13 +21,15 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import select
 
 from app.connectors.base import Connector
-from app.connectors.http import HttpConnector
+from app.connectors.http import HttpConnector, carries_mms
 from app.connectors.loop import BackgroundLoop
+from app.connectors.mm7 import Mm7Connector
 from app.connectors.smpp import DeliverHandler, SmppConnector
 from app.db.models import Carrier, Route
 from app.db.session import session_scope
@@ -40,12 +50,39 @@ class CarrierInfo:
     def concat_mode(self) -> str:
         return self.settings.get("concat_mode", "udh")
 
+    @cached_property
+    def kinds(self) -> tuple[str, ...]:
+        return carrier_kinds(self.connector, self.settings)
+
+    @property
+    def carries_sms(self) -> bool:
+        return "sms" in self.kinds
+
+    @property
+    def carries_mms(self) -> bool:
+        return "mms" in self.kinds
+
+
+def carrier_kinds(connector: str, settings: dict[str, Any]) -> tuple[str, ...]:
+    """What a carrier with this connector and these settings carries: ``sms``, ``mms``."""
+    if connector == "mm7":
+        return ("mms",)
+    if connector == "http" and carries_mms(settings):
+        return ("sms", "mms")
+    return ("sms",)
+
 
 @dataclass(frozen=True)
 class CarrierSnapshot:
     carriers: dict[int, CarrierInfo]
     table: RoutingTable
+    """SMS routes: the carriers that carry SMS."""
+    mms_table: RoutingTable
+    """MMS routes: the same routes with the carriers that carry MMS."""
     loaded_at: float
+
+    def table_for(self, mms: bool) -> RoutingTable:
+        return self.mms_table if mms else self.table
 
 
 def load_snapshot(database_url: str, now: float) -> CarrierSnapshot:
@@ -58,11 +95,19 @@ def load_snapshot(database_url: str, now: float) -> CarrierSnapshot:
         for route in session.scalars(select(Route)):
             if carriers.get(route.carrier_id) and carriers[route.carrier_id].enabled:
                 by_prefix[route.prefix].append((route.position, route.carrier_id, route.weight))
-    routes = [
-        RouteValue(prefix, tuple(WeightedCarrier(str(cid), weight) for _, cid, weight in sorted(entries)))
-        for prefix, entries in by_prefix.items()
-    ]
-    return CarrierSnapshot(carriers, RoutingTable.from_routes(routes), now)
+    return CarrierSnapshot(carriers, _table(by_prefix, lambda carrier: carrier.carries_sms, carriers),
+                           _table(by_prefix, lambda carrier: carrier.carries_mms, carriers), now)
+
+
+def _table(by_prefix: dict[str, list[tuple[int, int, int]]], can_carry: Callable[[CarrierInfo], bool],
+           carriers: dict[int, CarrierInfo]) -> RoutingTable:
+    routes = []
+    for prefix, entries in by_prefix.items():
+        capable = tuple(WeightedCarrier(str(cid), weight) for _, cid, weight in sorted(entries)
+                        if can_carry(carriers[cid]))
+        if capable:
+            routes.append(RouteValue(prefix, capable))
+    return RoutingTable.from_routes(routes)
 
 
 class CarrierDirectory:
@@ -74,14 +119,15 @@ class CarrierDirectory:
         self._lock = threading.Lock()
         self._picks = itertools.count()
 
-    def route(self, phone_number: str) -> int | None:
-        """The carrier for a number: longest prefix, then smooth weighted round robin
-        over that route's carriers (per process). "No route" rejects a message for
-        good, so it is only answered from a snapshot just read."""
+    def route(self, phone_number: str, *, mms: bool = False) -> int | None:
+        """The carrier for a number (an MMS: among the carriers that carry MMS): longest
+        prefix, then smooth weighted round robin over that route's carriers (per
+        process). "No route" rejects a message for good, so it is only answered from a
+        snapshot just read."""
         pick = next(self._picks)
-        selected = self.current().table.select(phone_number, pick=pick)
+        selected = self.current().table_for(mms).select(phone_number, pick=pick)
         if selected is None:
-            selected = self.reload().table.select(phone_number, pick=pick)
+            selected = self.reload().table_for(mms).select(phone_number, pick=pick)
         return int(selected) if selected is not None else None
 
     def reload(self) -> CarrierSnapshot:
@@ -125,6 +171,8 @@ class ConnectorRegistry:
             return SmppConnector(carrier.settings, self._loop, handler)
         if carrier.connector == "http":
             return HttpConnector(carrier.settings)
+        if carrier.connector == "mm7":
+            return Mm7Connector(carrier.settings)
         raise ValueError(f"carrier {carrier.id} has an unknown connector {carrier.connector!r}")
 
     def connect_all(self, carriers: dict[int, CarrierInfo]) -> None:
@@ -132,6 +180,13 @@ class ConnectorRegistry:
         for carrier in carriers.values():
             if carrier.enabled and carrier.connector == "smpp":
                 self.for_carrier(carrier).connect()
+
+    def bind_status(self) -> dict[int, tuple[int, int]]:
+        """Per SMPP carrier of this process: (binds up, binds configured)."""
+        with self._lock:
+            connectors = [(carrier_id, connector) for carrier_id, (_, connector) in self._connectors.items()]
+        return {carrier_id: connector.bind_status() for carrier_id, connector in connectors
+                if isinstance(connector, SmppConnector)}
 
     def install(self, carrier_id: int, carrier: CarrierInfo, connector: Connector) -> None:
         """Use ``connector`` for this carrier (tests use the in-memory one)."""

@@ -8,7 +8,12 @@ message ids. Per batch, in order:
    set-based inserts (:func:`app.services.intake.insert_routed`), their encoding and
    segments planned from the payload (the segment count is stored with the message,
    for billing); everything else (MMS, no route, a message already recorded by an
-   earlier attempt) goes through the ORM one message at a time. The concatenation
+   earlier attempt) goes through the ORM one message at a time. An MMS (a message with
+   attachments) is routed among the carriers that carry MMS and goes out as one MMS
+   submission with its stored parts (:func:`app.domain.outbound.build_mms_submission`);
+   its carrier not carrying MMS (a trusted ``carrier`` that is SMPP, say) ends it
+   rejected with result code 3, never sent as text; an SMS asked of a carrier that
+   carries only MMS (MM7) likewise. The concatenation
    reference is derived from the message id, so every retry rebuilds identical PDUs;
    segments the SMSC already acknowledged are known from ``segment_submits`` and
    never submitted again (``acks_late`` redelivery, retries).
@@ -41,6 +46,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -51,7 +57,8 @@ from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.db.models import Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
 from app.domain.encoding import UnencodableText
-from app.domain.outbound import Submission, build_submission, plan_for
+from app.domain.mms import MmsPart, stored_payload
+from app.domain.outbound import Submission, build_mms_submission, build_submission, plan_for
 from app.domain.receipts import may_transition, normalize_smsc_id
 from app.domain.smpp_status import DrResultCode, StatusClass, classify
 from app.domain.states import MessageState
@@ -187,7 +194,7 @@ class DeliveryService:
                 prepared[payload["id"]] = attempt
         insert_routed(session, routed, now=now)
         for payload in one_by_one:
-            record_accepted(session, payload, now=now, route=self.carriers.route)
+            record_accepted(session, payload, now=now, route=partial(self.carriers.route, mms=bool(payload["attachments"])))
         for message_id in known | {p["id"] for p in one_by_one}:
             prepared[message_id] = self._prepare(session, message_id)
         return prepared
@@ -209,7 +216,7 @@ class DeliveryService:
         requested = payload["carrier"]
         carrier_id = requested if requested is not None else self.carriers.route(payload["phone_number"])
         carrier = self.carriers.current().carriers.get(carrier_id) if carrier_id is not None else None
-        if carrier is None or not carrier.enabled:
+        if carrier is None or not carrier.enabled or not carrier.carries_sms:
             return None
         try:
             plan = plan_for(payload["message"], encoding=payload.get("encoding"), flash=bool(payload.get("flash")))
@@ -229,6 +236,11 @@ class DeliveryService:
         carrier = self.carriers.current().carriers.get(message.carrier_id)
         if carrier is None or not carrier.enabled:
             return self._fail_over_or_reject(session, message, "carrier unavailable", DrResultCode.CARRIER_INVALID)
+        if message.mms_content_type is not None:
+            return self._prepare_mms(session, message, carrier)
+        if not carrier.carries_sms:
+            return self._fail_over_or_reject(session, message, f"carrier {carrier.id} does not carry SMS",
+                                             DrResultCode.CARRIER_INVALID)
         acked = frozenset(s.seq for s in message.submits if s.smsc_message_id is not None)
         try:
             plan = plan_for(message.text, encoding=message.encoding, flash=message.flash)
@@ -244,6 +256,22 @@ class DeliveryService:
         if not submission.segments:
             return DONE  # every segment was acknowledged by an earlier attempt
         return _Attempt(message, carrier, message.segments, submission)
+
+    def _prepare_mms(self, session: Session, message: Message, carrier: CarrierInfo) -> _Attempt | Outcome:
+        """One MMS submission from the stored parts, for a carrier that carries MMS."""
+        if not carrier.carries_mms:
+            return self._fail_over_or_reject(session, message, f"carrier {carrier.id} does not carry MMS",
+                                             DrResultCode.CARRIER_INVALID)
+        if message.segments is None:
+            message.segments = 1  # billing: an MMS is one part
+        if any(s.smsc_message_id for s in message.submits):
+            return DONE  # the MMSC acknowledged it on an earlier attempt
+        payload = stored_payload(message.mms_content_type, tuple(
+            MmsPart(p.content_id, p.content_type, p.content) for p in message.parts))
+        submission = build_mms_submission(message_id=message.id, sender=message.sender,
+                                          destination=message.phone_number, text=message.text,
+                                          receipt=message.receipt, mms=payload)
+        return _Attempt(message, carrier, 1, submission)
 
     # --- 2. throttle and 3. submit -----------------------------------------------------------
 
@@ -319,8 +347,9 @@ class DeliveryService:
         statuses = [classify(r.command_status) if r.command_status != CONNECTION_LOST else None for r in failures]
         permanent = next((s for s in statuses if s is not None and s.status_class is StatusClass.PERMANENT), None)
         if permanent is not None:
-            return _reject(session, message, now, permanent.result_code,
-                           f"{permanent.name} (0x{permanent.code:02X})", command_status=permanent.code)
+            refusal = next(r for r, s in zip(failures, statuses, strict=True) if s is permanent)
+            reason = f"{permanent.name} (0x{permanent.code:02X})" + (f": {refusal.detail}" if refusal.detail else "")
+            return _reject(session, message, now, permanent.result_code, reason, command_status=permanent.code)
         throttled = [s for s in statuses if s is not None and s.status_class is StatusClass.THROTTLED]
         if throttled and len(throttled) == len(statuses):
             if now - _aware(message.accepted_at) >= GIVE_UP_THROTTLED_AFTER:
@@ -342,9 +371,8 @@ class DeliveryService:
         already_acked = any(s.smsc_message_id for s in message.submits)
         tried = set(message.options.get("tried_carriers", [])) | {message.carrier_id}
         if message.requested_carrier_id is None and not already_acked:
-            snapshot = self.carriers.current()
-            candidate = snapshot.table.select(message.phone_number, exclude={str(c) for c in tried},
-                                              pick=len(tried))
+            table = self.carriers.current().table_for(mms=message.mms_content_type is not None)
+            candidate = table.select(message.phone_number, exclude={str(c) for c in tried}, pick=len(tried))
             if candidate is not None:
                 message.options = {**message.options, "tried_carriers": sorted(tried)}
                 _event(session, message, now, "failover", reason=reason, carrier=int(candidate),

@@ -20,6 +20,10 @@ Receipts
     ``UNMATCHED_AFTER`` it is kept as ``unmatched``, visible, never dropped; one that
     cannot be parsed is kept as ``malformed``, and the rest of its batch proceeds.
 
+Items come from the SMPP binds (``smpp``), the HTTP webhooks (``webhook_dr``,
+``webhook_mo``) and MMSCs over MM7 (``mm7_dr``, ``mm7_mo``: the same fields as the
+webhooks', so they are read the same way).
+
 MO messages
   * concatenated parts (UDH or SAR) are held until all have arrived, then joined;
     parts still incomplete ``MO_PARTS_TIMEOUT`` after the first of them arrived are
@@ -397,9 +401,9 @@ def _receipt_of(item: dict[str, Any], carrier_id) -> ReceiptIn | None:
     source = item["source"]
     if source == "smpp" and is_receipt(item["pdu"]):
         return parse_deliver_sm_receipt(carrier_id, item["pdu"])
-    if source == "webhook_dr":
+    if source in ("webhook_dr", "mm7_dr"):
         return webhook_receipt(carrier_id, item["fields"])
-    if source not in ("smpp", "webhook_mo"):
+    if source not in ("smpp", "webhook_mo", "mm7_mo"):
         raise ValueError(f"unknown inbound source {source!r}")
     return None
 

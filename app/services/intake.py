@@ -148,13 +148,15 @@ def _route(
     session: Session, message: Message, requested_carrier: int | None, route: Callable[[str], int | None], now: datetime
 ) -> None:
     """A requested carrier is trusted (seed 000, ``carrier``); otherwise the longest
-    matching route prefix decides. No route ends the message rejected."""
+    matching route prefix decides (for an MMS, among carriers that carry MMS). No route
+    ends the message rejected."""
     carrier_id = requested_carrier if requested_carrier is not None else route(message.phone_number)
     if carrier_id is None:
         message.state = MessageState.REJECTED
         message.result_code = NO_ROUTE_RESULT_CODE
+        reason = "no route for MMS" if message.mms_content_type is not None else "no route"
         session.add(MessageEvent(message_id=message.id, at=now, kind="rejected", state=MessageState.REJECTED,
-                                 detail={"reason": "no route", "result_code": NO_ROUTE_RESULT_CODE}))
+                                 detail={"reason": reason, "result_code": NO_ROUTE_RESULT_CODE}))
         refund_if_prepaid(session, message.account_id, message.id, message.options.get("price"))
         queue_dr_callback(session, message, MessageState.REJECTED, NO_ROUTE_RESULT_CODE, now)
         return

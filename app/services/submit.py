@@ -43,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.adapters import stage_queue
 from app.adapters.redis_scripts import Admission, RedisStore
 from app.domain.encoding import UnencodableText, plan_encoding
-from app.domain.mt_request import MtRequest, check_length, classify_sender, parse_mt_request
+from app.domain.mt_request import MtRequest, check_length, check_mms_size, classify_sender, parse_mt_request
 from app.domain.result_codes import Rejected, ResultCode
 from app.services.directory import AccountView, Directory
 
@@ -80,12 +80,14 @@ class SubmitService:
         store: RedisStore,
         *,
         claim_ttl_seconds: int,
+        max_mms_bytes: int,
         clock: Callable[[], float] = time.time,
         make_id: Callable[[], str] = new_message_id,
     ):
         self.directory = directory
         self.store = store
         self.claim_ttl_seconds = claim_ttl_seconds
+        self.max_mms_bytes = max_mms_bytes
         self.clock = clock
         self.make_id = make_id
 
@@ -129,6 +131,7 @@ class SubmitService:
             raise Rejected(ResultCode.CARRIER_INVALID, f"no carrier {request.carrier}")
         self._authorize_sender(account, request.sender)
         check_length(request.message, account.max_message_length)
+        check_mms_size(request.attachments, request.message, self.max_mms_bytes)
 
     def _authorize_sender(self, account: AccountView, sender: str) -> None:
         record = self.directory.sender(sender) if classify_sender(sender) else None

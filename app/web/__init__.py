@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         "store": store,
         "directory": directory,
         "carriers": CarrierDirectory(settings.database_url, settings.directory_refresh_seconds),
-        "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds),
+        "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds,
+                                max_mms_bytes=settings.max_mms_bytes),
     }
 
     from app.gms.web import blueprint as gms_blueprint
@@ -46,6 +47,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.bulk.web import blueprint as bulk_blueprint
 
     app.register_blueprint(bulk_blueprint)
+    from app.console.web import install as install_console
+    from app.web import heartbeat
+
+    install_console(app)  # /console, for operators (docs/console.md)
+    heartbeat.install(app, redis_client, settings.key_prefix)  # smsagg status: this ingress process is up
     app.register_error_handler(HTTPException, _json_errors_for_json_apis)
     if settings.bench_endpoints:
         from app.web import bench

@@ -26,6 +26,10 @@ class IngressServer(BaseApplication):
         return create_app()
 
 
+def _start_heartbeat(worker) -> None:
+    worker.wsgi.extensions["smsagg"]["heartbeat"].start()
+
+
 def serve(host: str, port: int, *, workers: int, threads: int) -> None:
     IngressServer(
         {
@@ -41,5 +45,8 @@ def serve(host: str, port: int, *, workers: int, threads: int) -> None:
             # names with underscores unless told otherwise. smsagg trusts no proxy
             # headers, so the usual underscore/dash spoofing risk does not apply.
             "header_map": "dangerous",
+            # Each worker process's heartbeat (smsagg status) starts with the process,
+            # not with its first request.
+            "post_worker_init": _start_heartbeat,
         }
     ).run()

@@ -72,3 +72,29 @@ def test_queues_shows_what_waits_at_each_stage(cli, client):
     rows = {row["queue"]: row for row in json.loads(cli("queues", "--json"))}
     assert (rows["mt.bulk"]["waiting"], rows["mt.bulk"]["claimed"], rows["mt.bulk"]["task_messages"]) == (2, 0, 1)
     assert rows["mt.interactive"]["waiting"] == 0 and rows["callbacks"]["waiting"] is None
+
+
+def test_an_mm7_carrier_gets_a_webhook_token_and_carries_mms_only(cli):
+    output = cli("carrier", "add", "--id", "9", "--name", "mmsc", "--mm7", "http://mmsc.example/mm7", "--vasp-id",
+                 "acme", "--vas-id", "pics", "--service-code", "svc", "--username", "u", "--password", "p")
+    assert "POST /carriers/9/mm7 with HTTP Basic 9:" in output
+    token = output.rsplit("9:", 1)[1].strip()
+    cli("carrier", "add", "--id", "10", "--name", "web", "--http", "https://carrier.example/send")
+    carriers = {c["id"]: c for c in json.loads(cli("carrier", "list", "--json"))}
+    assert (carriers[9]["connector"], carriers[9]["carries"], carriers[10]["carries"]) == ("mm7", "mms", "sms,mms")
+    settings = json.loads(carriers[9]["settings"])
+    assert settings == {"url": "http://mmsc.example/mm7", "vasp_id": "acme", "vas_id": "pics", "service_code": "svc",
+                        "username": "u"}  # the password and the token are not shown
+    assert len(token) >= 24
+    assert "--vasp-id and --vas-id" in cli("carrier", "add", "--id", "11", "--name", "x", "--mm7", "http://m", ok=False)
+    assert "exactly one" in cli("carrier", "add", "--id", "11", "--name", "x", "--mm7", "http://m", "--http",
+                                "http://h", ok=False)
+
+
+def test_mmsc_sim_inject_mo_without_a_simulator_fails_cleanly(cli):
+    from tests.conftest import free_port
+
+    output = cli("mmsc-sim", "inject-mo", "--from", "447700900555", "--to", "12345", "--text", "hi", "--url",
+                 f"http://127.0.0.1:{free_port()}", ok=False)
+    assert "simulator at http://127.0.0.1:" in output
+    assert "give --text" in cli("mmsc-sim", "inject-mo", "--from", "1", "--to", "2", ok=False)

@@ -3,6 +3,7 @@ seed 000's "HTTP API Response" table, GET and POST, and what each leaves behind.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,12 @@ CASES = [
                                          "mms_attachment[1].content": "eA=="}), 1),
     ("bad-base64", params(**{"mms_attachment[0].content_type": "image/png", "mms_attachment[0].content": "%%%"}), 1),
     ("content-without-type", params(**{"mms_attachment[0].content": "eA=="}), 1),
+    ("mms-type-with-line-break", params(**{"mms_attachment[0].content_type": "image/png\r\nX-Evil: 1",
+                                           "mms_attachment[0].content": "eA=="}), 1),
+    ("mms-multipart-not-alone", params(**{
+        "mms_attachment[0].content_type": 'multipart/mixed; boundary="b"',
+        "mms_attachment[0].content": base64.b64encode(b"--b\r\n\r\nx\r\n--b--\r\n").decode(),
+        "mms_attachment[1].content_type": "image/png", "mms_attachment[1].content": "eA=="}), 1),
     ("unknown-login", params(login="nobody"), 2),
     ("wrong-password", params(password="wrong"), 2),
     ("carrier-not-integer", params(carrier="att"), 3),
@@ -81,6 +88,8 @@ CASES = [
     ("sender-of-another-account", params(sender="55555"), 5),
     ("sender-unowned", params(sender="77777"), 5),
     ("too-long", params(message="x" * 1601), 8),
+    ("mms-too-large", params(**{"mms_attachment[0].content_type": "image/png",  # SMSAGG_MAX_MMS_BYTES, 300 KiB
+                                "mms_attachment[0].content": base64.b64encode(b"x" * 300 * 1024).decode()}), 8),
 ]
 
 

@@ -34,3 +34,9 @@ def test_bad_values_are_clear_errors(env):
 def test_redis_url_is_required_outside_smsagg_up():
     with pytest.raises(SettingsError, match="smsagg up"):
         Settings.from_env({}).require_redis_url()
+
+
+def test_mms_size_limit_and_mmsc_simulator_port():
+    assert (Settings.from_env({}).max_mms_bytes, Settings.from_env({}).mmsc_sim_port) == (300 * 1024, 2777)
+    settings = Settings.from_env({"SMSAGG_MAX_MMS_BYTES": "614400", "SMSAGG_MMSC_SIM_PORT": "8190"})
+    assert (settings.max_mms_bytes, settings.mmsc_sim_port) == (614400, 8190)

@@ -5,72 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 import requests
 
+from tests.chromium import CHROMIUM, Cdp, running_chromium
 from tests.integration.gms.conftest import AGENT, AGENT_PASSWORD
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHAT = "/genesys/1/service/{id}/ixn/chat"
-
-
-class Cdp:
-    """The few DevTools protocol calls the test needs."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.last_id = 0
-
-    async def call(self, method: str, **params):
-        self.last_id += 1
-        await self.ws.send_json({"id": self.last_id, "method": method, "params": params})
-        while True:
-            message = await self.ws.receive_json(timeout=15)
-            if message.get("id") == self.last_id:
-                if "error" in message:
-                    raise AssertionError(f"{method}: {message['error']}")
-                return message["result"]
-
-    async def eval(self, expression: str):
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str, timeout: float = 10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = await self.eval(expression)
-            if value:
-                return value
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {expression}")
-
-
-def _start_chromium(user_data: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", f"--user-data-dir={user_data}", "--remote-debugging-address=127.0.0.1",
-         "--remote-debugging-port=0", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    port_file = user_data / "DevToolsActivePort"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if port_file.exists() and port_file.read_text().strip():
-            port = port_file.read_text().split()[0]
-            for target in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json():
-                if target["type"] == "page":
-                    return process, target["webSocketDebuggerUrl"]
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("chromium did not open its DevTools port")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -83,15 +27,8 @@ def test_agent_page_in_chromium(gms, live_server, tmp_path):
     requests.post(f"{base}{CHAT.format(id=sid)}/send", headers=customer, timeout=5,
                   data={"message": "Hello, my phone <script>x()</script> is broken"}).raise_for_status()
 
-    process, ws_url = _start_chromium(tmp_path / "chromium")
-    try:
+    with running_chromium(tmp_path / "chromium") as ws_url:
         asyncio.run(asyncio.wait_for(_agent_session(base, ws_url, sid, customer, tmp_path), 45))
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 async def _agent_session(base: str, ws_url: str, sid: str, customer: dict, tmp_path: Path) -> None:
@@ -144,8 +81,7 @@ async def _agent_session(base: str, ws_url: str, sid: str, customer: dict, tmp_p
         await page.wait_for("[...document.querySelectorAll('#transcript .entry.CLIENT .text')]"
                             ".some(e => e.textContent === 'Thanks!')")
 
-        shot = await page.call("Page.captureScreenshot", format="png")
-        (tmp_path / "agent-page.png").write_bytes(__import__("base64").b64decode(shot["data"]))
+        await page.screenshot(tmp_path / "agent-page.png")
 
         await page.eval("document.getElementById('end').click(); true")
         await page.wait_for("document.getElementById('conversation').dataset.state === 'DISCONNECTED'")

@@ -12,9 +12,11 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from app.connectors.base import CONNECTION_LOST
-from app.connectors.http import HttpConnector
+from app.connectors.http import HttpConnector, carries_mms
+from app.domain.mms import build_mms
+from app.domain.mt_request import Attachment
 from app.domain.encoding import Encoding
-from app.domain.outbound import OutboundSegment, Submission
+from app.domain.outbound import OutboundSegment, Submission, build_mms_submission
 from app.domain.smpp_status import StatusClass, classify
 
 
@@ -130,3 +132,25 @@ def test_timeout_and_refused_connection_are_connection_lost(carrier):
     slow = carrier(delay=2.0)
     assert HttpConnector({"url": slow.url, "timeout": 0.5}).submit(SUBMISSION)[0].command_status == CONNECTION_LOST
     assert HttpConnector({"url": "http://127.0.0.1:1/x"}).submit(SUBMISSION)[0].command_status == CONNECTION_LOST
+
+
+def test_genesys_preset_passes_the_client_attachments_on_for_an_mms(carrier):
+    """Seed 000 MT table: mms_attachment[n].content_type / .content (base64), from 0."""
+    sent = (Attachment("image/png", b"\x89PNG"), Attachment("audio/amr", b"#!AMR"))
+    mms = build_mms_submission(message_id="our-mms", sender="99222", destination="447700900123", text="caption",
+                               receipt=False, mms=build_mms(sent, "caption"))
+    upstream = carrier()
+    [result] = HttpConnector({"url": upstream.url}).submit(mms)
+    [(_, fields)] = upstream.requests
+    assert result.accepted and fields["message"] == "caption" and fields["receipt"] == "FALSE"
+    assert {k: v for k, v in fields.items() if k.startswith("mms_attachment")} == {
+        "mms_attachment[0].content_type": "image/png", "mms_attachment[0].content": "iVBORw==",
+        "mms_attachment[1].content_type": "audio/amr", "mms_attachment[1].content": "IyFBTVI="}
+
+
+@pytest.mark.parametrize("settings,expected", [
+    ({}, True), ({"preset": "bulksms"}, False), ({"preset": "bulksms", "mms": True}, True),
+    ({"mms": False}, False), ({"preset": "unknown"}, False),
+])
+def test_which_http_carriers_take_mms(settings, expected):
+    assert carries_mms({"url": "http://x", **settings}) is expected

@@ -3,7 +3,7 @@ anything else is SMIL-wrapped."""
 
 import pytest
 
-from app.domain.mms import SMIL_CONTENT_TYPE, build_mms
+from app.domain.mms import SMIL_CONTENT_TYPE, build_mms, client_attachments, stored_payload
 from app.domain.mt_request import Attachment
 
 
@@ -43,3 +43,18 @@ def test_an_mms_needs_an_attachment():
 def test_content_ids_are_xml_escaped_in_smil():
     payload = build_mms((Attachment("image/png", b"1"),), 'say "hi" & <bye>')
     assert b"<bye>" not in payload.parts[0].content
+
+
+def test_stored_parts_give_the_payload_and_the_client_attachments_back():
+    sent = (Attachment("image/png", b"1"), Attachment("audio/amr", b"2"))
+    wrapped = build_mms(sent, "caption")
+    again = stored_payload(wrapped.content_type, wrapped.parts)
+    assert again == wrapped and again.smil_wrapped
+    assert client_attachments(again) == sent
+    assert client_attachments(build_mms(sent, "")) == sent
+
+
+def test_a_client_multipart_is_its_own_attachment():
+    sent = (Attachment('multipart/mixed; boundary="b"', b"--b--\r\n"),)
+    payload = stored_payload(sent[0].content_type, build_mms(sent, "x").parts)
+    assert not payload.smil_wrapped and client_attachments(payload) == sent

@@ -8,6 +8,7 @@ import pytest
 from app.domain.mt_request import (
     SenderKind,
     check_length,
+    check_mms_size,
     classify_sender,
     parse_attachments,
     parse_form,
@@ -201,3 +202,40 @@ def test_length_is_counted_in_characters():
     with pytest.raises(Rejected) as caught:
         check_length("€" * 11, 10)
     assert caught.value.code is ResultCode.BODY_TOO_LONG
+
+
+def attachments(*pairs):
+    return {key: value for index, (content_type, data) in enumerate(pairs)
+            for key, value in ((f"mms_attachment[{index}].content_type", content_type),
+                               (f"mms_attachment[{index}].content", b64(data)))}
+
+
+MULTIPART = b'--b1\r\nContent-Type: image/gif\r\n\r\nGIF89a\r\n--b1--\r\n'
+
+
+@pytest.mark.parametrize("pairs", [
+    [("image/png\r\nX-Injected: 1", b"x")],  # a line break would become a MIME header
+    [("image/png; name=\"caf\u00e9\"", b"x")],  # parameters must be printable ASCII
+    [('multipart/mixed; boundary="b1"', MULTIPART), ("image/png", b"x")],  # a multipart is the whole MMS
+    [("image/png", b"x"), ('multipart/mixed; boundary="b1"', MULTIPART)],
+    [('multipart/mixed; boundary="other"', MULTIPART)],  # not a multipart with its boundary
+    [("multipart/mixed", MULTIPART)],  # no boundary at all
+    [('multipart/mixed; boundary="b1"', b"--b1\r\nContent-Type: image/gif\r\n\r\nGIF89a")],  # never closed
+], ids=["line-break", "non-ascii", "multipart-first-plus-more", "multipart-later", "wrong-boundary",
+        "no-boundary", "unclosed"])
+def test_invalid_mms_compositions_are_1(pairs):
+    assert rejected_code(with_(**attachments(*pairs))) == 1
+
+
+def test_a_client_built_multipart_alone_is_accepted():
+    request = parse_mt_request(with_(**attachments(('multipart/mixed; boundary="b1"', MULTIPART))))
+    assert request.attachments[0].content == MULTIPART
+
+
+def test_an_mms_over_the_gateway_limit_is_8_and_the_text_counts():
+    parts = parse_attachments(attachments(("image/png", b"x" * 900), ("audio/amr", b"y" * 90)))
+    check_mms_size(parts, "0123456789", 1000)
+    with pytest.raises(Rejected) as caught:
+        check_mms_size(parts, "0123456789é", 1000)
+    assert caught.value.code == ResultCode.BODY_TOO_LONG
+    check_mms_size((), "a long text is no MMS" * 100, 10)

@@ -230,6 +230,28 @@ def test_webhook_receipt_and_mo(world):
         assert session.scalars(select(MoMessage)).one().text == "yo"
 
 
+def test_mm7_delivery_reports_and_mms_mo_are_read_like_webhooks(world):
+    """What ``/carriers/<id>/mm7`` queues: a report for an MMSC id we know, one for an id
+    we do not (held, like an SMPP receipt), and an MMS MO with its attachments."""
+    database_url, service = world
+    sent_message(database_url)
+    process(database_url, service,
+            {"source": "mm7_dr", "carrier": 7, "fields": {"message_id": "A01", "status": "2", "err": "Retrieved"}},
+            {"source": "mm7_dr", "carrier": 7, "fields": {"message_id": "unknown-7", "status": "2", "err": "Retrieved"}},
+            {"source": "mm7_mo", "carrier": 7, "fields": {"from": "447700900555", "to": "99222", "text": "pic",
+                                                          "attachments": [["image/png", "iVBORw=="]]}})
+    current, result_code, callbacks, _ = state(database_url)
+    assert current is MessageState.DELIVERED and result_code == 0 and callbacks[-1]["message_state"] == "2"
+    with session_scope(database_url) as session:
+        [held] = session.scalars(select(UnmatchedReceipt)).all()
+        assert (held.status, held.smsc_message_id) == ("pending", "unknown-7")
+        mo = session.scalars(select(MoMessage)).one()
+        assert (mo.text, mo.attachments, mo.shortcode) == ("pic", [["image/png", "iVBORw=="]], "99222")
+        [mo_callback] = session.scalars(select(Callback).where(Callback.kind == "mo")).all()
+        assert ["mms_attachment[0].content_type", "image/png"] in mo_callback.fields
+        assert ["mms_attachment[0].content", "iVBORw=="] in mo_callback.fields
+
+
 def test_receipts_of_one_message_in_one_batch_keep_their_order(world):
     database_url, service = world
     sent_message(database_url)
