@@ -1,4 +1,4 @@
-"""Tables of the REST API (migration branch ``api``, ``0300_api.py``).
+"""Tables of the REST API (migration branch ``api``, ``0400_api.py``).
 
 * ``api_keys``: an account's API keys. Only a SHA-256 digest of each token is kept
   (:mod:`app.api.keys` says why no KDF); ``id`` is the public part of the token, safe

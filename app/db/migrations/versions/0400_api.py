@@ -1,13 +1,13 @@
 """api: the REST API's keys, and the index its paged message list reads
 
-Revision ID: 0300
+Revision ID: 0400
 Revises: 0001
 Create Date: 2026-12-02
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0300"
+revision = "0400"
 down_revision = "0001"
 branch_labels = ("api",)
 depends_on = None
