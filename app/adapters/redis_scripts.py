@@ -18,7 +18,8 @@ balance does not cover; an accepted prepaid message is debited in the same step.
 
 The bulk SMS API (:mod:`app.bulk`) has scripts of its own (all under "Bulk" below):
 BULK_ADMIT (per-destination DND / opt-out / duplicate-window checks, the all-or-nothing
-credit debit, the batch stored and one task pushed or the batch scheduled), FANOUT_CHUNK
+credit debit, an optional idempotency claim (the REST API's, the same key as ADMIT's), the
+batch stored and one task pushed or the batch scheduled), FANOUT_CHUNK
 (a worker pushes one chunk of per-destination task messages, resumable, never twice),
 RELEASE_DUE (due schedules into their queue: ZRANGEBYSCORE + ZREM + LPUSH), CANCEL
 (a scheduled batch withdrawn and refunded), REFUND (idempotent per message id) and
@@ -373,17 +374,22 @@ class RedisStore:
 BULK_ADMIT_LUA = KICK_DRAIN_LUA + """
 -- KEYS: 1 batch hash, 2 batch destinations, 3 credit, 4 opt-outs, 5 DND registry, 6 queue,
 --       7 schedule index, 8 account's schedule index, 9 credit journal, 10 MT list,
---       11 drain flag
+--       11 drain flag [, 12 idempotency claim]
 -- ARGV: 1 batch id, 2 mode direct|fanout|schedule, 3 due epoch, 4 duplicate-key prefix,
 --       5 duplicate window s (0 = off), 6 what to push now (direct: the MT payload,
 --       else a task), 7 task to push on release, 8 batch metadata (JSON), 9 account id,
 --       10 prepaid 1|0, 11 check DND 1|0, 12 n, then n x (destination, message id,
---       price), then the drain task (direct)
--- Returns {outcome, codes}: outcome accepted|refused|again, codes comma-separated per
--- destination in ARGV order. A batch id seen before answers what it answered then.
+--       price), then the drain task (direct), then the claim's ttl s (with KEYS[12])
+-- Returns {outcome, codes}: outcome accepted|refused|again|duplicate, codes comma-separated
+-- per destination in ARGV order (duplicate: the id that holds the claim instead).
+-- A batch id seen before answers what it answered then.
 local previous = redis.call('HGET', KEYS[1], 'results')
 if previous then return {'again', previous} end
 local n = tonumber(ARGV[12])
+if #KEYS >= 12 then
+  local holder = redis.call('GET', KEYS[12])
+  if holder then return {'duplicate', holder} end
+end
 local codes, total, accepted = {}, 0, 0
 for i = 1, n do
   local b = 12 + (i - 1) * 3
@@ -401,6 +407,7 @@ if accepted > 0 and ARGV[10] == '1' and tonumber(redis.call('GET', KEYS[3]) or '
 end
 local joined = table.concat(codes, ',')
 if accepted == 0 then return {'refused', joined} end
+if #KEYS >= 12 then redis.call('SET', KEYS[12], ARGV[1], 'EX', tonumber(ARGV[14 + n * 3])) end
 if ARGV[10] == '1' and total > 0 then
   redis.call('DECRBY', KEYS[3], total)
   redis.call('RPUSH', KEYS[9], ARGV[9] .. '|' .. (-total) .. '|debit:' .. ARGV[1])
@@ -525,8 +532,9 @@ class NotSent(Exception):
 
 @dataclass(frozen=True)
 class BulkAdmission:
-    outcome: str  # accepted | refused | again
+    outcome: str  # accepted | refused | again | duplicate
     codes: tuple[int, ...]
+    existing_id: str | None = None  # duplicate: who holds the claim
 
 
 @dataclass(frozen=True)
@@ -566,9 +574,13 @@ class BulkStore:
         meta: str,
         candidates: list[BulkCandidate],
         drain: str = "",
+        claim_key: str = "",
+        claim_ttl_seconds: int = 0,
     ) -> BulkAdmission:
         """One EVALSHA. In ``direct`` mode ``task_now`` is the one MT payload, pushed onto
-        the MT list with ``drain`` (:func:`app.adapters.stage_queue.drain_message`). A lost
+        the MT list with ``drain`` (:func:`app.adapters.stage_queue.drain_message`). With
+        ``claim_key`` (an idempotency key) a key already claimed answers ``duplicate`` and
+        an accepted batch claims it with its batch id. A lost
         answer is asked again once (the script answers a batch id it has seen with what
         it decided then); raises :class:`NotSent` when nothing
         ran and :class:`OutcomeUnknown` when the outcome cannot be learned."""
@@ -583,6 +595,9 @@ class BulkStore:
         for candidate in candidates:
             args += [candidate.destination, candidate.message_id, candidate.price]
         args.append(drain)
+        if claim_key:
+            keys.append(claim_key)
+            args.append(claim_ttl_seconds)
         try:
             reply = self._admit.call_once(self.client, keys, args)
         except OutcomeUnknown:
@@ -590,8 +605,10 @@ class BulkStore:
                 reply = self._admit.call_once(self.client, keys, args)
             except NotSent as exc:
                 raise OutcomeUnknown("no answer, and Redis unreachable for the follow-up") from exc
-        outcome, codes = _text(reply[0]), _text(reply[1])
-        return BulkAdmission(outcome, tuple(int(code) for code in codes.split(",")) if codes else ())
+        outcome, detail = _text(reply[0]), _text(reply[1])
+        if outcome == "duplicate":
+            return BulkAdmission(outcome, (), existing_id=detail)
+        return BulkAdmission(outcome, tuple(int(code) for code in detail.split(",")) if detail else ())
 
     def fanout_chunk(self, batch_id: str, queue: str, expected_cursor: int, items: list[str], drain: str,
                      entries: int | None = None) -> int:

@@ -8,8 +8,8 @@ What it promises
 - Each request comes from the caller's ``make_request(i) -> RequestSpec``, called once per
   request with an index unique within the run (0, 1, 2, ...; with several processes, process p
   gets p, p+P, p+2P, ...), so every request can carry its own message_id. An index whose request
-  failed is not reused. The generator adds Host, Content-Type (when the spec names one) and
-  Content-Length; the Host line is encoded once per run.
+  failed is not reused. The generator adds Host, Content-Type (when the spec names one), the
+  spec's own header lines and Content-Length; the Host line is encoded once per run.
 - Responses are parsed minimally but correctly: status line, Content-Length, chunked transfer
   coding, bodies delimited by the server closing the connection, no body for HEAD/204/304, and
   the keep-alive rules of HTTP/1.0 and 1.1. A response that ends the connection (``Connection:
@@ -90,6 +90,7 @@ class RequestSpec:
     path: str
     body: bytes = b""
     content_type: str = "application/x-www-form-urlencoded"
+    headers: str = ""  # further header lines, each ending in CRLF (e.g. Authorization)
 
 
 RequestFactory = Callable[[int], RequestSpec]
@@ -130,7 +131,7 @@ def parse_url(url: str) -> Target:
 def encode_request(spec: RequestSpec, host_line: str) -> bytes:
     content_type = f"Content-Type: {spec.content_type}\r\n" if spec.content_type else ""
     head = (
-        f"{spec.method} {spec.path} HTTP/1.1\r\n{host_line}{content_type}"
+        f"{spec.method} {spec.path} HTTP/1.1\r\n{host_line}{content_type}{spec.headers}"
         f"Content-Length: {len(spec.body)}\r\n\r\n"
     )
     return head.encode("latin-1") + spec.body

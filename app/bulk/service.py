@@ -16,6 +16,12 @@ credentials (1709), the account's IP allowlist (18), the source registered to th
 account (1707), the account's maximum length (1705), templates (1033), spam rules
 (1028); then per destination: syntax (1706) and repeats in the request (1041) from the
 parser, DND (1732), opt-out (1042), duplicate window (1041), credit (1725).
+
+The REST API (:mod:`app.api`) sends its many-destination and scheduled messages
+through :meth:`BulkSubmitService.admit`: the same content rules and the same one
+script, for an account it authenticated itself, with the priority it was asked for and
+the client's idempotency key claimed in the same step (``(account, key)`` is the MT
+API's claim, so a key is used once across both).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from app.domain.bulk_request import (
     parse_bulk_request,
     wants_schedule,
 )
+from app.domain.priorities import Priority
 from app.domain.schedule import InvalidSchedule, due_epoch
 from app.services.directory import AccountView, Directory
 
@@ -62,6 +69,25 @@ def text_digest(text: str) -> str:
 class BulkReply:
     body: str
     batch_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BulkDecision:
+    """What the admission decided: one ``(code, destination as given, message id)`` per
+    destination in request order (the message id only with 1701), and when it is due."""
+
+    batch_id: str
+    entries: list[tuple[int, str, str]]
+    due: float
+    scheduled: bool
+
+
+class DuplicateRequest(Exception):
+    """The idempotency key was claimed before, by ``existing_id`` (a message or batch id)."""
+
+    def __init__(self, existing_id: str):
+        super().__init__(f"idempotency key already used by {existing_id}")
+        self.existing_id = existing_id
 
 
 class BulkSubmitService:
@@ -125,7 +151,20 @@ class BulkSubmitService:
         if matches_spam(request.message, self.directory.spam_rules()):
             raise BulkRejected(BulkCode.SPAM, "the text matches a spam rule")
 
+    def admit(self, account: AccountView, request: BulkRequest, *, priority: Priority,
+              claim_key: str = "", claim_ttl_seconds: int = 0) -> BulkDecision:
+        """Content rules and the one admission script for an account another API has
+        authenticated. Raises :class:`BulkRejected`, :class:`DuplicateRequest` when
+        ``claim_key`` was claimed before; a backing service's error propagates."""
+        self._check_content(account, request)
+        return self._decide(account, request, priority, claim_key, claim_ttl_seconds)
+
     def _admit(self, account: AccountView, request: BulkRequest) -> BulkReply:
+        decision = self._decide(account, request, account.default_priority)
+        return BulkReply(format_entries(decision.entries), decision.batch_id)
+
+    def _decide(self, account: AccountView, request: BulkRequest, priority: Priority,
+                claim_key: str = "", claim_ttl_seconds: int = 0) -> BulkDecision:
         now = self.clock()
         due = now
         if request.scheduled_at is not None:
@@ -138,15 +177,17 @@ class BulkSubmitService:
         candidates = request.candidates
         codes: dict[int, int] = {d.index: int(d.code) for d in request.destinations if d.code is not None}
         if candidates:
-            codes.update(self._run_script(account, request, batch_id, now, due, scheduled))
+            codes.update(self._run_script(account, request, batch_id, now, due, scheduled, priority,
+                                          claim_key, claim_ttl_seconds))
         entries = [
             (codes[d.index], d.given, payloads.message_id(batch_id, d.index) if codes[d.index] == 1701 else "")
             for d in request.destinations
         ]
-        return BulkReply(format_entries(entries), batch_id)
+        return BulkDecision(batch_id, entries, due, scheduled)
 
     def _run_script(
-        self, account: AccountView, request: BulkRequest, batch_id: str, now: float, due: float, scheduled: bool
+        self, account: AccountView, request: BulkRequest, batch_id: str, now: float, due: float, scheduled: bool,
+        priority: Priority, claim_key: str, claim_ttl_seconds: int,
     ) -> dict[int, int]:
         candidates = request.candidates
         prepaid = self.directory.policy(account.id).prepaid
@@ -163,7 +204,7 @@ class BulkSubmitService:
             "flash": request.message_type.flash,
             "wap_push": request.message_type.wap_push,
             "dlr": request.dlr,
-            "priority": account.default_priority.value,
+            "priority": priority.value,
             "segments": segments,
             "accepted_at": now,
             "due": due,
@@ -196,11 +237,15 @@ class BulkSubmitService:
             check_dnd=True,
             duplicate_prefix=duplicate_prefix,
             duplicate_window=self.settings.duplicate_window_seconds,
-            queue=account.default_priority.queue,
+            queue=priority.queue,
             task_now=task_now,
             task_on_release=task_later,
             meta=payloads.dumps(meta),
             candidates=script_candidates,
-            drain=stage_queue.drain_message(account.default_priority.queue),
+            drain=stage_queue.drain_message(priority.queue),
+            claim_key=claim_key,
+            claim_ttl_seconds=claim_ttl_seconds,
         )
+        if admission.outcome == "duplicate":
+            raise DuplicateRequest(admission.existing_id)
         return {d.index: code for d, code in zip(candidates, admission.codes)}

@@ -7,10 +7,10 @@ import json
 
 import click
 
-from app.bench import bulk, dr_leg, e2e, faults, ingress, throttle
+from app.bench import bulk, dr_leg, e2e, faults, ingress, rest, throttle
 
 BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttle": throttle.run,
-              "dr-leg": dr_leg.run}
+              "dr-leg": dr_leg.run, "rest": rest.run}
 
 
 @click.group()

@@ -1,5 +1,5 @@
 """What the console's pages show, gathered with the services the CLI and the APIs use:
-``describe_message`` (the status API's timeline), the callbacks service (list, show,
+``describe_message`` (the REST API's message view), the callbacks service (list, show,
 replay), the bulk batches (scheduled, cancel, progress), ``gateway_status`` (the parts'
 heartbeats and the stages' backlogs). No Flask here: plain functions of a session or a
 Redis client, each returning plain data for a template or a JSON answer.
@@ -27,7 +27,7 @@ from app.services import accounts as accounts_svc
 from app.services import callbacks as callbacks_svc
 from app.services.errors import NotFound
 from app.services.status import gateway_status
-from app.web.status_api import describe_message
+from app.api.service import describe_message
 
 SHOWN_CARRIER_SETTINGS = ("host", "port", "system_id", "system_type", "bind_mode", "binds", "window",
                           "response_timeout", "enquire_link_interval", "concat_mode", "preset", "method", "timeout",
@@ -98,7 +98,7 @@ def message_timeline(session: Session, message_id: str) -> dict[str, Any]:
         raise NotFound(f"no message {message_id!r}")
     callbacks = list(session.scalars(select(Callback).where(Callback.message_id == message.id)
                                      .order_by(Callback.created_at, Callback.id)))
-    view = describe_message(message, callbacks)
+    view = describe_message(message, callbacks).model_dump(mode="json")
     view["account"] = session.scalar(select(Account.login).where(Account.id == message.account_id))
     view["text_length"] = len(message.text)
     for callback, row in zip(view["callbacks"], callbacks):

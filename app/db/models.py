@@ -300,3 +300,4 @@ class MessageEvent(Base):
 import app.gms.models  # noqa: E402,F401
 import app.bulk.models  # noqa: E402,F401
 import app.console.models  # noqa: E402,F401
+import app.api.models  # noqa: E402,F401

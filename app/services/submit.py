@@ -10,6 +10,11 @@ will record it and carry it to a final state.
 The payload carries the whole accepted request (it exists nowhere else yet); from
 the worker on, every stage passes only the message id.
 
+The REST API (:mod:`app.api`) authenticates with API keys and then sends a
+single-destination message through :meth:`SubmitService.admit`: the same account
+rules and the same Redis step, answered with :class:`Admitted` or a :class:`Refused`
+that keeps what the script said (the original id of a duplicate, the bucket's wait).
+
 Controls shared with the bulk API (``docs/bulk.md``), answered with this API's codes:
 
 * a client IP on the operator's denylist gets ``2``, like one outside the account's
@@ -29,6 +34,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -46,6 +52,25 @@ log = logging.getLogger(__name__)
 
 def new_message_id() -> str:
     return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """An MT durably queued (``result_code=0``)."""
+
+    message_id: str
+
+
+class Refused(Rejected):
+    """Refused by the admission script: ``outcome`` says why, with the id the duplicate
+    ``message_id`` was first accepted under, or the seconds the bucket needs."""
+
+    def __init__(self, code: ResultCode, reason: str, *, outcome: Admission,
+                 existing_message_id: str | None = None, wait_seconds: float = 0.0):
+        super().__init__(code, reason)
+        self.outcome = outcome
+        self.existing_message_id = existing_message_id
+        self.wait_seconds = wait_seconds
 
 
 class SubmitService:
@@ -70,8 +95,9 @@ class SubmitService:
         """Accept or refuse one MT; never raises."""
         try:
             request = parse_mt_request(params)
-            account = self._authorize(request, client_ip)
-            return self._enqueue(account, request)
+            account = self._authenticate(request, client_ip)
+            self._enqueue(account, request)
+            return ResultCode.QUEUED
         except Rejected as rejected:
             log.info("MT refused with %d: %s", rejected.code, rejected.reason)
             return rejected.code
@@ -82,10 +108,23 @@ class SubmitService:
             log.exception("MT not accepted: unexpected error")
             return ResultCode.INTERNAL_ERROR
 
-    def _authorize(self, request: MtRequest, client_ip: str | None) -> AccountView:
+    def admit(self, account: AccountView, request: MtRequest, client_ip: str | None) -> Admitted:
+        """Accept one MT for an account another API has authenticated (the REST API's
+        keys): the account's rules, then the one Redis step. Raises :class:`Rejected`
+        (:class:`Refused` from the script); a backing service's error propagates."""
+        self._authorize(account, request, client_ip)
+        return self._enqueue(account, request)
+
+    def _authenticate(self, request: MtRequest, client_ip: str | None) -> AccountView:
         account = self.directory.authenticate(request.login, request.password)
-        if account is None or not account.allows_ip(client_ip) or self.directory.ip_denied(client_ip):
+        if account is None:
             raise Rejected(ResultCode.AUTHENTICATION_FAILED, f"credentials refused for {request.login!r}")
+        self._authorize(account, request, client_ip)
+        return account
+
+    def _authorize(self, account: AccountView, request: MtRequest, client_ip: str | None) -> None:
+        if not account.allows_ip(client_ip) or self.directory.ip_denied(client_ip):
+            raise Rejected(ResultCode.AUTHENTICATION_FAILED, f"client IP {client_ip} refused for {account.login!r}")
         if request.message_id is None and not account.message_id_optional:
             raise Rejected(ResultCode.REQUEST_INVALID, "message_id is missing")
         if request.carrier is not None and not self.directory.carrier_exists(request.carrier):
@@ -93,7 +132,6 @@ class SubmitService:
         self._authorize_sender(account, request.sender)
         check_length(request.message, account.max_message_length)
         check_mms_size(request.attachments, request.message, self.max_mms_bytes)
-        return account
 
     def _authorize_sender(self, account: AccountView, sender: str) -> None:
         record = self.directory.sender(sender) if classify_sender(sender) else None
@@ -102,7 +140,7 @@ class SubmitService:
         if record.account_id != account.id or not record.enabled:
             raise Rejected(ResultCode.SOURCE_DENIED, f"sender {sender!r} is not registered to {account.login!r}")
 
-    def _enqueue(self, account: AccountView, request: MtRequest) -> ResultCode:
+    def _enqueue(self, account: AccountView, request: MtRequest) -> Admitted:
         message_id = self.make_id()
         priority = request.priority or account.default_priority
         prepaid = self.directory.policy(account.id).prepaid
@@ -124,14 +162,18 @@ class SubmitService:
             prepaid=prepaid,
         )
         if result.outcome is Admission.OPTED_OUT:
-            raise Rejected(ResultCode.OTHER_ERROR, f"{request.phone_number} opted out of {account.login!r}")
+            raise Refused(ResultCode.OTHER_ERROR, f"{request.phone_number} opted out of {account.login!r}",
+                          outcome=result.outcome)
         if result.outcome is Admission.INSUFFICIENT_CREDIT:
-            raise Rejected(ResultCode.OTHER_ERROR, f"{account.login!r} has too little credit for {price} units")
+            raise Refused(ResultCode.OTHER_ERROR, f"{account.login!r} has too little credit for {price} units",
+                          outcome=result.outcome)
         if result.outcome is Admission.DUPLICATE:
-            raise Rejected(ResultCode.DUPLICATE, f"message_id {request.message_id!r} already accepted")
+            raise Refused(ResultCode.DUPLICATE, f"message_id {request.message_id!r} already accepted",
+                          outcome=result.outcome, existing_message_id=result.existing_message_id)
         if result.outcome is Admission.THROTTLED:
-            raise Rejected(ResultCode.THROTTLED, f"{account.login!r} over its rate, wait {result.wait_seconds:.3f}s")
-        return ResultCode.QUEUED
+            raise Refused(ResultCode.THROTTLED, f"{account.login!r} over its rate, wait {result.wait_seconds:.3f}s",
+                          outcome=result.outcome, wait_seconds=result.wait_seconds)
+        return Admitted(message_id)
 
     def _price(self, request: MtRequest) -> int:
         """Parts x the destination's per-segment price; an MMS counts as one part."""

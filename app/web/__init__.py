@@ -36,12 +36,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     }
 
     from app.gms.web import blueprint as gms_blueprint
-    from app.web import carrier_webhooks, health, httpapi, status_api
+    from app.api.web import blueprint as rest_api_blueprint
+    from app.web import carrier_webhooks, health, httpapi
 
     app.register_blueprint(httpapi.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(carrier_webhooks.blueprint)
-    app.register_blueprint(status_api.blueprint)
+    app.register_blueprint(rest_api_blueprint)
     app.register_blueprint(gms_blueprint)
     from app.bulk.web import blueprint as bulk_blueprint
 
