@@ -45,9 +45,10 @@ def server_request_line_limit(app_limit: int) -> int:
 
 
 def _allow_request_lines(limit: int) -> None:
-    # gunicorn caps limit_request_line at MAX_REQUEST_LINE (8190) unless it is 0, which
-    # means unlimited (its pure-Python parser then buffers a line of any length). Raising
-    # the cap keeps the bound finite and lets a 1,000-destination bulk GET (~16 KB) in.
+    # gunicorn's limit_request_line is 4094 by default and capped at MAX_REQUEST_LINE
+    # (8190) unless it is 0, which means unlimited (its pure-Python parser then buffers a
+    # line of any length). Raising the cap keeps the bound finite and lets a
+    # 1,000-destination bulk GET (~16 KB) in.
     gunicorn_message.MAX_REQUEST_LINE = max(gunicorn_message.MAX_REQUEST_LINE, limit)
 
 
