@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 from urllib.parse import quote
 
 from flask import Flask, jsonify, request
@@ -76,7 +75,8 @@ def request_line_length(environ: dict) -> int:
 def _request_line_check(limit: int):
     """The request-line limit is the app's, not the HTTP server's (whose own bound is set
     above it), so each API refuses a long line in its own format: the bulk API answers
-    ``1702||`` (app/bulk/web.py), the JSON APIs a JSON 414, the rest a plain 414."""
+    ``1702||`` (app/bulk/web.py), the GMS API a JSON 414, the REST API its own error
+    document, the rest a plain 414."""
 
     def check() -> None:
         if request_line_length(request.environ) > limit:

@@ -39,8 +39,8 @@ def _start_heartbeat(worker) -> None:
 def server_request_line_limit(app_limit: int) -> int:
     """The server's own request-line bound: twice ``SMSAGG_MAX_REQUEST_LINE``, so a line
     between the two reaches the app, which answers it in the API's own format; only a
-    line past this gets the server's bare 400. Finite, so no client can stream an
-    endless request line into a worker's memory."""
+    line past this gets the server's bare refusal (gunicorn: 414). Finite, so no client
+    can stream an endless request line into a worker's memory."""
     return 2 * app_limit
 
 
