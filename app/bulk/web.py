@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, RequestURITooLarge
 
 from app.bulk import batches
 from app.bulk.runtime import ingress_store
@@ -49,6 +49,13 @@ def _service() -> BulkSubmitService:
 
 def _reply(body: str) -> Response:
     return Response(body, status=200, mimetype="text/plain")
+
+
+@blueprint.errorhandler(RequestURITooLarge)
+def _line_too_long(_error) -> Response:
+    """A request line over SMSAGG_MAX_REQUEST_LINE (refused before any parameter is read,
+    so nothing is queued): the seed's "Invalid URL", in its reply format."""
+    return _reply(format_refusal(BulkCode.INVALID_URL))
 
 
 def _params() -> dict[str, str]:

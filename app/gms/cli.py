@@ -215,6 +215,11 @@ def config_check() -> None:
     config = _config()
     click.echo(f"services: {', '.join(sorted(config.services)) or '(none)'}")
     click.echo(f"resource groups: {', '.join(sorted(config.groups)) or '(none)'}")
+    endpoints = [f"{name} ({', '.join(sorted(agents))})" for name, agents in sorted(config.endpoints.items())]
+    click.echo(f"chat endpoints: {', '.join(endpoints) or '(none)'}; request-chat default: "
+               f"{config.options.chat_endpoint}")
+    allowed = config.options.match_apps
+    click.echo(f"match-interaction: {'any app' if allowed is None else ', '.join(sorted(allowed))}")
 
 
 @click.command("cometd")

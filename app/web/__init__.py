@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestURITooLarge
 
 from app.adapters.redis_scripts import RedisStore, connect
 from app.services.carriers import CarrierDirectory
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.before_request(_request_line_check(settings.max_request_line))
     redis_client = connect(settings.require_redis_url(), retries=0)
     store = RedisStore(redis_client, settings.key_prefix)
     directory = Directory(
@@ -58,6 +60,29 @@ def create_app(settings: Settings | None = None) -> Flask:
 
         app.register_blueprint(bench.blueprint)
     return app
+
+
+def request_line_length(environ: dict) -> int:
+    """``METHOD SP target SP version``, as the client sent it when the server says
+    (gunicorn's ``RAW_URI``, ``REQUEST_URI``), else rebuilt from the path and query."""
+    target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not target:
+        query = environ.get("QUERY_STRING", "")
+        target = quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")
+    return len(environ.get("REQUEST_METHOD", "")) + len(target) + len(environ.get("SERVER_PROTOCOL", "")) + 2
+
+
+def _request_line_check(limit: int):
+    """The request-line limit is the app's, not the HTTP server's (whose own bound is set
+    above it), so each API refuses a long line in its own format: the bulk API answers
+    ``1702||`` (app/bulk/web.py), the GMS API a JSON 414, the REST API its own error
+    document, the rest a plain 414."""
+
+    def check() -> None:
+        if request_line_length(request.environ) > limit:
+            raise RequestURITooLarge(f"the request line is longer than {limit} bytes (SMSAGG_MAX_REQUEST_LINE)")
+
+    return check
 
 
 _JSON_API_PREFIXES = ("/genesys", "/gms-web", "/api/", "/carriers/")
