@@ -22,7 +22,7 @@ from app.adapters.redis_scripts import BulkStore
 from app.bulk.models import DeniedNetwork, DndNumber, OptOut, SpamRule, Template
 from app.db.session import after_commit
 from app.bulk.rules import InvalidRule, compile_spam_rule, compile_template, stop_keyword_action
-from app.domain.bulk_request import normalize_destination
+from app.bulk.request import normalize_destination
 from app.services.errors import InvalidValue, NotFound
 
 _CHUNK = 5000

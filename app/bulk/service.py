@@ -1,7 +1,7 @@
 """Accepting a bulk SMS request (seed 001): the ingress side of ``/bulksms/*``.
 
 Work per request (DESIGN.md, "Ingress"): parse and validate (pure,
-:mod:`app.domain.bulk_request`), the cached credential and directory rows, then ONE
+:mod:`app.bulk.request`), the cached credential and directory rows, then ONE
 Redis round trip (:class:`~app.adapters.redis_scripts.BulkStore.admit_batch`) that
 checks every destination against the DND registry, the account's opt-outs and the
 duplicate window, debits a prepaid account for the whole request or refuses it
@@ -41,7 +41,7 @@ from app.adapters.redis_scripts import BulkCandidate, BulkStore, NotSent, Outcom
 from app.bulk import payloads
 from app.bulk.rules import matches_spam, matches_template
 from app.bulk.settings import BulkSettings
-from app.domain.bulk_request import (
+from app.bulk.request import (
     BulkCode,
     BulkRejected,
     BulkRequest,
@@ -51,7 +51,7 @@ from app.domain.bulk_request import (
     wants_schedule,
 )
 from app.domain.priorities import Priority
-from app.domain.schedule import InvalidSchedule, due_epoch
+from app.bulk.schedule import InvalidSchedule, due_epoch
 from app.services.directory import AccountView, Directory
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from app.bulk.service import BulkSubmitService
 from app.bulk.settings import get_bulk_settings
 from app.db.session import session_scope
 from app.web.forms import request_params
-from app.domain.bulk_request import (
+from app.bulk.request import (
     BulkCode,
     BulkRejected,
     format_refusal,
