@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.adapters.redis_scripts import BulkStore
+from app.bulk.store import BulkStore
 from app.bulk.models import BulkAccountPolicy, CreditEntry
 from app.services.errors import InvalidValue
 

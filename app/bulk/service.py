@@ -2,7 +2,7 @@
 
 Work per request (DESIGN.md, "Ingress"): parse and validate (pure,
 :mod:`app.bulk.request`), the cached credential and directory rows, then ONE
-Redis round trip (:class:`~app.adapters.redis_scripts.BulkStore.admit_batch`) that
+Redis round trip (:class:`~app.bulk.store.BulkStore.admit_batch`) that
 checks every destination against the DND registry, the account's opt-outs and the
 duplicate window, debits a prepaid account for the whole request or refuses it
 (1725), and then either pushes the single message (one destination, now), stores the
@@ -37,7 +37,8 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.adapters import stage_queue
-from app.adapters.redis_scripts import BulkCandidate, BulkStore, NotSent, OutcomeUnknown
+from app.adapters.redis_scripts import NotSent, OutcomeUnknown
+from app.bulk.store import BulkCandidate, BulkStore
 from app.bulk import payloads
 from app.bulk.rules import matches_spam, matches_template
 from app.bulk.settings import BulkSettings

@@ -19,7 +19,7 @@ import redis
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.adapters.redis_scripts import BulkStore
+from app.bulk.store import BulkStore
 from app.bulk import batches
 from app.bulk.models import Batch
 from app.db.models import Account, Callback, Carrier, Message

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from werkzeug.serving import make_server
 
-from app.adapters.redis_scripts import BulkStore
+from app.bulk.store import BulkStore
 from app.bulk import compliance, credit
 from app.bulk.models import CreditEntry, OptOut
 from app.db.session import session_scope
