@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.adapters import stage_queue
 from app.adapters.redis_scripts import NotSent, OutcomeUnknown
+from app.bulk.directory import BulkDirectory
 from app.bulk.store import BulkCandidate, BulkStore
 from app.bulk import payloads
 from app.bulk.rules import matches_spam, matches_template
@@ -95,6 +96,7 @@ class BulkSubmitService:
     def __init__(
         self,
         directory: Directory,
+        rules: BulkDirectory,
         store: BulkStore,
         settings: BulkSettings,
         *,
@@ -102,6 +104,7 @@ class BulkSubmitService:
         make_batch_id: Callable[[], str] = new_batch_id,
     ):
         self.directory = directory
+        self.rules = rules
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -146,10 +149,10 @@ class BulkSubmitService:
         if len(request.message) > account.max_message_length:
             raise BulkRejected(BulkCode.INVALID_MESSAGE, f"message longer than {account.max_message_length}")
         if self.directory.policy(account.id).templates_only and not matches_template(
-            request.message, self.directory.templates(account.id)
+            request.message, self.rules.templates(account.id)
         ):
             raise BulkRejected(BulkCode.TEMPLATE_MISMATCH, "the text matches none of the account's templates")
-        if matches_spam(request.message, self.directory.spam_rules()):
+        if matches_spam(request.message, self.rules.spam_rules()):
             raise BulkRejected(BulkCode.SPAM, "the text matches a spam rule")
 
     def admit(self, account: AccountView, request: BulkRequest, *, priority: Priority,
