@@ -38,11 +38,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.adapters import stage_queue
 from app.adapters.redis_scripts import NotSent, OutcomeUnknown
-from app.bulk.directory import BulkDirectory
-from app.bulk.store import BulkCandidate, BulkStore
 from app.bulk import payloads
+from app.bulk.directory import BulkDirectory
 from app.bulk.rules import matches_spam, matches_template
 from app.bulk.settings import BulkSettings
+from app.bulk.store import BulkCandidate, BulkStore
 from app.bulk.request import (
     BulkCode,
     BulkRejected,
