@@ -59,10 +59,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_console(app)  # /console, for operators (docs/console.md)
     heartbeat.install(app, redis_client, settings.key_prefix)  # smsagg status: this ingress process is up
     app.register_error_handler(HTTPException, _json_errors_for_json_apis)
-    if settings.bench_endpoints:
-        from app.web import bench
-
-        app.register_blueprint(bench.blueprint)
     return app
 
 

@@ -8,12 +8,16 @@ worker process builds its own app, Redis client and database engine after the fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 
 class IngressServer(BaseApplication):
-    def __init__(self, options: dict):
+    def __init__(self, options: dict, factory: Callable[[], Flask] | None = None):
         self.options = options
+        self.factory = factory
         super().__init__()
 
     def load_config(self) -> None:
@@ -26,6 +30,8 @@ class IngressServer(BaseApplication):
             self.cfg.set("control_socket_disable", True)
 
     def load(self):
+        if self.factory is not None:
+            return self.factory()
         from app.web import create_app
 
         return create_app()
@@ -35,7 +41,8 @@ def _start_heartbeat(worker) -> None:
     worker.wsgi.extensions["smsagg"]["heartbeat"].start()
 
 
-def serve(host: str, port: int, *, workers: int, threads: int) -> None:
+def serve(host: str, port: int, *, workers: int, threads: int, factory: Callable[[], Flask] | None = None) -> None:
+    """Serve ``factory()``'s app (default: the ingress, :func:`app.web.create_app`)."""
     IngressServer(
         {
             "bind": f"{host}:{port}",
@@ -53,5 +60,6 @@ def serve(host: str, port: int, *, workers: int, threads: int) -> None:
             # Each worker process's heartbeat (smsagg status) starts with the process,
             # not with its first request.
             "post_worker_init": _start_heartbeat,
-        }
+        },
+        factory,
     ).run()
