@@ -44,11 +44,13 @@ from typing import Any
 from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.domain.mms import client_attachments
 from app.domain.outbound import Submission
+from app.domain.smpp_status import CommandStatus
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_CONCURRENCY = 8
-ESME_RSYSERR, ESME_RTHROTTLED, ESME_RSUBMITFAIL, ESME_RINVDSTADR = 0x08, 0x58, 0x45, 0x0B
-UNMAPPED_REFUSAL = 0x0C  # a permanent refusal with no closer SMPP status: DR result code 99
+ESME_RSYSERR, ESME_RTHROTTLED = CommandStatus.ESME_RSYSERR, CommandStatus.ESME_RTHROTTLED
+ESME_RSUBMITFAIL, ESME_RINVDSTADR = CommandStatus.ESME_RSUBMITFAIL, CommandStatus.ESME_RINVDSTADR
+UNMAPPED_REFUSAL = CommandStatus.ESME_RINVMSGID  # a permanent refusal with no closer SMPP status: DR result code 99
 
 PRESETS: dict[str, dict[str, Any]] = {
     "genesys": {
@@ -59,8 +61,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "codes": r"result_code=(?P<code>\d+)",
         "mms": True,
         # seed 000 result codes: 7 duplicate = it already has the message; 98 retried.
-        "code_status": {"1": UNMAPPED_REFUSAL, "2": 0x0E, "3": 0x0B, "4": 0x48, "5": 0x0A,
-                        "6": ESME_RTHROTTLED, "7": 0, "8": 0x01, "98": ESME_RSYSERR, "99": UNMAPPED_REFUSAL},
+        "code_status": {"1": UNMAPPED_REFUSAL, "2": CommandStatus.ESME_RINVPASWD, "3": ESME_RINVDSTADR,
+                        "4": CommandStatus.ESME_RINVSRCTON, "5": CommandStatus.ESME_RINVSRCADR,
+                        "6": ESME_RTHROTTLED, "7": CommandStatus.ESME_ROK, "8": CommandStatus.ESME_RINVMSGLEN,
+                        "98": ESME_RSYSERR, "99": UNMAPPED_REFUSAL},
     },
     "bulksms": {
         "method": "GET",
@@ -73,11 +77,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         # what a retry can fix (1703/1709 credentials, 16/18 IP lists, 1710 internal,
         # 1725 credit) is transient; 1715 ("do NOT re-submit": the outcome is unknown)
         # and 1041 (a duplicate: it has the message) count as taken; the rest is final.
-        "code_status": {"1702": UNMAPPED_REFUSAL, "1703": 0x0E, "1704": UNMAPPED_REFUSAL, "1705": 0x01,
-                        "1706": ESME_RINVDSTADR, "1707": 0x0A, "1708": UNMAPPED_REFUSAL, "1709": 0x0E,
-                        "1710": ESME_RSYSERR, "1715": 0, "1725": ESME_RSUBMITFAIL, "1732": ESME_RINVDSTADR,
-                        "1028": UNMAPPED_REFUSAL, "1041": 0, "1042": ESME_RINVDSTADR, "1033": UNMAPPED_REFUSAL,
-                        "16": 0x0E, "18": 0x0E},
+        "code_status": {"1702": UNMAPPED_REFUSAL, "1703": CommandStatus.ESME_RINVPASWD, "1704": UNMAPPED_REFUSAL,
+                        "1705": CommandStatus.ESME_RINVMSGLEN, "1706": ESME_RINVDSTADR,
+                        "1707": CommandStatus.ESME_RINVSRCADR, "1708": UNMAPPED_REFUSAL,
+                        "1709": CommandStatus.ESME_RINVPASWD, "1710": ESME_RSYSERR, "1715": 0,
+                        "1725": ESME_RSUBMITFAIL, "1732": ESME_RINVDSTADR, "1028": UNMAPPED_REFUSAL, "1041": 0,
+                        "1042": ESME_RINVDSTADR, "1033": UNMAPPED_REFUSAL, "16": CommandStatus.ESME_RINVPASWD,
+                        "18": CommandStatus.ESME_RINVPASWD},
     },
 }
 
