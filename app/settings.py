@@ -121,7 +121,6 @@ class Settings:
     max_mms_bytes: int = 300 * 1024
     default_max_message_length: int = 1600
     allow_private_callbacks: bool = False
-    bench_endpoints: bool = False
     log_level: str = "INFO"
     # ``smsagg up`` starts a part that died again after this delay (doubling, up to
     # 30 s), and stops the gateway when one part died ``restart_limit_burst`` times
@@ -165,7 +164,6 @@ class Settings:
             max_mms_bytes=_env_number(env, "SMSAGG_MAX_MMS_BYTES", 300 * 1024),
             default_max_message_length=_env_number(env, "SMSAGG_DEFAULT_MAX_MESSAGE_LENGTH", 1600),
             allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),
-            bench_endpoints=_env_bool(env, "SMSAGG_BENCH_ENDPOINTS", False),
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
             secret_key=env.get("SMSAGG_SECRET_KEY") or None,
             console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),

@@ -25,7 +25,7 @@ from app.bulk.service import BulkSubmitService
 from app.bulk.settings import get_bulk_settings
 from app.db.session import session_scope
 from app.web.forms import request_params
-from app.domain.bulk_request import (
+from app.bulk.request import (
     BulkCode,
     BulkRejected,
     format_refusal,
@@ -40,7 +40,8 @@ def _build_service(state) -> None:
     smsagg = state.app.extensions["smsagg"]
     settings = smsagg["settings"]
     store = ingress_store(settings.require_redis_url(), settings.key_prefix)
-    state.app.extensions["bulksms"] = BulkSubmitService(smsagg["submit"].directory, store, get_bulk_settings())
+    state.app.extensions["bulksms"] = BulkSubmitService(smsagg["submit"].directory, smsagg["account_rules"], store,
+                                                         get_bulk_settings())
 
 
 def _service() -> BulkSubmitService:

@@ -48,11 +48,13 @@ from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.domain.encoding import Encoding
 from app.domain.mms import client_attachments
 from app.domain.outbound import Submission
+from app.domain.smpp_status import CommandStatus
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_CONCURRENCY = 8
-ESME_RSYSERR, ESME_RTHROTTLED, ESME_RSUBMITFAIL, ESME_RINVDSTADR = 0x08, 0x58, 0x45, 0x0B
-UNMAPPED_REFUSAL = 0x0C  # a permanent refusal with no closer SMPP status: DR result code 99
+ESME_RSYSERR, ESME_RTHROTTLED = CommandStatus.ESME_RSYSERR, CommandStatus.ESME_RTHROTTLED
+ESME_RSUBMITFAIL, ESME_RINVDSTADR = CommandStatus.ESME_RSUBMITFAIL, CommandStatus.ESME_RINVDSTADR
+UNMAPPED_REFUSAL = CommandStatus.ESME_RINVMSGID  # a permanent refusal with no closer SMPP status: DR result code 99
 
 # Seed 001's error table as SMPP statuses, so one table (app.domain.smpp_status) decides.
 # The seed: "Apart from error code 1709, please do NOT retry re-sending the message for
@@ -90,8 +92,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mms": True,
         # seed 000 result codes: 7 duplicate = it already has the message; 98 retried.
         "unknown_code_status": ESME_RSUBMITFAIL,
-        "code_status": {"1": UNMAPPED_REFUSAL, "2": 0x0E, "3": 0x0B, "4": 0x48, "5": 0x0A,
-                        "6": ESME_RTHROTTLED, "7": 0, "8": 0x01, "98": ESME_RSYSERR, "99": UNMAPPED_REFUSAL},
+        "code_status": {"1": UNMAPPED_REFUSAL, "2": CommandStatus.ESME_RINVPASWD, "3": ESME_RINVDSTADR,
+                        "4": CommandStatus.ESME_RINVSRCTON, "5": CommandStatus.ESME_RINVSRCADR,
+                        "6": ESME_RTHROTTLED, "7": CommandStatus.ESME_ROK, "8": CommandStatus.ESME_RINVMSGLEN,
+                        "98": ESME_RSYSERR, "99": UNMAPPED_REFUSAL},
     },
     "bulksms": {
         "method": "GET",

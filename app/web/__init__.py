@@ -9,6 +9,8 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestURITooLarge
 
 from app.adapters.redis_scripts import RedisStore, connect
+from app.bulk.directory import BulkDirectory
+from app.bulk.settings import get_bulk_settings
 from app.services.carriers import CarrierDirectory
 from app.services.directory import Directory
 from app.services.submit import SubmitService
@@ -23,15 +25,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_request_line_check(settings.max_request_line))
     redis_client = connect(settings.require_redis_url(), retries=0)
     store = RedisStore(redis_client, settings.key_prefix)
+    account_rules = BulkDirectory(settings.database_url, refresh_seconds=settings.directory_refresh_seconds,
+                                  default_price_units=get_bulk_settings().default_price_units)
     directory = Directory(
         settings.database_url,
         credential_ttl=settings.credential_cache_seconds,
         refresh_seconds=settings.directory_refresh_seconds,
+        rules=account_rules,
     )
     app.extensions["smsagg"] = {
         "settings": settings,
         "store": store,
         "directory": directory,
+        "account_rules": account_rules,
         "carriers": CarrierDirectory(settings.database_url, settings.directory_refresh_seconds),
         "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds,
                                 max_mms_bytes=settings.max_mms_bytes),
@@ -55,10 +61,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_console(app)  # /console, for operators (docs/console.md)
     heartbeat.install(app, redis_client, settings.key_prefix)  # smsagg status: this ingress process is up
     app.register_error_handler(HTTPException, _json_errors_for_json_apis)
-    if settings.bench_endpoints:
-        from app.web import bench
-
-        app.register_blueprint(bench.blueprint)
     return app
 
 

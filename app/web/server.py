@@ -8,13 +8,17 @@ worker process builds its own app, Redis client and database engine after the fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.http import message as gunicorn_message
 
 
 class IngressServer(BaseApplication):
-    def __init__(self, options: dict):
+    def __init__(self, options: dict, factory: Callable[[], Flask] | None = None):
         self.options = options
+        self.factory = factory
         super().__init__()
 
     def load_config(self) -> None:
@@ -27,6 +31,8 @@ class IngressServer(BaseApplication):
             self.cfg.set("control_socket_disable", True)
 
     def load(self):
+        if self.factory is not None:
+            return self.factory()
         from app.web import create_app
 
         return create_app()
@@ -52,7 +58,9 @@ def _allow_request_lines(limit: int) -> None:
     gunicorn_message.MAX_REQUEST_LINE = max(gunicorn_message.MAX_REQUEST_LINE, limit)
 
 
-def serve(host: str, port: int, *, workers: int, threads: int, max_request_line: int) -> None:
+def serve(host: str, port: int, *, workers: int, threads: int, max_request_line: int,
+          factory: Callable[[], Flask] | None = None) -> None:
+    """Serve ``factory()``'s app (default: the ingress, :func:`app.web.create_app`)."""
     line_limit = server_request_line_limit(max_request_line)
     _allow_request_lines(line_limit)
     IngressServer(
@@ -73,5 +81,6 @@ def serve(host: str, port: int, *, workers: int, threads: int, max_request_line:
             # Each worker process's heartbeat (smsagg status) starts with the process,
             # not with its first request.
             "post_worker_init": _start_heartbeat,
-        }
+        },
+        factory,
     ).run()
