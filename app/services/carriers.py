@@ -16,6 +16,7 @@ carriers: :mod:`app.domain.routing`) while SMS keep their table and their cost.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -33,8 +34,11 @@ from app.connectors.mm7 import Mm7Connector
 from app.connectors.smpp import DeliverHandler, SmppConnector
 from app.db.models import Carrier, Route
 from app.db.session import session_scope
+from app.domain.carrier_codes import DEFAULT_TABLE, InvalidCodeTable, ResultCodeTable
 from app.domain.routing import Route as RouteValue
 from app.domain.routing import RoutingTable, WeightedCarrier
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,13 @@ class CarrierInfo:
     def kinds(self) -> tuple[str, ...]:
         return carrier_kinds(self.connector, self.settings)
 
+    @cached_property
+    def result_codes(self) -> ResultCodeTable:
+        """The carrier's result-code overrides (``settings["result_codes"]``,
+        :mod:`app.domain.carrier_codes`); a table that does not parse is ignored, loudly,
+        so a hand-edited row never stops delivery."""
+        return carrier_result_codes(self.id, self.settings)
+
     @property
     def carries_sms(self) -> bool:
         return "sms" in self.kinds
@@ -70,6 +81,16 @@ def carrier_kinds(connector: str, settings: dict[str, Any]) -> tuple[str, ...]:
     if connector == "http" and carries_mms(settings):
         return ("sms", "mms")
     return ("sms",)
+
+
+def carrier_result_codes(carrier_id: int, settings: dict[str, Any] | None) -> ResultCodeTable:
+    """A carrier's result-code table from its settings; the default when it has none or
+    a broken one."""
+    try:
+        return ResultCodeTable.parse((settings or {}).get("result_codes"))
+    except InvalidCodeTable as exc:
+        log.warning("carrier %s: result_codes ignored, the default table applies: %s", carrier_id, exc)
+        return DEFAULT_TABLE
 
 
 @dataclass(frozen=True)

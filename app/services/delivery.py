@@ -31,7 +31,8 @@ message ids. Per batch, in order:
    the hint; transient errors and lost links retry with backoff a bounded number of
    times, then fail over to the route's next carrier (when the carrier was not asked
    for by the client and nothing was acknowledged yet) or end the message rejected;
-   permanent errors end it rejected with the mapped DR result code.
+   permanent errors end it rejected with the mapped DR result code (the carrier's own
+   table first: :mod:`app.domain.carrier_codes`).
 
 The message state only moves forward. It stays 6 ("accepted by an Aggregator") when
 the SMSC acknowledges every segment; delivery receipts then move it on (1 en-route,
@@ -57,6 +58,7 @@ from app.adapters.redis_scripts import RedisStore
 from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.db.models import Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
+from app.domain.carrier_codes import DEFAULT_TABLE, ResultCodeTable
 from app.domain.encoding import UnencodableText
 from app.domain.mms import MmsPart, stored_payload
 from app.domain.outbound import Submission, build_mms_submission, build_submission, plan_for
@@ -422,11 +424,12 @@ class DeliveryService:
         if permanent is not None:
             refusal = next(r for r, s in zip(failures, statuses, strict=True) if s is permanent)
             reason = f"{permanent.name} (0x{permanent.code:02X})" + (f": {refusal.detail}" if refusal.detail else "")
-            return _reject(session, message, now, permanent.result_code, reason, command_status=permanent.code)
+            return _reject(session, message, now, self._codes(message).for_command_status(permanent.code), reason,
+                           command_status=permanent.code)
         throttled = [s for s in statuses if s is not None and s.status_class is StatusClass.THROTTLED]
         if throttled and len(throttled) == len(statuses):
             if now - _aware(message.accepted_at) >= GIVE_UP_THROTTLED_AFTER:
-                return _reject(session, message, now, DrResultCode.THROTTLED,
+                return _reject(session, message, now, self._codes(message).for_command_status(throttled[0].code),
                                f"{throttled[0].name} for over {GIVE_UP_THROTTLED_AFTER}")
             _event(session, message, now, "retry", reason=throttled[0].name)
             return Outcome(retry_in=THROTTLED_RETRY_SECONDS, reason=throttled[0].name)
@@ -435,7 +438,8 @@ class DeliveryService:
         link_lost = all(status is None for status in statuses)
         cap = LINK_RETRY_CAP_SECONDS if link_lost else MAX_COUNTDOWN_SECONDS
         if message.submit_attempts >= MAX_TRANSIENT_ATTEMPTS:
-            code = next((s.result_code for s in statuses if s is not None), DrResultCode.INTERNAL_ERROR)
+            code = next((self._codes(message).for_command_status(s.code) for s in statuses if s is not None),
+                        DrResultCode.INTERNAL_ERROR)
             if not link_lost or now - _aware(message.accepted_at) >= GIVE_UP_UNREACHABLE_AFTER:
                 return self._fail_over_or_reject(session, message, reason, code)
             moved = self._fail_over(session, message, reason)
@@ -444,6 +448,11 @@ class DeliveryService:
         countdown = min(cap, 2.0 ** (message.submit_attempts - 1))
         _event(session, message, now, "retry", reason=reason, attempt=message.submit_attempts, countdown=countdown)
         return Outcome(retry_in=countdown, reason=reason)
+
+    def _codes(self, message: Message) -> ResultCodeTable:
+        """The result-code table of the carrier that answered (the default if it is gone)."""
+        carrier = self.carriers.current().carriers.get(message.carrier_id)
+        return carrier.result_codes if carrier is not None else DEFAULT_TABLE
 
     def _fail_over_or_reject(self, session: Session, message: Message, reason: str, code: int) -> Outcome:
         return self._fail_over(session, message, reason) or _reject(session, message, self.clock(), code, reason)
