@@ -105,8 +105,10 @@ class SubmitService:
             log.exception("MT not accepted: a backing service failed")
             return ResultCode.INTERNAL_ERROR
         except Exception:
+            # Not a backing service being down (98, "try again"): seed 000's 99, "any
+            # errors not specified by one of the other result codes". Nothing was queued.
             log.exception("MT not accepted: unexpected error")
-            return ResultCode.INTERNAL_ERROR
+            return ResultCode.OTHER_ERROR
 
     def admit(self, account: AccountView, request: MtRequest, client_ip: str | None) -> Admitted:
         """Accept one MT for an account another API has authenticated (the REST API's

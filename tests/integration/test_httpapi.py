@@ -220,6 +220,19 @@ def test_database_unreachable_is_98(gateway):
     assert submit(create_app(broken).test_client(), "POST", params()) == 98
 
 
+def test_an_unexpected_error_is_99_not_98(gateway, queued):
+    """98 says "an internal problem, retry" and is kept for a backing service that is
+    down; anything else unforeseen is seed 000's 99, "any other error"."""
+    app = create_app(gateway)
+
+    def broken(*_args):
+        raise RuntimeError("a bug")
+
+    app.extensions["smsagg"]["submit"].directory.authenticate = broken
+    assert submit(app.test_client(), "POST", params()) == 99
+    assert queued() == []
+
+
 def test_concurrent_submits_of_one_message_id_yield_exactly_one_0(gateway, redis_client, queued):
     """Seed 000, "MT Retries": the id decides. 40 simultaneous submits over real
     sockets to a threaded server: exactly one 0, the rest 7."""
