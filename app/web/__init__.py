@@ -11,6 +11,7 @@ from app.adapters.redis_scripts import RedisStore, connect
 from app.services.carriers import CarrierDirectory
 from app.services.directory import Directory
 from app.services.submit import SubmitService
+from app.web.proxies import TrustedProxies
 from app.settings import Settings, get_settings
 
 
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_console(app)  # /console, for operators (docs/console.md)
     heartbeat.install(app, redis_client, settings.key_prefix)  # smsagg status: this ingress process is up
     app.register_error_handler(HTTPException, _json_errors_for_json_apis)
+    if settings.trusted_proxies:  # behind deploy/'s nginx: the client, not the proxy (app.domain.forwarded)
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     if settings.bench_endpoints:
         from app.web import bench
 

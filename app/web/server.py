@@ -46,10 +46,16 @@ def serve(host: str, port: int, *, workers: int, threads: int) -> None:
             "backlog": 2048,
             "accesslog": None,
             "graceful_timeout": 10,
-            # GMS mobile clients send a ``gms_user`` header; gunicorn drops header
-            # names with underscores unless told otherwise. smsagg trusts no proxy
-            # headers, so the usual underscore/dash spoofing risk does not apply.
-            "header_map": "dangerous",
+            # GMS mobile clients send a ``gms_user`` header. Other names with an
+            # underscore are dropped: ``X_Forwarded_For`` would otherwise be merged into
+            # ``X-Forwarded-For`` (one WSGI key) and name any client address it likes
+            # behind a trusted proxy (SMSAGG_TRUSTED_PROXIES). gunicorn lets a
+            # "forwarder" header through only from forwarded_allow_ips, so that is every
+            # peer, and it believes no scheme header from them (smsagg never reads it).
+            "header_map": "drop",
+            "forwarder_headers": "GMS_USER",
+            "forwarded_allow_ips": "*",
+            "secure_scheme_headers": {},
             # Each worker process's heartbeat (smsagg status) starts with the process,
             # not with its first request.
             "post_worker_init": _start_heartbeat,

@@ -95,3 +95,11 @@ def test_mms_size_limit_and_mmsc_simulator_port():
     assert (Settings.from_env({}).max_mms_bytes, Settings.from_env({}).mmsc_sim_port) == (300 * 1024, 2777)
     settings = Settings.from_env({"SMSAGG_MAX_MMS_BYTES": "614400", "SMSAGG_MMSC_SIM_PORT": "8190"})
     assert (settings.max_mms_bytes, settings.mmsc_sim_port) == (614400, 8190)
+
+
+def test_trusted_proxies_are_cidrs():
+    assert Settings.from_env({}).trusted_proxies == ()
+    proxies = Settings.from_env({"SMSAGG_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1 ::1"}).trusted_proxies
+    assert [str(network) for network in proxies] == ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
+    with pytest.raises(SettingsError, match="SMSAGG_TRUSTED_PROXIES: 'nginx' is not an IP network"):
+        Settings.from_env({"SMSAGG_TRUSTED_PROXIES": "10.0.0.0/8,nginx"})
