@@ -35,29 +35,32 @@ def _start_heartbeat(worker) -> None:
     worker.wsgi.extensions["smsagg"]["heartbeat"].start()
 
 
+def ingress_options(host: str, port: int, *, workers: int, threads: int) -> dict:
+    """gunicorn's settings for the ingress (tests run them around an app of their own)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "keepalive": 30,
+        "backlog": 2048,
+        "accesslog": None,
+        "graceful_timeout": 10,
+        # GMS mobile clients send a ``gms_user`` header. Other names with an
+        # underscore are dropped: ``X_Forwarded_For`` would otherwise be merged into
+        # ``X-Forwarded-For`` (one WSGI key) and name any client address it likes
+        # behind a trusted proxy (SMSAGG_TRUSTED_PROXIES). gunicorn lets a
+        # "forwarder" header through only from forwarded_allow_ips, so that is every
+        # peer, and it believes no scheme header from them (smsagg never reads it).
+        "header_map": "drop",
+        "forwarder_headers": "GMS_USER",
+        "forwarded_allow_ips": "*",
+        "secure_scheme_headers": {},
+        # Each worker process's heartbeat (smsagg status) starts with the process,
+        # not with its first request.
+        "post_worker_init": _start_heartbeat,
+    }
+
+
 def serve(host: str, port: int, *, workers: int, threads: int) -> None:
-    IngressServer(
-        {
-            "bind": f"{host}:{port}",
-            "workers": workers,
-            "worker_class": "gthread",
-            "threads": threads,
-            "keepalive": 30,
-            "backlog": 2048,
-            "accesslog": None,
-            "graceful_timeout": 10,
-            # GMS mobile clients send a ``gms_user`` header. Other names with an
-            # underscore are dropped: ``X_Forwarded_For`` would otherwise be merged into
-            # ``X-Forwarded-For`` (one WSGI key) and name any client address it likes
-            # behind a trusted proxy (SMSAGG_TRUSTED_PROXIES). gunicorn lets a
-            # "forwarder" header through only from forwarded_allow_ips, so that is every
-            # peer, and it believes no scheme header from them (smsagg never reads it).
-            "header_map": "drop",
-            "forwarder_headers": "GMS_USER",
-            "forwarded_allow_ips": "*",
-            "secure_scheme_headers": {},
-            # Each worker process's heartbeat (smsagg status) starts with the process,
-            # not with its first request.
-            "post_worker_init": _start_heartbeat,
-        }
-    ).run()
+    IngressServer(ingress_options(host, port, workers=workers, threads=threads)).run()
