@@ -51,6 +51,7 @@ from functools import partial
 from typing import Any
 
 import redis
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -222,8 +223,9 @@ class DeliveryService:
         try:
             return self._in_unit_of_work(lambda session: self._record_batch(session, [payload]), interactive)
         except IntegrityError:
-            log.warning("duplicate message_id %r for account %s past its claim TTL; not recorded",
-                        payload["client_message_id"], payload["account_id"])
+            if not self._in_unit_of_work(lambda session: _refuse_duplicate(session, payload, self.clock()),
+                                         interactive):
+                raise
             return {payload["id"]: DONE}
 
     def _plan_new(self, payload: dict[str, Any]) -> _Attempt | None:
@@ -496,6 +498,25 @@ def _all_submitted(session: Session, submitted: list[tuple[_Attempt, list[Segmen
         for a, results in submitted
     ])
     queue_dr_callbacks(session, [(a.message, MessageState.ACCEPTED, 0) for a, _ in submitted], now)
+
+
+def _refuse_duplicate(session: Session, payload: dict[str, Any], now: datetime) -> bool:
+    """A payload whose client ``message_id`` the account already had accepted under
+    another id (the ingress could check only its Redis claim: the database was away, or
+    Redis lost the claim). It is not recorded and not sent; the client gets a DR of state
+    8 with result code 7 ("the message is a duplicate", seed 000) under that
+    ``message_id``, and a prepaid price back. False when no such message exists (the
+    insert failed for another reason)."""
+    original = session.scalar(select(Message.id).where(Message.account_id == payload["account_id"],
+                                                       Message.client_message_id == payload["client_message_id"],
+                                                       Message.id != payload["id"]))
+    if original is None:
+        return False
+    log.warning("message %s refused: message_id %r of account %s was accepted before as %s (result code 7)",
+                payload["id"], payload["client_message_id"], payload["account_id"], original)
+    queue_dr_callback(session, PayloadFacts.of(payload), MessageState.REJECTED, DrResultCode.DUPLICATE, now)
+    refund_if_prepaid(session, payload["account_id"], payload["id"], payload.get("price"))
+    return True
 
 
 def _reject(session: Session, message: Message, now: datetime, code: int, reason: str, **detail) -> Outcome:

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from app.adapters.redis_scripts import RedisStore, connect
 from app.services.carriers import CarrierDirectory
 from app.services.directory import Directory
+from app.services.message_log import MessageLog
 from app.services.submit import SubmitService
 from app.web.proxies import TrustedProxies
 from app.settings import Settings, get_settings
@@ -33,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         "directory": directory,
         "carriers": CarrierDirectory(settings.database_url, settings.directory_refresh_seconds),
         "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds,
-                                max_mms_bytes=settings.max_mms_bytes),
+                                max_mms_bytes=settings.max_mms_bytes, message_log=MessageLog(settings.database_url)),
     }
 
     from app.gms.web import blueprint as gms_blueprint
