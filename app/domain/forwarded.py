@@ -3,13 +3,12 @@
 deploy/ puts nginx in front of the ingress, so every request's peer (``REMOTE_ADDR``) is
 the proxy. The account allowlists (MT ``result_code=2``, REST 403), the operator's
 denylist (bulk 16) and the bulk allowlist (18) must judge the client instead. With
-``SMSAGG_TRUSTED_PROXIES`` set (CIDRs), :class:`app.web.proxies.TrustedProxies` rewrites ``REMOTE_ADDR``
-before any view runs, so every API, the console's login log and anything else that
-reads ``request.remote_addr`` sees the same answer (the proxy's own address is kept in
-``environ["smsagg.proxy_addr"]``).
+``SMSAGG_TRUSTED_PROXIES`` set (CIDRs), :class:`app.web.proxies.TrustedProxies`
+rewrites ``REMOTE_ADDR`` before any view runs, so every API, the console's login log and
+anything else that reads ``request.remote_addr`` sees the same answer.
 
-The rule (:func:`client_address`), the one werkzeug's ``ProxyFix`` and nginx's
-``real_ip_recursive`` apply, but by network rather than by hop count:
+The rule (:func:`client_address`) is nginx's ``set_real_ip_from`` with
+``real_ip_recursive on`` (werkzeug's ``ProxyFix`` does the same by hop count):
 
 * the peer is not a trusted proxy: it is the client, and any ``X-Forwarded-For`` it
   sent is ignored (a client cannot name itself someone else);

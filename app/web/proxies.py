@@ -19,6 +19,5 @@ class TrustedProxies:
         peer = environ.get("REMOTE_ADDR")
         forwarded = environ.get("HTTP_X_FORWARDED_FOR")
         if forwarded is not None:
-            environ["smsagg.proxy_addr"] = peer
             environ["REMOTE_ADDR"] = client_address(peer, [forwarded], self.trusted)
         return self.app(environ, start_response)
