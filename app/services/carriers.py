@@ -21,7 +21,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -49,6 +49,10 @@ class CarrierInfo:
     settings: dict[str, Any]
     throughput: float | None
     enabled: bool
+    result_codes: ResultCodeTable = field(default=DEFAULT_TABLE, compare=False)
+    """The carrier's result-code overrides (``settings["result_codes"]`` in the database,
+    :mod:`app.domain.carrier_codes`). Kept out of ``settings`` and out of comparisons, so
+    a new table never makes a worker rebuild the carrier's connector (an SMPP rebind)."""
 
     @property
     def concat_mode(self) -> str:
@@ -57,13 +61,6 @@ class CarrierInfo:
     @cached_property
     def kinds(self) -> tuple[str, ...]:
         return carrier_kinds(self.connector, self.settings)
-
-    @cached_property
-    def result_codes(self) -> ResultCodeTable:
-        """The carrier's result-code overrides (``settings["result_codes"]``,
-        :mod:`app.domain.carrier_codes`); a table that does not parse is ignored, loudly,
-        so a hand-edited row never stops delivery."""
-        return carrier_result_codes(self.id, self.settings)
 
     @property
     def carries_sms(self) -> bool:
@@ -85,7 +82,7 @@ def carrier_kinds(connector: str, settings: dict[str, Any]) -> tuple[str, ...]:
 
 def carrier_result_codes(carrier_id: int, settings: dict[str, Any] | None) -> ResultCodeTable:
     """A carrier's result-code table from its settings; the default when it has none or
-    a broken one."""
+    a broken one (ignored, loudly, so a hand-edited row never stops delivery)."""
     try:
         return ResultCodeTable.parse((settings or {}).get("result_codes"))
     except InvalidCodeTable as exc:
@@ -109,7 +106,9 @@ class CarrierSnapshot:
 def load_snapshot(database_url: str, now: float) -> CarrierSnapshot:
     with session_scope(database_url) as session:
         carriers = {
-            c.id: CarrierInfo(c.id, c.name, c.connector, dict(c.settings or {}), c.throughput, c.enabled)
+            c.id: CarrierInfo(c.id, c.name, c.connector,
+                              {key: value for key, value in (c.settings or {}).items() if key != "result_codes"},
+                              c.throughput, c.enabled, carrier_result_codes(c.id, c.settings))
             for c in session.scalars(select(Carrier))
         }
         by_prefix: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
