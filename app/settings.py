@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from app import runfile
+from app.domain.forwarded import Network, parse_networks
 from app.runfile import RunInfo
 
 
@@ -80,6 +81,13 @@ def _env_positive(env: dict[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name}={env[name]!r} must be at least 1")
     return value
+
+
+def _env_networks(env: dict[str, str], name: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(env.get(name) or "")
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from exc
 
 
 def _env_choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
@@ -139,6 +147,10 @@ class Settings:
     console_secure_cookie: bool = False
     # The embedded Redis of ``smsagg up``: "everysec" (deploy/'s setting) or "always".
     redis_appendfsync: str = "everysec"
+    # Proxies (CIDRs) whose X-Forwarded-For is believed: the client is the right-most
+    # address of the chain not in them (app.domain.forwarded). Empty: the TCP peer is
+    # the client, whatever it sends.
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -168,6 +180,7 @@ class Settings:
             secret_key=env.get("SMSAGG_SECRET_KEY") or None,
             console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
             redis_appendfsync=_env_choice(env, "SMSAGG_REDIS_APPENDFSYNC", ("everysec", "always")),
+            trusted_proxies=_env_networks(env, "SMSAGG_TRUSTED_PROXIES"),
             restart_delay_seconds=_env_number(env, "SMSAGG_RESTART_DELAY_SECONDS", 1.0, float),
             restart_limit_burst=_env_positive(env, "SMSAGG_RESTART_LIMIT_BURST", 5),
             restart_limit_seconds=_env_number(env, "SMSAGG_RESTART_LIMIT_SECONDS", 60.0, float),

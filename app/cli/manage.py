@@ -211,6 +211,32 @@ def carrier_remove(carrier_id) -> None:
     click.echo(f"carrier {carrier_id} {'removed' if deleted else 'disabled (messages went through it)'}")
 
 
+@carrier.command("result-codes")
+@click.argument("carrier_id", type=int)
+@click.argument("table_file", type=click.File("r"), required=False)
+@click.option("--clear", is_flag=True, help="Drop the carrier's table: the default one applies.")
+def carrier_result_codes(carrier_id, table_file, clear) -> None:
+    """Set the carrier's DR result-code table from a JSON file ('-': stdin), or --clear
+    it; without either, print it (docs/delivery.md, "Result codes")."""
+    if table_file is not None and clear:
+        raise click.UsageError("give a table file or --clear, not both")
+    if table_file is None and not clear:
+        with unit_of_work() as session:
+            found = {c.id: c for c in svc.list_carriers(session)}.get(carrier_id)
+            table = (found.settings or {}).get("result_codes") if found else None
+        if found is None:
+            raise click.ClickException(f"no carrier {carrier_id}")
+        click.echo(json.dumps(table or {}, indent=2, sort_keys=True))
+        return
+    try:
+        table = None if clear else json.load(table_file)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{table_file.name}: not JSON ({exc})") from exc
+    with unit_of_work() as session:
+        svc.set_carrier_result_codes(session, carrier_id, table)
+    click.echo(f"carrier {carrier_id}: {'default result codes' if clear else 'result-code table set'}")
+
+
 @carrier.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def carrier_list(as_json) -> None:

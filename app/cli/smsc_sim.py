@@ -37,20 +37,23 @@ def _credentials(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--throttle", type=float, default=0.0, help="Answer ESME_RTHROTTLED above N submit_sm/s (0 = off).")
 @click.option("--slow-ms", type=float, default=0.0, help="Delay every submit_sm_resp by this many ms.")
 @click.option("--drop-after", type=int, default=0, help="Close the connection after every N submits (0 = off).")
-@click.option("--reject-prefix", default="", help="Answer ESME_RINVDSTADR for destinations with this prefix.")
+@click.option("--reject-prefix", default="", help="Refuse destinations with this prefix (see --reject-status).")
+@click.option("--reject-status", default="0x0B", show_default=True, callback=lambda _c, _p, v: int(v, 0),
+              help="The command_status --reject-prefix answers (0x hex or decimal; 0x0B: ESME_RINVDSTADR).")
 @click.option("--id-format", type=click.Choice(["hex", "decimal", "padded-decimal"]), default="hex", show_default=True)
 @click.option("--journal", default=None, metavar="FILE",
               help="Append every message received to FILE (a JSON line each, written before its submit_sm_resp).")
 @click.pass_context
 def smsc_sim(ctx, host, port, control_port, credentials, dr_delay, outcomes, throttle, slow_ms, drop_after,
-             reject_prefix, id_format, journal) -> None:
+             reject_prefix, reject_status, id_format, journal) -> None:
     """Run an SMPP 3.4 SMSC simulator (Ctrl-C stops it)."""
     if ctx.invoked_subcommand is not None:
         return
     config = SimulatorConfig(
         host=host, port=port, control_port=control_port, credentials=_credentials(credentials), dr_delay=dr_delay,
         outcome_weights=_outcomes(outcomes), throttle_per_second=throttle, response_delay_ms=slow_ms,
-        drop_after_submits=drop_after, reject_destination_prefix=reject_prefix, id_format=id_format,
+        drop_after_submits=drop_after, reject_destination_prefix=reject_prefix,
+        reject_status=reject_status, id_format=id_format,
         journal_path=journal,
     )
     click.echo(f"SMSC simulator on {host}:{port} (control {config.resolved_control_port})")

@@ -50,7 +50,8 @@ Result codes for a receipt (`result_code_for_state`, seed 000 Result Code)
     UNDELIVERABLE, REJECTED and EXPIRED give 1 ("rejected by the upstream provider. Check
     the phone number and carrier and try again": the handset could not be reached).
     DELETED, an operator's action, gives 99 (unmapped; ask the account manager).
-    The ``err`` field is carrier-specific and is kept as received, not mapped.
+    This is the default by state alone; :mod:`app.domain.carrier_codes` reads the ``err``
+    field too, through the carrier's own table, and falls back to this.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Account, Carrier, Message, Route, Sender
+from app.domain.carrier_codes import InvalidCodeTable, ResultCodeTable
 from app.domain.mt_request import classify_sender
 from app.domain.priorities import DEFAULT_PRIORITY, Priority
 from app.services.errors import AlreadyExists, InvalidValue, NotFound
@@ -253,6 +254,22 @@ def remove_carrier(session: Session, carrier_id: int) -> bool:
         return False
     session.delete(carrier)
     return True
+
+
+def set_carrier_result_codes(session: Session, carrier_id: int, table: dict[str, Any] | None) -> Carrier:
+    """Give a carrier its own result-code table (:mod:`app.domain.carrier_codes`), or
+    take it away (``None``); a table that does not parse is refused, never stored."""
+    carrier = session.get(Carrier, carrier_id)
+    if carrier is None:
+        raise NotFound(f"no carrier {carrier_id}")
+    try:
+        ResultCodeTable.parse(table)
+    except InvalidCodeTable as exc:
+        raise InvalidValue(f"result codes: {exc}") from exc
+    settings = {key: value for key, value in (carrier.settings or {}).items() if key != "result_codes"}
+    carrier.settings = settings | ({"result_codes": table} if table else {})
+    session.flush()
+    return carrier
 
 
 DEFAULT_ROUTE_PREFIX = ""

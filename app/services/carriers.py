@@ -16,11 +16,12 @@ carriers: :mod:`app.domain.routing`) while SMS keep their table and their cost.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -33,9 +34,12 @@ from app.connectors.mm7 import Mm7Connector
 from app.connectors.smpp import DeliverHandler, SmppConnector
 from app.db.models import Carrier, Route
 from app.db.session import session_scope
+from app.domain.carrier_codes import DEFAULT_TABLE, InvalidCodeTable, ResultCodeTable
 from app.domain.routing import Route as RouteValue
 from app.domain.routing import RoutingTable, WeightedCarrier
 from app.services.snapshot import TimedSnapshot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class CarrierInfo:
     settings: dict[str, Any]
     throughput: float | None
     enabled: bool
+    result_codes: ResultCodeTable = field(default=DEFAULT_TABLE, compare=False)
+    """The carrier's result-code overrides (``settings["result_codes"]`` in the database,
+    :mod:`app.domain.carrier_codes`). Kept out of ``settings`` and out of comparisons, so
+    a new table never makes a worker rebuild the carrier's connector (an SMPP rebind)."""
 
     @property
     def concat_mode(self) -> str:
@@ -73,6 +81,16 @@ def carrier_kinds(connector: str, settings: dict[str, Any]) -> tuple[str, ...]:
     return ("sms",)
 
 
+def carrier_result_codes(carrier_id: int, settings: dict[str, Any] | None) -> ResultCodeTable:
+    """A carrier's result-code table from its settings; the default when it has none or
+    a broken one (ignored, loudly, so a hand-edited row never stops delivery)."""
+    try:
+        return ResultCodeTable.parse((settings or {}).get("result_codes"))
+    except InvalidCodeTable as exc:
+        log.warning("carrier %s: result_codes ignored, the default table applies: %s", carrier_id, exc)
+        return DEFAULT_TABLE
+
+
 @dataclass(frozen=True)
 class CarrierSnapshot:
     carriers: dict[int, CarrierInfo]
@@ -89,7 +107,9 @@ class CarrierSnapshot:
 def load_snapshot(database_url: str, now: float) -> CarrierSnapshot:
     with session_scope(database_url) as session:
         carriers = {
-            c.id: CarrierInfo(c.id, c.name, c.connector, dict(c.settings or {}), c.throughput, c.enabled)
+            c.id: CarrierInfo(c.id, c.name, c.connector,
+                              {key: value for key, value in (c.settings or {}).items() if key != "result_codes"},
+                              c.throughput, c.enabled, carrier_result_codes(c.id, c.settings))
             for c in session.scalars(select(Carrier))
         }
         by_prefix: dict[str, list[tuple[int, int, int]]] = defaultdict(list)

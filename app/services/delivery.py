@@ -31,7 +31,8 @@ message ids. Per batch, in order:
    the hint; transient errors and lost links retry with backoff a bounded number of
    times, then fail over to the route's next carrier (when the carrier was not asked
    for by the client and nothing was acknowledged yet) or end the message rejected;
-   permanent errors end it rejected with the mapped DR result code.
+   permanent errors end it rejected with the mapped DR result code (the carrier's own
+   table first: :mod:`app.domain.carrier_codes`).
 
 The message state only moves forward. It stays 6 ("accepted by an Aggregator") when
 the SMSC acknowledges every segment; delivery receipts then move it on (1 en-route,
@@ -50,6 +51,7 @@ from functools import partial
 from typing import Any
 
 import redis
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,6 +59,7 @@ from app.adapters.redis_scripts import RedisStore
 from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.db.models import Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
+from app.domain.carrier_codes import DEFAULT_TABLE, ResultCodeTable
 from app.domain.encoding import UnencodableText
 from app.domain.mms import MmsPart, stored_payload
 from app.domain.outbound import Submission, build_mms_submission, build_submission, plan_for
@@ -224,8 +227,9 @@ class DeliveryService:
         try:
             return self._in_unit_of_work(lambda session: self._record_batch(session, [payload]), interactive)
         except IntegrityError:
-            log.warning("duplicate message_id %r for account %s past its claim TTL; not recorded",
-                        payload["client_message_id"], payload["account_id"])
+            if not self._in_unit_of_work(lambda session: _refuse_duplicate(session, payload, self.clock(), self.refund),
+                                         interactive):
+                raise
             return {payload["id"]: DONE}
 
     def _plan_new(self, payload: dict[str, Any]) -> _Attempt | None:
@@ -427,12 +431,13 @@ class DeliveryService:
         if permanent is not None:
             refusal = next(r for r, s in zip(failures, statuses, strict=True) if s is permanent)
             reason = f"{permanent.name} (0x{permanent.code:02X})" + (f": {refusal.detail}" if refusal.detail else "")
-            return _reject(session, message, now, permanent.result_code, reason, refund=self.refund,
+            return _reject(session, message, now, self._codes(message).for_command_status(permanent.code), reason,
+                           refund=self.refund,
                            command_status=permanent.code)
         throttled = [s for s in statuses if s is not None and s.status_class is StatusClass.THROTTLED]
         if throttled and len(throttled) == len(statuses):
             if now - _aware(message.accepted_at) >= GIVE_UP_THROTTLED_AFTER:
-                return _reject(session, message, now, DrResultCode.THROTTLED,
+                return _reject(session, message, now, self._codes(message).for_command_status(throttled[0].code),
                                f"{throttled[0].name} for over {GIVE_UP_THROTTLED_AFTER}", refund=self.refund)
             _event(session, message, now, "retry", reason=throttled[0].name)
             return Outcome(retry_in=THROTTLED_RETRY_SECONDS, reason=throttled[0].name)
@@ -441,7 +446,8 @@ class DeliveryService:
         link_lost = all(status is None for status in statuses)
         cap = LINK_RETRY_CAP_SECONDS if link_lost else MAX_COUNTDOWN_SECONDS
         if message.submit_attempts >= MAX_TRANSIENT_ATTEMPTS:
-            code = next((s.result_code for s in statuses if s is not None), DrResultCode.INTERNAL_ERROR)
+            code = next((self._codes(message).for_command_status(s.code) for s in statuses if s is not None),
+                        DrResultCode.INTERNAL_ERROR)
             if not link_lost or now - _aware(message.accepted_at) >= GIVE_UP_UNREACHABLE_AFTER:
                 return self._fail_over_or_reject(session, message, reason, code)
             moved = self._fail_over(session, message, reason)
@@ -450,6 +456,11 @@ class DeliveryService:
         countdown = min(cap, 2.0 ** (message.submit_attempts - 1))
         _event(session, message, now, "retry", reason=reason, attempt=message.submit_attempts, countdown=countdown)
         return Outcome(retry_in=countdown, reason=reason)
+
+    def _codes(self, message: Message) -> ResultCodeTable:
+        """The result-code table of the carrier that answered (the default if it is gone)."""
+        carrier = self.carriers.current().carriers.get(message.carrier_id)
+        return carrier.result_codes if carrier is not None else DEFAULT_TABLE
 
     def _fail_over_or_reject(self, session: Session, message: Message, reason: str, code: int) -> Outcome:
         return self._fail_over(session, message, reason) or _reject(session, message, self.clock(), code, reason,
@@ -494,6 +505,25 @@ def _all_submitted(session: Session, submitted: list[tuple[_Attempt, list[Segmen
         for a, results in submitted
     ])
     queue_dr_callbacks(session, [(a.message, MessageState.ACCEPTED, 0) for a, _ in submitted], now)
+
+
+def _refuse_duplicate(session: Session, payload: dict[str, Any], now: datetime, refund: Refund) -> bool:
+    """A payload whose client ``message_id`` the account already had accepted under
+    another id (the ingress could check only its Redis claim: the database was away, or
+    Redis lost the claim). It is not recorded and not sent; the client gets a DR of state
+    8 with result code 7 ("the message is a duplicate", seed 000) under that
+    ``message_id``, and a prepaid price back. False when no such message exists (the
+    insert failed for another reason)."""
+    original = session.scalar(select(Message.id).where(Message.account_id == payload["account_id"],
+                                                       Message.client_message_id == payload["client_message_id"],
+                                                       Message.id != payload["id"]))
+    if original is None:
+        return False
+    log.warning("message %s refused: message_id %r of account %s was accepted before as %s (result code 7)",
+                payload["id"], payload["client_message_id"], payload["account_id"], original)
+    queue_dr_callback(session, PayloadFacts.of(payload), MessageState.REJECTED, DrResultCode.DUPLICATE, now)
+    refund_if_prepaid(session, refund, payload["account_id"], payload["id"], payload.get("price"))
+    return True
 
 
 def _reject(session: Session, message: Message, now: datetime, code: int, reason: str, *, refund: Refund,

@@ -49,6 +49,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import (
+    Carrier,
     Message,
     MessageEvent,
     MoMessage,
@@ -57,6 +58,7 @@ from app.db.models import (
     Sender,
     UnmatchedReceipt,
 )
+from app.domain.carrier_codes import DEFAULT_TABLE, FAILURE_STATES, ResultCodeTable
 from app.domain.encoding import Alphabet, InboundPart, MalformedUdh, UnsupportedDataCoding, decode_short_message
 from app.domain.encoding import reassemble
 from app.domain.receipts import (
@@ -65,12 +67,12 @@ from app.domain.receipts import (
     combine_segment_states,
     may_transition,
     parse_receipt,
-    result_code_for_state,
     smsc_id_candidates,
     state_from_stat,
 )
 from app.domain.states import MessageState
 from app.services.callback_outbox import queue_dr_callbacks, queue_mo_callback
+from app.services.carriers import carrier_result_codes
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class _Segment:
     message_id: str
     seq: int
     total: int
+    carrier_id: int | None = None
 
 
 def _tlv(fields: dict[str, Any], tag: str):
@@ -201,7 +204,7 @@ class InboundService:
             query = query.where(SegmentSubmit.carrier_id.in_(carriers))
         newest: dict[tuple[int | None, str], _Segment] = {}
         for row in session.execute(query.order_by(SegmentSubmit.id)):
-            segment = _Segment(row.id, row.message_id, row.seq, row.total)
+            segment = _Segment(row.id, row.message_id, row.seq, row.total, row.carrier_id)
             newest[(row.carrier_id, row.smsc_message_id)] = newest[(None, row.smsc_message_id)] = segment
         found = [next((newest[(carrier, c)] for c in candidates if (carrier, c) in newest), None)
                  for (carrier, _), candidates in zip(keys, readings, strict=True)]
@@ -326,6 +329,8 @@ def apply_receipts(session: Session, matched: Sequence[tuple[_Segment, Receipt]]
         segment_states[row.id] = MessageState(row.state)
         seq_ids.setdefault(row.message_id, {})[row.seq] = row.id
     message_states = {m.id: (MessageState(m.state), m.result_code) for m in messages.values()}
+    tables = _code_tables(session, {segment.carrier_id for segment, receipt in matched
+                                    if receipt.state in FAILURE_STATES})
     changed_segments: set[int] = set()
     changed_messages: set[str] = set()
     events: list[dict[str, Any]] = []
@@ -344,7 +349,9 @@ def apply_receipts(session: Session, matched: Sequence[tuple[_Segment, Receipt]]
         current, kept_code = message_states[message.id]
         if not may_transition(current, overall):
             continue
-        result_code = int(result_code_for_state(overall)) if overall.is_final else 0
+        err = receipt.err if receipt.state is overall else None  # this receipt ended it (else a default)
+        result_code = int(tables.get(segment.carrier_id, DEFAULT_TABLE).for_receipt(overall, err)) \
+            if overall.is_final else 0
         message_states[message.id] = (overall, result_code if overall.is_final else kept_code)
         changed_messages.add(message.id)
         events.append(dict(message_id=message.id, at=now, kind="receipt", state=int(overall),
@@ -360,6 +367,16 @@ def apply_receipts(session: Session, matched: Sequence[tuple[_Segment, Receipt]]
     if events:
         session.execute(insert(MessageEvent.__table__), events)
     queue_dr_callbacks(session, reports, now)
+
+
+def _code_tables(session: Session, carrier_ids: set[int | None]) -> dict[int | None, ResultCodeTable]:
+    """The result-code tables of the carriers whose receipts may end a message failed:
+    one query, and none for a batch without failures."""
+    wanted = {carrier_id for carrier_id in carrier_ids if carrier_id is not None}
+    if not wanted:
+        return {}
+    rows = session.execute(select(Carrier.id, Carrier.settings).where(Carrier.id.in_(wanted)))
+    return {row.id: carrier_result_codes(row.id, row.settings) for row in rows}
 
 
 def _receipt_record(incoming: ReceiptIn) -> dict[str, Any]:

@@ -3,7 +3,11 @@
 Work per request, and nothing else (DESIGN.md): parse and validate (pure), look up
 the cached credential, authorize the sender, then one Redis round trip that claims
 the idempotency key, takes an account token and queues the payload on its priority's
-MT list (:mod:`app.adapters.stage_queue`). The reply is the
+MT list (:mod:`app.adapters.stage_queue`). A request with a ``message_id`` is first
+looked up in the message log (:mod:`app.services.message_log`, one indexed query), so
+an id is refused with ``7`` for good, not only while its Redis claim lives; with the
+database unreachable the claim alone decides, and the worker refuses a repeat it then
+finds (a DR with result code 7). The reply is the
 seed's ``result_code``; ``0`` means the message is durable in Redis and a worker
 will record it and carry it to a final state.
 
@@ -47,6 +51,7 @@ from app.domain.encoding import UnencodableText, plan_encoding
 from app.domain.mt_request import MtRequest, check_length, check_mms_size, classify_sender, parse_mt_request
 from app.domain.result_codes import Rejected, ResultCode
 from app.services.directory import AccountView, Directory
+from app.services.message_log import MessageLog
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,7 @@ class SubmitService:
         *,
         claim_ttl_seconds: int,
         max_mms_bytes: int,
+        message_log: MessageLog | None = None,
         clock: Callable[[], float] = time.time,
         make_id: Callable[[], str] = new_message_id,
     ):
@@ -89,6 +95,7 @@ class SubmitService:
         self.store = store
         self.claim_ttl_seconds = claim_ttl_seconds
         self.max_mms_bytes = max_mms_bytes
+        self.message_log = message_log
         self.clock = clock
         self.make_id = make_id
 
@@ -106,8 +113,10 @@ class SubmitService:
             log.exception("MT not accepted: a backing service failed")
             return ResultCode.INTERNAL_ERROR
         except Exception:
+            # Not a backing service being down (98, "try again"): seed 000's 99, "any
+            # errors not specified by one of the other result codes". Nothing was queued.
             log.exception("MT not accepted: unexpected error")
-            return ResultCode.INTERNAL_ERROR
+            return ResultCode.OTHER_ERROR
 
     def admit(self, account: AccountView, request: MtRequest, client_ip: str | None) -> Admitted:
         """Accept one MT for an account another API has authenticated (the REST API's
@@ -142,6 +151,8 @@ class SubmitService:
             raise Rejected(ResultCode.SOURCE_DENIED, f"sender {sender!r} is not registered to {account.login!r}")
 
     def _enqueue(self, account: AccountView, request: MtRequest) -> Admitted:
+        if request.message_id is not None:
+            self._refuse_logged_duplicate(account, request.message_id)
         message_id = self.make_id()
         priority = request.priority or account.default_priority
         prepaid = self.directory.policy(account.id).prepaid
@@ -175,6 +186,21 @@ class SubmitService:
             raise Refused(ResultCode.THROTTLED, f"{account.login!r} over its rate, wait {result.wait_seconds:.3f}s",
                           outcome=result.outcome, wait_seconds=result.wait_seconds)
         return Admitted(message_id)
+
+    def _refuse_logged_duplicate(self, account: AccountView, client_message_id: str) -> None:
+        """``7`` for an id the message log holds (its claim may have expired). The
+        database being away does not stop the ingress: the claim still decides, and the
+        worker refuses what the claim no longer covers."""
+        if self.message_log is None:
+            return
+        try:
+            existing = self.message_log.accepted_id(account.id, client_message_id)
+        except SQLAlchemyError as exc:
+            log.warning("message log unreachable, %r checked against its Redis claim only: %s", client_message_id, exc)
+            return
+        if existing is not None:
+            raise Refused(ResultCode.DUPLICATE, f"message_id {client_message_id!r} accepted before (message log)",
+                          outcome=Admission.DUPLICATE, existing_message_id=existing)
 
     def _price(self, request: MtRequest) -> int:
         """Parts x the destination's per-segment price; an MMS counts as one part."""

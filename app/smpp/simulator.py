@@ -32,7 +32,8 @@ What this module promises:
   binds); ``response_delay_ms`` delays every response; ``drop_after_submits``
   closes the connection on its M-th submit_sm, which is neither answered nor
   stored (so a client's retry never makes a duplicate); destinations starting
-  with ``reject_destination_prefix`` get ESME_RINVDSTADR.
+  with ``reject_destination_prefix`` get ``reject_status`` (ESME_RINVDSTADR unless
+  set: any command_status, to see how a carrier's refusal reaches the client).
 * With ``journal_path`` (``--journal FILE``), every whole message received is also
   appended to that file as one JSON line (time, source, destination, text, SMSC ids),
   written to the OS before its last submit_sm_resp is sent: the journal survives the
@@ -147,6 +148,7 @@ class SimulatorConfig:
     response_delay_ms: float = 0.0
     drop_after_submits: int = 0
     reject_destination_prefix: str = ""
+    reject_status: int = 0x0B  # ESME_RINVDSTADR
     id_format: IdFormat = IdFormat.HEX
     random_seed: int | None = None
     journal_path: str | None = None  # append one JSON line per whole message received
@@ -475,14 +477,14 @@ class SmscSimulator:
         status, message_id = self._accept_or_refuse(session, submit)
         self._respond(session, submit.response(command_status=status, message_id=message_id))
 
-    def _accept_or_refuse(self, session: _SmscSession, submit: SubmitSm) -> tuple[CommandStatus, str]:
+    def _accept_or_refuse(self, session: _SmscSession, submit: SubmitSm) -> tuple[int, str]:
         if not session.can_submit:
             return CommandStatus.ESME_RINVBNDSTS, ""
         if self._throttle and not self._throttle.take(asyncio.get_running_loop().time()):
             return CommandStatus.ESME_RTHROTTLED, ""
         prefix = self.config.reject_destination_prefix
         if prefix and submit.destination_addr.startswith(prefix):
-            return CommandStatus.ESME_RINVDSTADR, ""
+            return self.config.reject_status, ""
         return CommandStatus.ESME_ROK, self._accept(session.system_id, submit)
 
     def _respond(self, session: _SmscSession, resp: Pdu) -> None:

@@ -13,7 +13,9 @@ from app.bulk.directory import BulkDirectory
 from app.bulk.settings import get_bulk_settings
 from app.services.carriers import CarrierDirectory
 from app.services.directory import Directory
+from app.services.message_log import MessageLog
 from app.services.submit import SubmitService
+from app.web.proxies import TrustedProxies
 from app.settings import Settings, get_settings
 
 
@@ -40,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         "account_rules": account_rules,
         "carriers": CarrierDirectory(settings.database_url, settings.directory_refresh_seconds),
         "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds,
-                                max_mms_bytes=settings.max_mms_bytes),
+                                max_mms_bytes=settings.max_mms_bytes, message_log=MessageLog(settings.database_url)),
     }
 
     from app.gms.web import blueprint as gms_blueprint
@@ -61,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_console(app)  # /console, for operators (docs/console.md)
     heartbeat.install(app, redis_client, settings.key_prefix)  # smsagg status: this ingress process is up
     app.register_error_handler(HTTPException, _json_errors_for_json_apis)
+    if settings.trusted_proxies:  # behind deploy/'s nginx: the client, not the proxy (app.domain.forwarded)
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     return app
 
 

@@ -58,29 +58,37 @@ def _allow_request_lines(limit: int) -> None:
     gunicorn_message.MAX_REQUEST_LINE = max(gunicorn_message.MAX_REQUEST_LINE, limit)
 
 
+def ingress_options(host: str, port: int, *, workers: int, threads: int, line_limit: int = 8190) -> dict:
+    """gunicorn's settings for the ingress (tests run them around an app of their own)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "keepalive": 30,
+        "backlog": 2048,
+        "accesslog": None,
+        "graceful_timeout": 10,
+        # GMS mobile clients send a ``gms_user`` header. Other names with an
+        # underscore are dropped: ``X_Forwarded_For`` would otherwise be merged into
+        # ``X-Forwarded-For`` (one WSGI key) and name any client address it likes
+        # behind a trusted proxy (SMSAGG_TRUSTED_PROXIES). gunicorn lets a
+        # "forwarder" header through only from forwarded_allow_ips, so that is every
+        # peer, and it believes no scheme header from them (smsagg never reads it).
+        "header_map": "drop",
+        "forwarder_headers": "GMS_USER",
+        "forwarded_allow_ips": "*",
+        "secure_scheme_headers": {},
+        # Each worker process's heartbeat (smsagg status) starts with the process,
+        # not with its first request.
+        "limit_request_line": line_limit,
+        "post_worker_init": _start_heartbeat,
+    }
+
+
 def serve(host: str, port: int, *, workers: int, threads: int, max_request_line: int,
           factory: Callable[[], Flask] | None = None) -> None:
     """Serve ``factory()``'s app (default: the ingress, :func:`app.web.create_app`)."""
     line_limit = server_request_line_limit(max_request_line)
     _allow_request_lines(line_limit)
-    IngressServer(
-        {
-            "bind": f"{host}:{port}",
-            "workers": workers,
-            "worker_class": "gthread",
-            "threads": threads,
-            "keepalive": 30,
-            "backlog": 2048,
-            "accesslog": None,
-            "graceful_timeout": 10,
-            # GMS mobile clients send a ``gms_user`` header; gunicorn drops header
-            # names with underscores unless told otherwise. smsagg trusts no proxy
-            # headers, so the usual underscore/dash spoofing risk does not apply.
-            "header_map": "dangerous",
-            "limit_request_line": line_limit,
-            # Each worker process's heartbeat (smsagg status) starts with the process,
-            # not with its first request.
-            "post_worker_init": _start_heartbeat,
-        },
-        factory,
-    ).run()
+    IngressServer(ingress_options(host, port, workers=workers, threads=threads, line_limit=line_limit), factory).run()

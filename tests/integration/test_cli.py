@@ -60,6 +60,28 @@ def test_carriers_senders_and_routes(cli):
     assert "not a shortcode" in cli("sender", "add", "<x>", ok=False)
 
 
+def test_carrier_result_code_table(cli, tmp_path):
+    cli("carrier", "add", "--id", "99903", "--name", "uk", "--smpp", "127.0.0.1:2775", "--system-id", "s",
+        "--password", "pw")
+    table = {"command_status": {"0x0B": 3}, "receipt": {"UNDELIV:001": 3}}
+    (tmp_path / "codes.json").write_text(json.dumps(table))
+    cli("carrier", "result-codes", "99903", str(tmp_path / "codes.json"))
+    assert json.loads(cli("carrier", "result-codes", "99903")) == table
+    settings = json.loads(json.loads(cli("carrier", "list", "--json"))[0]["settings"])
+    assert settings["host"] == "127.0.0.1" and settings["result_codes"] == table  # the rest is kept
+
+    (tmp_path / "bad.json").write_text(json.dumps({"receipt": {"DELIVRD": 1}}))
+    assert "the stat must be a failure" in cli("carrier", "result-codes", "99903", str(tmp_path / "bad.json"),
+                                               ok=False)
+    (tmp_path / "garbage.json").write_text("{")
+    assert "not JSON" in cli("carrier", "result-codes", "99903", str(tmp_path / "garbage.json"), ok=False)
+    assert json.loads(cli("carrier", "result-codes", "99903")) == table  # nothing half-written
+    assert "no carrier" in cli("carrier", "result-codes", "1234", str(tmp_path / "codes.json"), ok=False)
+
+    cli("carrier", "result-codes", "99903", "--clear")
+    assert json.loads(cli("carrier", "result-codes", "99903")) == {}
+
+
 def test_worker_refuses_unknown_queues(cli):
     assert "unknown queue" in cli("worker", "--queues", "mt.urgent", ok=False)
 

@@ -8,14 +8,21 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from datetime import datetime, timezone
+
 import pytest
+from sqlalchemy.exc import OperationalError
 from werkzeug.serving import make_server
+
+from app.adapters.redis_scripts import RedisKeys
 
 from app.db.session import session_scope
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
+from app.services.intake import record_accepted
 from app.web import create_app
 from tests.integration.conftest import PASSWORD
+from tests.integration.workers import wait_until
 
 VALID = {
     "login": "acme",
@@ -218,6 +225,50 @@ def test_redis_unreachable_is_98_and_nothing_is_half_accepted(gateway, redis_cli
 def test_database_unreachable_is_98(gateway):
     broken = gateway.with_overrides(database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
     assert submit(create_app(broken).test_client(), "POST", params()) == 98
+
+
+def test_an_unexpected_error_is_99_not_98(gateway, queued):
+    """98 says "an internal problem, retry" and is kept for a backing service that is
+    down; anything else unforeseen is seed 000's 99, "any other error"."""
+    app = create_app(gateway)
+
+    def broken(*_args):
+        raise RuntimeError("a bug")
+
+    app.extensions["smsagg"]["submit"].directory.authenticate = broken
+    assert submit(app.test_client(), "POST", params()) == 99
+    assert queued() == []
+
+
+def test_a_message_id_repeated_after_its_claim_expired_is_still_7(gateway, redis_client, queued):
+    """Seed 000: 7 is "the same message_id as a previously accepted request", however long
+    ago; the Redis claim lives SMSAGG_IDEMPOTENCY_TTL_SECONDS (1 s here), the message log
+    for good."""
+    client = create_app(gateway.with_overrides(idempotency_ttl_seconds=1)).test_client()
+    assert submit(client, "POST", params(message_id="old-1")) == 0
+    [payload] = queued()
+    with session_scope(gateway.database_url) as session:  # what the MT worker does with it
+        record_accepted(session, payload, now=datetime.now(timezone.utc), route=lambda _number: 99901)
+    claim = RedisKeys(gateway.key_prefix).idempotency(payload["account_id"], "old-1")
+    wait_until(lambda: not redis_client.exists(claim), timeout=10)
+    assert submit(client, "POST", params(message_id="old-1")) == 7
+    assert submit(client, "POST", params(message_id="old-1", message="Other text")) == 7
+    assert len(queued()) == 1 and not redis_client.exists(claim)  # a refusal claims nothing
+    assert submit(client, "POST", params(message_id="new-2")) == 0
+
+
+def test_the_message_log_unreachable_leaves_the_claim_to_decide(gateway, queued):
+    app = create_app(gateway)
+
+    class Unreachable:
+        def accepted_id(self, *_args):
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    app.extensions["smsagg"]["submit"].message_log = Unreachable()
+    client = app.test_client()
+    assert submit(client, "POST", params(message_id="m-9")) == 0
+    assert submit(client, "POST", params(message_id="m-9")) == 7  # the Redis claim
+    assert len(queued()) == 1
 
 
 def test_concurrent_submits_of_one_message_id_yield_exactly_one_0(gateway, redis_client, queued):

@@ -107,3 +107,11 @@ def test_request_line_limit_is_one_setting_and_bounded():
         with pytest.raises(SettingsError, match="SMSAGG_MAX_REQUEST_LINE"):
             Settings.from_env({"SMSAGG_MAX_REQUEST_LINE": bad})
     assert server_request_line_limit(20000) > 20000
+
+
+def test_trusted_proxies_are_cidrs():
+    assert Settings.from_env({}).trusted_proxies == ()
+    proxies = Settings.from_env({"SMSAGG_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1 ::1"}).trusted_proxies
+    assert [str(network) for network in proxies] == ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
+    with pytest.raises(SettingsError, match="SMSAGG_TRUSTED_PROXIES: 'nginx' is not an IP network"):
+        Settings.from_env({"SMSAGG_TRUSTED_PROXIES": "10.0.0.0/8,nginx"})

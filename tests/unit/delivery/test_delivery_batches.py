@@ -5,7 +5,9 @@ rest, and a carrier's bucket lets through what it holds and paces the others."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.db.models import Callback, Carrier, Message, MessageEvent, SegmentSubmit
 from app.db.session import session_scope
@@ -96,15 +98,27 @@ def test_odd_messages_take_the_slow_path_and_the_rest_still_goes(world):
     assert "plain" in {s.message_id for c in connectors.values() for s in c.submissions}
 
 
-def test_a_reused_client_message_id_leaves_only_that_message_out(world, caplog):
+def test_a_reused_client_message_id_leaves_only_that_message_out_and_says_7(world, caplog):
     database_url, service, connectors, _ = world
-    service.process_batch([make_payload("first", client_message_id="dup")], interactive=False)
-    batch = [make_payload("x"), make_payload("second", client_message_id="dup"), make_payload("y")]
+    with_dr_url(database_url)
+    service.process_batch([make_payload("first", client_message_id="dup", app_id="app-1")], interactive=False)
+    batch = [make_payload("x"), make_payload("second", client_message_id="dup", app_id="app-2"), make_payload("y")]
     outcomes = service.process_batch(batch, interactive=False)  # "dup" outlived its Redis claim
     assert {m.id for m in rows(database_url, Message)} == {"first", "x", "y"}
     assert all(o.retry_in is None for o in outcomes.values())
     assert sorted(s.message_id for c in connectors.values() for s in c.submissions) == ["first", "x", "y"]
-    assert "past its claim TTL" in caplog.text
+    # not dropped in silence: the client hears of it, seed 000 Result Code 7 "the message is a duplicate"
+    [refusal] = rows(database_url, Callback, message_id="second")
+    assert refusal.fields == [["type", "receipt"], ["message_id", "dup"], ["message_state", "8"],
+                              ["result_code", "7"], ["app_id", "app-2"]]
+    assert "accepted before as first (result code 7)" in caplog.text
+
+
+def test_an_insert_that_fails_for_another_reason_is_not_called_a_duplicate(world):
+    database_url, service, _, _ = world
+    with pytest.raises(IntegrityError):  # no such account: the task machinery sets it aside
+        service.process_batch([make_payload("orphan", account_id=999)], interactive=False)
+    assert rows(database_url, Callback) == []
 
 
 def test_the_carrier_bucket_lets_through_what_it_holds_and_paces_the_rest(world):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import select
 
 from app.connectors.base import CONNECTION_LOST
@@ -117,6 +118,21 @@ def test_a_priced_message_rejected_by_the_carrier_is_refunded_once_through_the_i
     assert refunds == [(1, 3_000, "m1")]
     deliver(service, "m1")  # redelivered: already rejected, nothing more
     assert refunds == [(1, 3_000, "m1")]
+
+
+@pytest.mark.parametrize("status, code", [(0x0B, 3), (0x0A, 4), (0x45, 1)])
+def test_a_carrier_table_overrides_the_result_code_not_the_retry_decision(world, status, code):
+    """The table is read from the snapshot; the connector is not rebuilt for it."""
+    database_url, service, connectors, _ = world
+    with session_scope(database_url) as session:
+        svc.set_carrier_result_codes(session, 1, {"command_status": {"0x0B": 3, "ESME_RINVSRCADR": 4}})
+    connectors[1]._statuses.extend([status] * MAX_TRANSIENT_ATTEMPTS)
+    accept(database_url, carrier=1)
+    for _ in range(MAX_TRANSIENT_ATTEMPTS):  # ESME_RSUBMITFAIL is still retried, then ends with its code
+        if deliver(service, "m1").retry_in is None:
+            break
+    found, events, _ = message(database_url)
+    assert (found.state, found.result_code) == (MessageState.REJECTED, code)
 
 
 def test_throttled_answer_retries_without_counting_an_attempt(world):

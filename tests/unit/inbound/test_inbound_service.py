@@ -93,6 +93,45 @@ def test_failure_receipts_map_to_the_seed_tables(world, stat, expected_state, ex
     assert callbacks[0]["message_state"] == str(int(expected_state)) and callbacks[0]["result_code"] == expected_code
 
 
+def receipt_with_err(smsc_id, stat, err):
+    return receipt_item(smsc_id, text=f"id:{smsc_id} sub:001 dlvrd:000 submit date:2611221200 "
+                                      f"done date:2611221201 stat:{stat} err:{err} text:hi")
+
+
+@pytest.mark.parametrize("stat,err,expected_code", [
+    ("UNDELIV", "001", 3),          # the carrier's (stat, err) rule
+    ("REJECTD", "042", 5),          # its (stat, any) rule
+    ("UNDELIV", "0x00000058", 6),   # an explicit command_status, default table (ESME_RTHROTTLED)
+    ("UNDELIV", "999", 1),          # an err nobody knows: the stat's default
+])
+def test_a_failure_receipt_reads_err_through_the_carrier_table(world, stat, err, expected_code):
+    database_url, service = world
+    with session_scope(database_url) as session:
+        svc.set_carrier_result_codes(session, 7, {"receipt": {"UNDELIV:1": 3, "REJECTD": 5}})
+    sent_message(database_url)
+    process(database_url, service, receipt_with_err("a01", stat, err))
+    _, result_code, callbacks, _ = state(database_url)
+    assert result_code == expected_code and callbacks[0]["result_code"] == str(expected_code)
+
+
+def test_a_broken_carrier_table_falls_back_to_the_default(world):
+    database_url, service = world
+    with session_scope(database_url) as session:
+        session.get(svc.Carrier, 7).settings = {"host": "h", "result_codes": {"receipt": "nonsense"}}
+    sent_message(database_url)
+    process(database_url, service, receipt_with_err("a01", "UNDELIV", "001"))
+    assert state(database_url)[1] == 1
+
+
+def test_the_err_of_the_receipt_that_ends_a_long_message_decides(world):
+    database_url, service = world
+    with session_scope(database_url) as session:
+        svc.set_carrier_result_codes(session, 7, {"receipt": {"*:88": 6}})
+    sent_message(database_url, segments=2)
+    process(database_url, service, receipt_with_err("a01", "DELIVRD", "000"), receipt_with_err("a02", "REJECTD", "088"))
+    assert state(database_url)[:2] == (MessageState.REJECTED, 6)
+
+
 def test_tlvs_win_over_the_text(world):
     database_url, service = world
     sent_message(database_url)

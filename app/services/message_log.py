@@ -1,0 +1,46 @@
+"""The message log's answer to "did this account have this ``message_id`` accepted?".
+
+The Redis claim (``SET NX``, ``SMSAGG_IDEMPOTENCY_TTL_SECONDS``) answers for ids seen
+recently and settles concurrent submits; the database's unique key on
+``(account_id, client_message_id)`` holds every id for good. The ingress asks here first,
+so a client retrying an id after its claim expired still gets ``result_code=7``: one
+indexed lookup per submit that carries a ``message_id`` (docs/delivery.md, "Idempotency",
+has its measured cost).
+
+On PostgreSQL that lookup is one round trip, not the three of a pooled session (the
+pre-ping, the query, the rollback on return): its engine runs in autocommit and does not
+ping. A connection found dead fails that one lookup (the ingress then lets the Redis
+claim decide) and the pool replaces it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, bindparam, create_engine, select
+
+from app.db.models import Message
+from app.db.session import POOL_OVERFLOW, POOL_SIZE, engine_for
+
+_ACCEPTED = (select(Message.id)
+             .where(Message.account_id == bindparam("account_id"),
+                    Message.client_message_id == bindparam("client_message_id"))
+             .limit(1))
+
+
+class MessageLog:
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+        self._engine: Engine | None = None  # made on first use: after a server's fork
+
+    def accepted_id(self, account_id: int, client_message_id: str) -> str | None:
+        """smsagg's id of the message this account had accepted under ``client_message_id``."""
+        if self._engine is None:
+            self._engine = _reader_engine(self.database_url)
+        with self._engine.connect() as connection:
+            return connection.execute(_ACCEPTED, {"account_id": account_id,
+                                                  "client_message_id": client_message_id}).scalar()
+
+
+def _reader_engine(database_url: str) -> Engine:
+    if database_url.startswith("sqlite"):
+        return engine_for(database_url)  # in process: nothing to save
+    return create_engine(database_url, isolation_level="AUTOCOMMIT", pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
