@@ -80,6 +80,7 @@ WORKER_HOSTS = ("worker-a", "worker-b")
 REDIS_PORT, POSTGRES_PORT, WEB_PORT, SMSC_PORT, CALLBACK_PORT = 6379, 5432, 8080, 2775, 8000
 MT_QUEUES = "mt.interactive,mt.interactive_low,mt.bulk,mt.bulk_low"
 NAME_PREFIX = "smsagg-"
+DIRECTORY_PREFIX = "smsagg-topology-"
 START_TIMEOUT = 60.0
 
 _CLONE_NEWNET = 0x40000000
@@ -135,14 +136,23 @@ def _kill_all(netns: str) -> None:
         time.sleep(0.05)
 
 
+def _gone(name: str, prefix: str) -> bool:
+    """Whether ``name`` is ``<prefix><pid>-...`` of a process that no longer runs."""
+    creator = name.removeprefix(prefix).split("-", 1)[0]
+    return name.startswith(prefix) and creator.isdigit() and not Path(f"/proc/{creator}").exists()
+
+
 def _remove_stale() -> None:
-    """Namespaces of earlier runs whose process is gone (it was killed before it could
-    clean up): their processes are killed and the namespaces deleted."""
+    """What earlier runs left when they were killed before they could clean up (their
+    process is gone): their namespaces' processes are killed, the namespaces deleted,
+    their directories removed."""
     for netns in _ip("netns", "list").split():
-        creator = netns.removeprefix(NAME_PREFIX).split("-", 1)[0]
-        if netns.startswith(NAME_PREFIX) and creator.isdigit() and not Path(f"/proc/{creator}").exists():
+        if _gone(netns, NAME_PREFIX):
             _kill_all(netns)
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    for directory in Path(tempfile.gettempdir()).glob(f"{DIRECTORY_PREFIX}*"):
+        if _gone(directory.name, DIRECTORY_PREFIX):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _setns(fd: int) -> None:
@@ -176,7 +186,7 @@ class Topology:
 
     def __init__(self, roles: dict[str, int] = HOSTS) -> None:
         self.token = f"{os.getpid()}-{secrets.token_hex(3)}"
-        self.root = Path(tempfile.mkdtemp(prefix="smsagg-topology-"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{os.getpid()}-"))
         self.switch = f"{NAME_PREFIX}{self.token}-switch"
         self.hosts = {role: Host(role, f"{NAME_PREFIX}{self.token}-{role}", f"{SUBNET}.{number}",
                                  f"{role}.{self.token}", self.root / role) for role, number in roles.items()}
