@@ -611,9 +611,11 @@ def throughput(echo: Callable[[str], None] = print, *, count: int = 3000, rounds
             topology.stop("worker-b", "worker-mt")
     best_one, best_two = max(one), max(two)
     figures = {"benchmark": "topology", "messages_per_round": count, "one_host_msg_per_s": one,
-               "two_hosts_msg_per_s": two, "ratio_two_to_one": round(best_two / best_one, 2)}
+               "two_hosts_msg_per_s": two, "ratio_two_to_one": round(best_two / best_one, 2),
+               "ratio_per_round": [round(b / a, 2) for a, b in zip(one, two)]}
     echo(f"MT to the SMSC: 1 worker host {best_one:,.0f} msg/s, 2 worker hosts {best_two:,.0f} msg/s "
-         f"(ratio {figures['ratio_two_to_one']}x; best of {rounds}, {count:,} messages a round)")
+         f"(ratio {figures['ratio_two_to_one']}x, best of {rounds} each; round by round "
+         f"{', '.join(f'{r}x' for r in figures['ratio_per_round'])}; {count:,} messages a round)")
     return figures
 
 
