@@ -12,7 +12,6 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, current_app, jsonify
 
-from app.db.session import engine_for
 from app.health import database_error, redis_error
 
 blueprint = Blueprint("health", __name__)
@@ -37,7 +36,7 @@ def healthz():
 def readyz():
     extensions = current_app.extensions["smsagg"]
     problems = {"redis": redis_error(extensions["store"].client),
-                "database": database_error(engine_for(extensions["settings"].database_url))}
+                "database": database_error(extensions["settings"].database_url)}
     checks = {name: problem or "ok" for name, problem in problems.items()}
     if any(problems.values()):
         return jsonify(status="unavailable", **checks), 503

@@ -67,6 +67,16 @@ def test_readyz_names_what_does_not_answer(gateway, tmp_path):
     assert body["redis"] != "ok" and app.test_client().get("/livez").status_code == 200
 
 
+def test_readyz_gives_up_on_a_database_that_never_answers(gateway):
+    with socket.socket() as silent:  # accepts connections (the backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        app = create_app(replace(gateway, database_url=f"postgresql+psycopg://nobody@127.0.0.1:{port}/none"))
+        reply = app.test_client().get("/readyz")
+    assert reply.status_code == 503 and "timeout" in reply.get_json()["database"].lower()
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
