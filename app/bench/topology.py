@@ -44,7 +44,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -221,21 +220,32 @@ class Topology:
         self._created.append(name)
 
     def close(self) -> None:
+        """Stop everything and remove every namespace and directory, whatever fails on
+        the way (the first failure is raised once the rest is done)."""
+        failures: list[BaseException] = []
         try:
             self.cleanup.close()
-        finally:
-            for netns in reversed(self._created):
+        except Exception as exc:
+            failures.append(exc)
+        for netns in reversed(self._created):
+            try:
                 _kill_all(netns)
-                for host in self.hosts.values():
-                    for process in host.processes.values():
-                        if process.poll() is None and host.netns == netns:
-                            process.wait(10)
-                subprocess.run(["ip", "netns", "del", netns], capture_output=True)
-            self._created.clear()
-            if os.environ.get("SMSAGG_TOPOLOGY_KEEP"):
-                print(f"kept {self.root}")
-            else:
-                shutil.rmtree(self.root, ignore_errors=True)
+            except RuntimeError as exc:
+                failures.append(exc)
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        self._created.clear()
+        for host in self.hosts.values():
+            for process in host.processes.values():
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired as exc:
+                    failures.append(exc)
+        if os.environ.get("SMSAGG_TOPOLOGY_KEEP"):
+            print(f"kept {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+        if failures:
+            raise failures[0]
 
     def command(self, role: str, argv: list[str]) -> list[str]:
         """``argv`` as run on the host: in its namespace, under its host name."""
@@ -300,11 +310,6 @@ def _wait(what: str, predicate: Callable[[], object], timeout: float = START_TIM
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what}: not within {timeout:g}s")
         time.sleep(interval)
-
-
-def _answers(address: str, port: int) -> bool:
-    with socket.create_connection((address, port), timeout=0.5):
-        return True
 
 
 class Deployment:
