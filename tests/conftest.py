@@ -1,7 +1,7 @@
 """Shared fixtures. Every test isolates itself:
 
 * Redis: the local server on 127.0.0.1:6379, in a database this test session claims
-  for itself (the first of 15, 14 ... 8 whose claim key it can set), so two suites
+  for itself (the first of 15, 14 ... 1 that is free or whose claimant is gone), so two suites
   running at once never share Celery's queues; or ``SMSAGG_TEST_REDIS_URL`` when set.
   Each test also has a key prefix of its own and deletes only keys under it and the
   queue keys it created — never ``FLUSHDB``.
@@ -28,20 +28,49 @@ _CLAIM_SECONDS = 3 * 3600
 
 
 def _claim_redis_database() -> str:
-    """The URL of a Redis database no other running test session uses."""
+    """The URL of a Redis database no other running test session uses: the first of
+    15 ... 1 that is unclaimed, or whose claim belongs to a process that is gone (a
+    session killed with ``kill -9`` never releases its claim)."""
     if os.environ.get("SMSAGG_TEST_REDIS_URL"):
         return os.environ["SMSAGG_TEST_REDIS_URL"]
     token = f"{os.getpid()}:{uuid.uuid4().hex}"
-    for db in range(15, 7, -1):
+    for db in range(15, 0, -1):
         url = f"redis://127.0.0.1:6379/{db}"
         try:
             client = redis.Redis.from_url(url, socket_connect_timeout=1)
-            if client.set(_CLAIM_KEY, token, nx=True, ex=_CLAIM_SECONDS):
+            if client.set(_CLAIM_KEY, token, nx=True, ex=_CLAIM_SECONDS) or _take_over_a_dead_claim(client, token):
                 atexit.register(_release_claim, client, token)
                 return url
         except redis.RedisError:
             break
-    return "redis://127.0.0.1:6379/15"
+    raise RuntimeError("every test Redis database (1-15) is claimed by a running test session")
+
+
+def _take_over_a_dead_claim(client: redis.Redis, token: str) -> bool:
+    held = client.get(_CLAIM_KEY)
+    if held is None or _session_alive(held.decode()):
+        return False
+    with client.pipeline() as pipe:  # only if the dead session's claim is still the one there
+        try:
+            pipe.watch(_CLAIM_KEY)
+            if pipe.get(_CLAIM_KEY) != held:
+                return False
+            pipe.multi()
+            pipe.set(_CLAIM_KEY, token, ex=_CLAIM_SECONDS)
+            pipe.execute()
+            return True
+        except redis.WatchError:
+            return False
+
+
+def _session_alive(claim: str) -> bool:
+    try:
+        os.kill(int(claim.split(":", 1)[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return True
 
 
 def _release_claim(client: redis.Redis, token: str) -> None:

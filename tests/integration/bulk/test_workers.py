@@ -70,14 +70,14 @@ def test_scheduled_batch_survives_restarts_and_goes_out_once_on_time(bulk_client
             running(["beat"], gateway, beat_log, ready=beat_ready(beat_log)):
         wait_until(lambda: recorded_batch(gateway, batch_id) == "scheduled", timeout=20)  # persisted by the worker
     assert redis_client.zscore(keys_schedule, batch_id) is not None  # still waiting, both processes gone
-    due = time.time() + 6
-    redis_client.zadd(keys_schedule, {batch_id: due})
-    with session_scope(gateway.database_url) as session:  # the durable record agrees (beat resyncs from it)
-        session.get(Batch, batch_id).due_at = datetime.fromtimestamp(due, tz=timezone.utc)
     worker_log, beat_log = tmp_path / "worker-2.log", tmp_path / "beat-2.log"
     with running(["worker", "--queues", "mt.bulk"], gateway, worker_log, ready=worker_ready(worker_log)), \
             running(["beat"], gateway, beat_log, ready=beat_ready(beat_log)):
-        assert time.time() < due, "the processes took too long to start for this test"
+        # Brought forward only once the new processes are up, however long they took.
+        due = time.time() + 3
+        with session_scope(gateway.database_url) as session:  # the durable record agrees (beat resyncs from it)
+            session.get(Batch, batch_id).due_at = datetime.fromtimestamp(due, tz=timezone.utc)
+        redis_client.zadd(keys_schedule, {batch_id: due})
         wait_until(lambda: recorded(gateway.database_url, batch_id) == 3, timeout=30)
         time.sleep(1.0)  # anything sent twice would show up now
     released_at = float(redis_client.hget(f"{gateway.key_prefix}batch:{batch_id}", "released_at"))

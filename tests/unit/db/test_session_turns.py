@@ -49,10 +49,10 @@ def test_nested_units_in_one_thread_do_not_deadlock(sqlite_url):
         outer.execute(text("SELECT 1"))
 
 
-def _hold(database_url: str, seconds: float, started) -> None:
+def _hold(database_url: str, started, release) -> None:
     with session_scope(database_url):
         started.set()
-        time.sleep(seconds)
+        release.wait(30)
 
 
 def _timed_unit(database_url: str, urgent: bool, log_path: str, name: str) -> None:
@@ -61,19 +61,36 @@ def _timed_unit(database_url: str, urgent: bool, log_path: str, name: str) -> No
             log.write(f"{name}\n")
 
 
+def _blocked_on_a_lock(pids: set[int]) -> set[int]:
+    """The processes among ``pids`` waiting for a ``flock`` (``/proc/locks`` lists a waiter
+    with ``->``)."""
+    with open("/proc/locks") as locks:
+        waiting = {int(line.split()[5]) for line in locks if "->" in line and "FLOCK" in line}
+    return waiting & pids
+
+
+def _wait_until_blocked(pids: set[int]) -> None:
+    deadline = time.monotonic() + 20
+    while _blocked_on_a_lock(pids) != pids:
+        assert time.monotonic() < deadline, "the units never queued up behind the holder"
+        time.sleep(0.01)
+
+
 def test_an_urgent_unit_goes_ahead_of_queued_ordinary_ones(sqlite_url, tmp_path):
     log_path = str(tmp_path / "order.log")
     context = multiprocessing.get_context("fork")
-    started = context.Event()
-    holder = context.Process(target=_hold, args=(sqlite_url, 0.5, started))
+    started, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold, args=(sqlite_url, started, release))
     holder.start()
     assert started.wait(10)
     ordinary = [context.Process(target=_timed_unit, args=(sqlite_url, False, log_path, f"bulk{i}")) for i in range(4)]
     for process in ordinary:
         process.start()
-    time.sleep(0.2)  # they queue up behind the holder
+    _wait_until_blocked({process.pid for process in ordinary})  # one at the turn, three at the gate
     urgent = context.Process(target=_timed_unit, args=(sqlite_url, True, log_path, "urgent"))
     urgent.start()
+    _wait_until_blocked({urgent.pid})
+    release.set()
     for process in [holder, urgent, *ordinary]:
         process.join(30)
         assert process.exitcode == 0
