@@ -1,6 +1,7 @@
 """deploy/kubernetes: every smsagg container runs a command the CLI accepts, every part
 has its probes (HTTP for the ingress, the heartbeat exec probe for workers and beat),
-and kustomize renders the whole (when kubectl is installed)."""
+and kustomize renders the whole (when kubectl is installed). The Compose file's health
+checks run real commands too."""
 
 from __future__ import annotations
 
@@ -86,3 +87,14 @@ def test_kustomize_renders_every_resource():
     assert rendered.returncode == 0, rendered.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(rendered.stdout) if doc]
     assert kinds.count("Deployment") == 7 and kinds.count("StatefulSet") == 2 and "Job" in kinds
+
+
+def test_the_compose_health_checks_run_real_commands():
+    compose = yaml.safe_load((MANIFESTS.parent / "docker-compose.yml").read_text())
+    checked = 0
+    for name, service in compose["services"].items():
+        test = (service.get("healthcheck") or {}).get("test", [])
+        if test[1:4] == ["python", "-m", "app.health"]:
+            _parses(test[1:])
+            checked += 1
+    assert checked == 5  # the four worker groups and beat
