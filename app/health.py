@@ -11,11 +11,12 @@ a pod's name under Kubernetes, a container's id under Compose).
 What each check says, and its exit status (0 yes, 1 no; a line on stdout says why):
 
 * **alive** (the default; kubelet's liveness and startup probes): a heartbeat of the
-  part from this host is there, or Redis does not answer. A Redis that is away is not
-  this part's fault, and every part rides it out on its own (``docs/delivery.md``):
-  restarting workers because Redis blinked would only add a thundering herd to the
-  outage. A part that is gone or stopped beating (its key expires three beats after the
-  last, 15 s) while Redis answers is not alive.
+  part from this host is there, or Redis does not answer, or refuses writes (then no
+  heartbeat can be written). A Redis that is away is not this part's fault, and every
+  part rides it out on its own (``docs/delivery.md``): restarting workers because Redis
+  blinked would only add a thundering herd to the outage. A part that is gone or stopped
+  beating (its key expires three beats after the last, 15 s) while Redis answers and
+  takes writes is not alive.
 * **ready** (``--ready``; readiness probes, rollouts waiting for new pods): Redis
   answers, a heartbeat of the part from this host is there, and the database answers
   ``SELECT 1``.
@@ -59,12 +60,13 @@ def own_beats(records: list[dict[str, Any]], part: str, host: str, queue: str | 
 def judge(beats: list[dict[str, Any]] | None, *, part: str, host: str, ready: bool,
           database_error: str | None = None) -> Verdict:
     """The verdict from this host's records of the part (``None``: Redis did not
-    answer) and, for readiness, the database's error (``None``: it answered)."""
+    answer, or took no writes) and, for readiness, the database's error (``None``: it answered)."""
     what = f"{part} on {host}"
     if beats is None:
         if ready:
-            return Verdict(False, f"{what}: not ready, Redis does not answer")
-        return Verdict(True, f"{what}: alive as far as can be told (Redis does not answer; the part rides it out)")
+            return Verdict(False, f"{what}: not ready, Redis does not answer (or takes no writes)")
+        return Verdict(True, f"{what}: alive as far as can be told (Redis does not answer or takes no writes; "
+                             "the part rides it out)")
     if not beats:
         return Verdict(False, f"{what}: no heartbeat (the part is not running, or stopped beating)")
     pids = ", ".join(str(beat.get("pid")) for beat in beats)
@@ -95,6 +97,17 @@ def _probe_engine(database_url: str):
                                     pool_pre_ping=True, connect_args=connect_args)
 
 
+def takes_writes(client: redis.Redis, key_prefix: str, host: str) -> bool:
+    """Whether Redis accepts a write (a key of this probe's, expiring at once): one that
+    answers reads but refuses writes (``OOM`` under ``noeviction``, ``READONLY`` on a
+    replica) lets no heartbeat through, so a missing one proves nothing."""
+    try:
+        client.set(f"{key_prefix}probe:{host}", "1", px=1000)
+    except redis.ResponseError:
+        return False
+    return True
+
+
 def database_error(database_url: str) -> str | None:
     """Why the database does not answer ``SELECT 1``, or ``None``."""
     import sqlalchemy
@@ -113,12 +126,13 @@ def probe(part: str, *, ready: bool, host: str, queue: str | None = None) -> Ver
     client = redis.Redis.from_url(settings.require_redis_url(), socket_connect_timeout=PROBE_TIMEOUT_SECONDS,
                                   socket_timeout=PROBE_TIMEOUT_SECONDS)
     try:
-        records = read_parts(client, settings.key_prefix)
+        beats = own_beats(read_parts(client, settings.key_prefix), part, host, queue)
+        if not beats and not takes_writes(client, settings.key_prefix, host):
+            beats = None  # no part can beat now (Redis full, or a read-only replica): not this part's fault
     except (redis.RedisError, OSError):
-        return judge(None, part=part, host=host, ready=ready)
+        beats = None
     finally:
         client.close()
-    beats = own_beats(records, part, host, queue)
     db_error = database_error(settings.database_url) if ready and beats else None
     return judge(beats, part=part, host=host, ready=ready, database_error=db_error)
 

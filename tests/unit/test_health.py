@@ -3,7 +3,9 @@ the part from this host; ready only with Redis, the database and a heartbeat."""
 
 from __future__ import annotations
 
-from app.health import judge, own_beats
+import redis
+
+from app.health import judge, own_beats, takes_writes
 
 RECORDS = [
     {"part": "worker", "host": "gw1", "pid": 10, "queues": ["mt.bulk", "mt.bulk_low"]},
@@ -44,3 +46,21 @@ def test_the_database_away_makes_a_beating_part_unready_but_alive():
     verdict = judge(beats, part="worker", host="gw2", ready=True, database_error="connection refused")
     assert not verdict.ok and "connection refused" in verdict.reason
     assert judge(beats, part="worker", host="gw2", ready=False, database_error="connection refused").ok
+
+
+class _Refusing:
+    def __init__(self, error: Exception | None) -> None:
+        self.error, self.written = error, []
+
+    def set(self, key, value, px):
+        if self.error:
+            raise self.error
+        self.written.append((key, px))
+
+
+def test_a_redis_that_refuses_writes_proves_nothing_by_a_missing_heartbeat():
+    assert not takes_writes(_Refusing(redis.ResponseError("OOM command not allowed")), "smsagg:", "gw1")
+    assert not takes_writes(_Refusing(redis.ResponseError("READONLY You can't write against a replica")), "p:", "h")
+    accepting = _Refusing(None)
+    assert takes_writes(accepting, "smsagg:", "gw1")
+    assert accepting.written == [("smsagg:probe:gw1", 1000)]
