@@ -3,7 +3,7 @@ namespaces, each part with its own address and SMSAGG_HOME): a message goes end 
 and when every process of one worker host is killed with ``kill -9`` under load, every
 accepted message still reaches the SMSC and its DR reaches the client.
 
-About 45 s, so excluded from the default run (pyproject ``addopts``):
+40 to 60 s, so excluded from the default run (pyproject ``addopts``):
 ``python -m pytest -m topology``. It needs root and working ``ip netns``; elsewhere it
 skips and says why."""
 
