@@ -4,8 +4,8 @@ and when every process of one worker host is killed with ``kill -9`` under load,
 accepted message still reaches the SMSC and its DR reaches the client.
 
 40 to 60 s, so excluded from the default run (pyproject ``addopts``):
-``python -m pytest -m topology -n 0`` (one process: its figures are printed). It needs root and working ``ip netns``; elsewhere it
-skips and says why."""
+``python -m pytest -m topology -n 0`` (one process: its figures are printed). It needs
+root and working ``ip netns``; elsewhere it skips and says why."""
 
 from __future__ import annotations
 
