@@ -19,6 +19,7 @@ import ssl
 from kombu import Exchange, Queue
 
 from app.domain.priorities import ALL_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, Priority
+from app.domain.task_names import CALLBACK_TASKS, INBOUND_DRAIN_TASK, INBOUND_REMATCH_TASK, STAGE_SWEEP_TASK
 from app.settings import get_settings
 
 MAX_COUNTDOWN_SECONDS = 15 * 60
@@ -72,9 +73,8 @@ task_send_sent_event = False
 # (The sweeps that put back what dead workers held run in every worker, every few
 # seconds: workers.celery_app.)
 beat_schedule = {
-    "rematch-held-receipts": {"task": "smsagg.inbound.rematch", "schedule": 5.0},
+    "rematch-held-receipts": {"task": INBOUND_REMATCH_TASK, "schedule": 5.0},
 }
-task_routes |= {"smsagg.stages.sweep": {"queue": Priority.INTERACTIVE.queue}}
-task_routes |= {"smsagg.inbound.drain": {"queue": INBOUND_QUEUE}, "smsagg.inbound.rematch": {"queue": INBOUND_QUEUE}}
-task_routes |= {name: {"queue": CALLBACK_QUEUE}
-                for name in ("smsagg.callbacks.send_batch", "smsagg.callbacks.send_one", "smsagg.callbacks.sweep")}
+task_routes |= {STAGE_SWEEP_TASK: {"queue": Priority.INTERACTIVE.queue}}
+task_routes |= {INBOUND_DRAIN_TASK: {"queue": INBOUND_QUEUE}, INBOUND_REMATCH_TASK: {"queue": INBOUND_QUEUE}}
+task_routes |= {name: {"queue": CALLBACK_QUEUE} for name in CALLBACK_TASKS}

@@ -22,7 +22,8 @@ import time
 
 from celery.signals import beat_init
 
-from app.bulk import batches, compliance, credit
+from app.bulk import batches, credit
+from app.bulk.resync import resync
 from app.bulk.payloads import FANOUT_TASK, PERSIST_TASK
 from app.bulk.runtime import default_store
 from app.bulk.settings import get_bulk_settings
@@ -57,17 +58,6 @@ def fanout(self, batch_id: str, indexes: list[int] | None = None) -> int:
         self.set_aside([batch_id, entry_indexes], error)
 
     return batches.fan_out(store, batch_id, chunk=get_bulk_settings().fanout_chunk, set_aside=set_aside)
-
-
-def resync() -> dict:
-    """Make Redis agree with the database after a restart (or a lost Redis)."""
-    store = default_store()
-    with session_scope(get_settings().database_url) as session:
-        report = {"schedule": batches.rebuild_index(session, store),
-                  "registries": compliance.resync_registries(session, store),
-                  "balances_restored": credit.resync_balances(session, store)}
-    log.info("bulk resync: %s", report)
-    return report
 
 
 def release_once(now: float | None = None) -> list[str]:

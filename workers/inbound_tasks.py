@@ -10,6 +10,7 @@ from app.adapters import stage_queue
 from app.adapters.stage_queue import INBOUND_DRAIN_TASK
 from app.db.session import session_scope
 from app.domain.priorities import INBOUND_QUEUE
+from app.domain.task_names import INBOUND_REMATCH_TASK
 from app.services.callback_outbox import take_new_callbacks
 from app.services.failures import handle_isolating
 from app.services.inbound import process_items
@@ -50,7 +51,7 @@ def inbound_drain(self) -> int:
     return len(batch.items)
 
 
-@celery.task(name="smsagg.inbound.rematch", base=SmsaggTask, queue=INBOUND_QUEUE)
+@celery.task(name=INBOUND_REMATCH_TASK, base=SmsaggTask, queue=INBOUND_QUEUE)
 def rematch_receipts() -> None:
     """Beat, every few seconds: receipts that overtook their submit_sm_resp, and MOs
     still incomplete after ``MO_PARTS_TIMEOUT``."""

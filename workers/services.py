@@ -10,6 +10,8 @@ from app.adapters.callback_queue import enqueue_callbacks
 from app.adapters.inbound_queue import InboundBatcher, deliver_sm_item
 from app.adapters.redis_scripts import RedisStore, connect
 from app.adapters.stage_queue import StageQueue
+from app.bulk import credit
+from app.bulk.compliance import record_mo_keyword
 from app.connectors.loop import BackgroundLoop
 from app.connectors.smpp import DeliverHandler
 from app.domain.priorities import INBOUND_QUEUE
@@ -56,16 +58,10 @@ def worker_services() -> WorkerServices:
         if ids:
             enqueue_callbacks(store.client, ids)
 
-    delivery = DeliveryService(settings.database_url, store, carriers, connectors, notify=notify_callbacks)
-    inbound = InboundService(stop_keywords=_stop_keywords())
+    delivery = DeliveryService(settings.database_url, store, carriers, connectors, refund=credit.refund,
+                               notify=notify_callbacks)
+    inbound = InboundService(stop_keywords=record_mo_keyword)
     return WorkerServices(settings, store, stages, carriers, connectors, delivery, inbound, notify_callbacks)
-
-
-def _stop_keywords():
-    """STOP/START MOs opt a number out of (back into) the account: app.bulk owns the lists."""
-    from app.bulk.compliance import record_mo_keyword
-
-    return record_mo_keyword
 
 
 def close_worker_services() -> None:

@@ -15,10 +15,9 @@ import redis
 
 from app.adapters.celery_wire import task_message
 from app.domain.priorities import CALLBACK_QUEUE
+from app.domain.task_names import CALLBACK_SWEEP_TASK as SWEEP_TASK
+from app.domain.task_names import SEND_BATCH_TASK, SEND_ONE_TASK
 
-SEND_BATCH_TASK = "smsagg.callbacks.send_batch"
-SEND_ONE_TASK = "smsagg.callbacks.send_one"
-SWEEP_TASK = "smsagg.callbacks.sweep"
 MAX_BATCH = 200
 """Ids per task message: a larger set (a replay of thousands) goes as several messages."""
 

@@ -71,12 +71,12 @@ import redis
 from app.adapters.celery_wire import task_message
 from app.adapters.redis_scripts import KICK_DRAIN_LUA, LuaScript, RedisKeys
 from app.domain.priorities import INBOUND_QUEUE, Priority
+from app.domain.task_names import INBOUND_DRAIN_TASK
+from app.domain.task_names import STAGE_SWEEP_TASK as SWEEP_TASK
 from app.services.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
-SWEEP_TASK = "smsagg.stages.sweep"
-INBOUND_DRAIN_TASK = "smsagg.inbound.drain"
 DRAIN_TASKS = {**{priority.queue: priority.task_name for priority in Priority}, INBOUND_QUEUE: INBOUND_DRAIN_TASK}
 """Each queue drained in batches, and the task that drains it."""
 SWEEP_ORDER = (Priority.INTERACTIVE.queue, Priority.INTERACTIVE_LOW.queue, INBOUND_QUEUE,

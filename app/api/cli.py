@@ -17,12 +17,7 @@ from datetime import datetime, timezone
 import click
 
 from app.api import keys
-
-
-def _common():
-    from app.cli import common
-
-    return common
+from app.cli import common
 
 
 def _print_issued(issued: keys.IssuedKey, as_json: bool, verb: str) -> None:
@@ -45,7 +40,7 @@ def apikey() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def create(login, name, as_json) -> None:
     """Create a key and print its token (only now)."""
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         issued = keys.create_key(session, login, name)
     _print_issued(issued, as_json, "created")
 
@@ -57,7 +52,7 @@ def create(login, name, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def rotate(key_id, grace, as_json) -> None:
     """Give a key a new token (its id and name stay)."""
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         issued = keys.rotate_key(session, key_id, grace_seconds=grace, now=datetime.now(timezone.utc))
     _print_issued(issued, as_json, "rotated")
 
@@ -66,7 +61,7 @@ def rotate(key_id, grace, as_json) -> None:
 @click.argument("key_id")
 def revoke(key_id) -> None:
     """Revoke a key for good."""
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         done = keys.revoke_key(session, key_id, now=datetime.now(timezone.utc))
     click.echo(f"API key {key_id} revoked" if done else f"API key {key_id} was already revoked")
 
@@ -76,8 +71,8 @@ def revoke(key_id) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_(login, as_json) -> None:
     """Every key (ids and names, never tokens)."""
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         rows = [[k.key_id, k.login, k.name, k.status, k.created_at, k.rotated_at, k.revoked_at,
                  k.previous_valid_until] for k in keys.list_keys(session, login)]
-    _common().print_table("API keys", ["key_id", "account", "name", "status", "created", "rotated", "revoked",
+    common.print_table("API keys", ["key_id", "account", "name", "status", "created", "rotated", "revoked",
                                        "previous token until"], rows, as_json)

@@ -25,7 +25,6 @@ import base64
 import hashlib
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from app.db.session import session_scope
 from app.services.accounts import get_account
 from app.services.directory import AccountView
 from app.services.errors import InvalidValue, NotFound
+from app.services.snapshot import TimedSnapshot
 
 TOKEN_PREFIX = "smsagg"
 _TOKEN = re.compile(rf"{TOKEN_PREFIX}_([a-z2-7]{{10}})_[A-Za-z0-9_-]{{43}}")
@@ -170,27 +170,15 @@ class KeyRing:
         self.refresh_seconds = refresh_seconds
         self.clock = clock
         self.wall_clock = wall_clock
-        self._holders: dict[str, KeyHolder] = {}
-        self._loaded_at: float | None = None
-        self._lock = threading.Lock()
+        self._holders = TimedSnapshot(lambda: self._load(), refresh_seconds, clock=clock, name="API keys")
 
     def authenticate(self, token: str) -> KeyHolder | None:
         if not _TOKEN.fullmatch(token):
             return None
-        holder = self._current().get(token_digest(token))
+        holder = self._holders.get().get(token_digest(token))
         if holder is None or (holder.valid_until is not None and self.wall_clock() >= holder.valid_until):
             return None
         return holder
-
-    def _current(self) -> dict[str, KeyHolder]:
-        loaded_at = self._loaded_at
-        if loaded_at is not None and self.clock() - loaded_at < self.refresh_seconds:
-            return self._holders
-        with self._lock:
-            if self._loaded_at is loaded_at:
-                self._holders = self._load()
-                self._loaded_at = self.clock()
-            return self._holders
 
     def _load(self) -> dict[str, KeyHolder]:
         holders: dict[str, KeyHolder] = {}

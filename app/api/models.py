@@ -16,7 +16,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.models import Base, Message, utcnow
+from app.db.base import Base, utcnow
+from app.db.models import Message
 
 
 class ApiKey(Base):

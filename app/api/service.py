@@ -48,7 +48,7 @@ from app.bulk.models import Batch
 from app.bulk.service import BulkSubmitService, DuplicateRequest
 from app.db.models import Callback, Message
 from app.db.session import session_scope
-from app.domain.bulk_request import (
+from app.bulk.request import (
     MESSAGE_TYPES,
     BulkCode,
     BulkRejected,

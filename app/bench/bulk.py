@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from app.bench.harness import (BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BenchGateway, FormClient, free_port,
                                wait_for_port)
 from app.bench.e2e import configure_simulator_carrier
+from app.bulk.payloads import FANOUT_TASK
 from app.db.models import SegmentSubmit
 from app.db.session import session_scope
 
@@ -101,7 +102,7 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         wait_for_port(smsc_port)
         configure_simulator_carrier(gateway, smsc_port, free_port())
         gateway.start("worker", "--queues", "mt.bulk", "--pool", "threads", "--concurrency", "20")
-        client.lpush("mt.bulk", task_message("smsagg.bulk.fanout", "mt.bulk", [first]))
+        client.lpush("mt.bulk", task_message(FANOUT_TASK, "mt.bulk", [first]))
         limit = time.monotonic() + 120
         while time.monotonic() < limit:
             cursor = int(client.hget(f"smsagg:batch:{first}", "cursor") or 0)

@@ -1,8 +1,9 @@
 """``smsagg bench ingress``: accepted submits/s of ``/httpapi/receiver`` against the
 same server's bare baseline, measured in one run.
 
-The server is ``smsagg web`` (gunicorn gthread, 2 processes) with a real Redis; the
-baseline is ``/_bench/baseline`` on that same server, a request that does one Redis
+The server is the ingress under gunicorn (gthread, 2 processes; ``smsagg bench web``,
+the product's app plus the baseline) with a real Redis; the baseline is
+``/_bench/baseline`` on that same server, a request that does one Redis
 ``LPUSH`` and nothing else. Rounds alternate baseline / full so that noise on this
 shared machine hits both alike; the figure of each is its best round. Every full
 submit must answer ``result_code=0`` (a unique ``message_id`` each), or the run fails.
@@ -44,7 +45,7 @@ def _measure(url: str, make_request, seconds: float, concurrency: int) -> LoadRe
 def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
     with BenchGateway() as gateway:
         port = free_port()
-        gateway.start("web", "--port", str(port), "--workers", "2", "--threads", "8", SMSAGG_BENCH_ENDPOINTS="1")
+        gateway.start("bench", "web", "--port", str(port), "--workers", "2", "--threads", "8")
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}"
         run_load(url, SubmitRequests("warm"), concurrency=4, seconds=1.0, warmup=0.0)  # credential caches

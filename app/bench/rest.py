@@ -2,7 +2,8 @@
 against ``/httpapi/receiver`` (the same admission) and the bare baseline, on one server
 in one run.
 
-The server is ``smsagg web`` (gunicorn gthread, 2 processes) with a real Redis, as in
+The server is ``smsagg bench web`` (the ingress under gunicorn gthread, 2 processes, plus
+the baseline) with a real Redis, as in
 ``smsagg bench ingress``. Rounds alternate baseline (one ``LPUSH``) / MT API submit /
 REST POST, so noise on this shared machine hits all three alike; each figure is its
 best round. Besides the rate, the server's own CPU time per request is measured (the
@@ -90,8 +91,7 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         with session_scope(gateway.database_url) as session:
             token = keys.create_key(session, BENCH_LOGIN, "bench").token
         port = free_port()
-        server = gateway.start("web", "--port", str(port), "--workers", "2", "--threads", "8",
-                               SMSAGG_BENCH_ENDPOINTS="1")
+        server = gateway.start("bench", "web", "--port", str(port), "--workers", "2", "--threads", "8")
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}"
         run_load(url, SubmitRequests("warm"), concurrency=4, seconds=1.0, warmup=0.0)

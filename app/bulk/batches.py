@@ -32,9 +32,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.adapters import stage_queue
-from app.adapters.redis_scripts import BulkStore
 from app.bulk import payloads
 from app.bulk.models import Batch
+from app.bulk.store import BulkStore
 from app.db.models import Message
 from app.domain.priorities import Priority
 from app.domain.states import MessageState

@@ -24,23 +24,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.bulk import batches, compliance, credit
 from app.bulk.models import Price
+from app.bulk.resync import resync
+from app.bulk.runtime import default_store
 from app.bulk.settings import credits_to_units, units_to_credits
+from app.cli import common
 from app.services import accounts as accounts_svc
 from app.services.errors import NotFound
 
-# app.cli imports this module while it initialises: its helpers are looked up at run time.
-
-
-def _common():
-    from app.cli import common
-
-    return common
-
 
 def _store():
-    from app.bulk.runtime import default_store
-
-    _common().settings().require_redis_url()
+    common.settings().require_redis_url()
     return default_store()
 
 
@@ -68,7 +61,7 @@ def credit_group() -> None:
 def credit_show(login, as_json) -> None:
     """Balance (live, from Redis) and the ledger's sum."""
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         account_id = _account_id(session, login)
         credit.drain_journal(session, store)
         prepaid = credit.policy(session, account_id).prepaid
@@ -84,7 +77,7 @@ def credit_show(login, as_json) -> None:
 
 def _adjust(login: str, units: int) -> None:
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         new_balance = credit.adjust(session, store, _account_id(session, login), units,
                                     kind="topup" if units >= 0 else "adjust")
     click.echo(f"account {login} balance {units_to_credits(new_balance)}")
@@ -111,7 +104,7 @@ def credit_deduct(login, amount) -> None:
 def credit_postpaid(login) -> None:
     """Stop enforcing a balance for this account (its ledger is kept)."""
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         credit.set_prepaid(session, store, _account_id(session, login), False)
     click.echo(f"account {login} is postpaid")
 
@@ -122,11 +115,11 @@ def credit_postpaid(login) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def credit_history(login, limit, as_json) -> None:
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         credit.drain_journal(session, store)
         rows = [[e.at, e.kind, str(units_to_credits(e.amount)), e.reference]
                 for e in credit.history(session, _account_id(session, login), limit)]
-    _common().print_table(f"credit of {login}", ["at", "kind", "amount", "reference"], rows, as_json)
+    common.print_table(f"credit of {login}", ["at", "kind", "amount", "reference"], rows, as_json)
 
 
 # --- prices ------------------------------------------------------------------------------------
@@ -146,7 +139,7 @@ def price_set(amount, prefix, carrier) -> None:
     units = _units(amount)
     if units < 0:
         raise click.BadParameter("a price may not be negative")
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         digits = accounts_svc.validate_prefix(prefix) if prefix is not None else None
         from sqlalchemy import select
 
@@ -166,7 +159,7 @@ def price_set(amount, prefix, carrier) -> None:
 def price_remove(prefix, carrier) -> None:
     from sqlalchemy import select
 
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         row = session.scalar(select(Price).where(Price.prefix.is_(None) if prefix is None else Price.prefix == prefix,
                                                  Price.carrier_id.is_(None) if carrier is None
                                                  else Price.carrier_id == carrier))
@@ -181,10 +174,10 @@ def price_remove(prefix, carrier) -> None:
 def price_list(as_json) -> None:
     from sqlalchemy import select
 
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         rows = [[p.prefix, p.carrier_id, str(units_to_credits(p.price))]
                 for p in session.scalars(select(Price).order_by(Price.prefix, Price.carrier_id))]
-    _common().print_table("prices per segment", ["prefix", "carrier", "price"], rows, as_json)
+    common.print_table("prices per segment", ["prefix", "carrier", "price"], rows, as_json)
 
 
 # --- DND registry, opt-outs ----------------------------------------------------------------
@@ -198,7 +191,7 @@ def dnd() -> None:
 @click.argument("numbers", nargs=-1, required=True)
 def dnd_add(numbers) -> None:
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         added = compliance.dnd_add(session, store, numbers)
     click.echo(f"{added} number(s) added")
 
@@ -209,7 +202,7 @@ def dnd_import(path) -> None:
     """Add every number of a file (one per line; blank lines and # comments skipped)."""
     numbers = [line.strip() for line in path if line.strip() and not line.lstrip().startswith("#")]
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         added = compliance.dnd_add(session, store, numbers)
     click.echo(f"{added} number(s) added of {len(numbers)}")
 
@@ -218,7 +211,7 @@ def dnd_import(path) -> None:
 @click.argument("numbers", nargs=-1, required=True)
 def dnd_remove(numbers) -> None:
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         removed = compliance.dnd_remove(session, store, numbers)
     click.echo(f"{removed} number(s) removed")
 
@@ -226,7 +219,7 @@ def dnd_remove(numbers) -> None:
 @dnd.command("check")
 @click.argument("number")
 def dnd_check(number) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         listed = compliance.dnd_contains(session, number.lstrip("+"))
     click.echo(f"{number} {'is' if listed else 'is not'} on the DND registry")
 
@@ -234,7 +227,7 @@ def dnd_check(number) -> None:
 @dnd.command("list")
 @click.option("--limit", type=int, default=None)
 def dnd_list(limit) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         for number in compliance.dnd_list(session, limit):
             click.echo(number)
 
@@ -249,7 +242,7 @@ def optout() -> None:
 @click.argument("number")
 def optout_add(login, number) -> None:
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         compliance.opt_out(session, store, _account_id(session, login), number, source="operator")
     click.echo(f"{number} opted out of {login}")
 
@@ -259,7 +252,7 @@ def optout_add(login, number) -> None:
 @click.argument("number")
 def optout_remove(login, number) -> None:
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         if not compliance.opt_in(session, store, _account_id(session, login), number):
             raise NotFound(f"{number} had not opted out of {login}")
     click.echo(f"{number} opted back in to {login}")
@@ -269,9 +262,9 @@ def optout_remove(login, number) -> None:
 @click.option("--account", "login", required=True)
 @click.option("--json", "as_json", is_flag=True)
 def optout_list(login, as_json) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         rows = [[o.phone_number, o.source, o.at] for o in compliance.optouts_of(session, _account_id(session, login))]
-    _common().print_table(f"opt-outs of {login}", ["number", "source", "at"], rows, as_json)
+    common.print_table(f"opt-outs of {login}", ["number", "source", "at"], rows, as_json)
 
 
 # --- spam rules, templates, IP denylist ------------------------------------------------------
@@ -285,7 +278,7 @@ def spam() -> None:
 @click.argument("pattern")
 @click.option("--regex", is_flag=True, help="PATTERN is a regular expression.")
 def spam_add(pattern, regex) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         rule = compliance.spam_add(session, pattern, is_regex=regex)
         rule_id = rule.id
     click.echo(f"spam rule {rule_id} added")
@@ -294,7 +287,7 @@ def spam_add(pattern, regex) -> None:
 @spam.command("remove")
 @click.argument("rule_id", type=int)
 def spam_remove(rule_id) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         compliance.spam_remove(session, rule_id)
     click.echo(f"spam rule {rule_id} removed")
 
@@ -302,9 +295,9 @@ def spam_remove(rule_id) -> None:
 @spam.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def spam_list(as_json) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         rows = [[r.id, r.pattern, r.is_regex] for r in compliance.spam_list(session)]
-    _common().print_table("spam rules", ["id", "pattern", "regex"], rows, as_json)
+    common.print_table("spam rules", ["id", "pattern", "regex"], rows, as_json)
 
 
 @click.group()
@@ -316,7 +309,7 @@ def template() -> None:
 @click.option("--account", "login", required=True)
 @click.argument("body")
 def template_add(login, body) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         row = compliance.template_add(session, _account_id(session, login), body)
         template_id = row.id
     click.echo(f"template {template_id} added")
@@ -325,7 +318,7 @@ def template_add(login, body) -> None:
 @template.command("remove")
 @click.argument("template_id", type=int)
 def template_remove(template_id) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         compliance.template_remove(session, template_id)
     click.echo(f"template {template_id} removed")
 
@@ -334,10 +327,10 @@ def template_remove(template_id) -> None:
 @click.option("--account", "login", default=None)
 @click.option("--json", "as_json", is_flag=True)
 def template_list(login, as_json) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         account_id = _account_id(session, login) if login else None
         rows = [[t.id, t.account_id, t.body] for t in compliance.templates_of(session, account_id)]
-    _common().print_table("templates", ["id", "account", "body"], rows, as_json)
+    common.print_table("templates", ["id", "account", "body"], rows, as_json)
 
 
 @template.command("enforce")
@@ -345,7 +338,7 @@ def template_list(login, as_json) -> None:
 @click.option("--off", is_flag=True, help="Let the account send any text again.")
 def template_enforce(login, off) -> None:
     """Make the account send only texts matching its templates."""
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         credit.policy(session, _account_id(session, login)).templates_only = not off
     click.echo(f"account {login} {'may send any text' if off else 'sends only registered templates'}")
 
@@ -359,7 +352,7 @@ def ip() -> None:
 @click.argument("network")
 @click.option("--note", default=None)
 def ip_deny(network, note) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         canonical = compliance.deny_ip(session, network, note).network
     click.echo(f"{canonical} denied")
 
@@ -367,7 +360,7 @@ def ip_deny(network, note) -> None:
 @ip.command("undeny")
 @click.argument("network")
 def ip_undeny(network) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         compliance.undeny_ip(session, network)
     click.echo(f"{network} no longer denied")
 
@@ -375,9 +368,9 @@ def ip_undeny(network) -> None:
 @ip.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def ip_list(as_json) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         rows = [[n.network, n.note] for n in compliance.denied_networks(session)]
-    _common().print_table("denied networks", ["network", "note"], rows, as_json)
+    common.print_table("denied networks", ["network", "note"], rows, as_json)
 
 
 # --- schedules and batches --------------------------------------------------------------------
@@ -394,11 +387,11 @@ def schedule_list(login, as_json) -> None:
     store = _store()
     account_id = None
     if login:
-        with _common().unit_of_work() as session:
+        with common.unit_of_work() as session:
             account_id = _account_id(session, login)
     rows = [[s.batch_id, s.account_id, datetime.fromtimestamp(s.due, tz=timezone.utc).isoformat(),
              s.destinations, s.message[:40]] for s in batches.list_scheduled(store, account_id)]
-    _common().print_table("scheduled", ["batch", "account", "due (UTC)", "destinations", "message"], rows, as_json)
+    common.print_table("scheduled", ["batch", "account", "due (UTC)", "destinations", "message"], rows, as_json)
 
 
 @schedule.command("cancel")
@@ -406,7 +399,7 @@ def schedule_list(login, as_json) -> None:
 def schedule_cancel(batch_id) -> None:
     """Withdraw a scheduled batch (a prepaid account gets its credit back)."""
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         done, state = batches.cancel(session, store, batch_id[:24])
     if not done:
         raise click.ClickException(f"batch {batch_id[:24]} not cancelled: {state}")
@@ -420,7 +413,7 @@ def batch() -> None:
 
 def _progress(batch_id: str):
     store = _store()
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         figures = batches.progress(session, store, batch_id[:24])
     if figures is None:
         raise NotFound(f"no batch {batch_id[:24]}")
@@ -443,7 +436,7 @@ def batch_status(batch_id, once, as_json, interval) -> None:
         return
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
-    with Progress(*columns, console=_common().console) as bar:
+    with Progress(*columns, console=common.console) as bar:
         task = bar.add_task(_line(figures), total=max(figures.total, 1), completed=figures.done)
         try:
             while not figures.finished:
@@ -468,10 +461,8 @@ def bulk() -> None:
 @bulk.command("resync")
 def bulk_resync() -> None:
     """Rebuild Redis (schedule index, DND/opt-out sets, missing balances) from the database."""
-    _common().settings().require_redis_url()
-    _common().database_url()
-    from workers.bulk_tasks import resync
-
+    common.settings().require_redis_url()
+    common.database_url()
     click.echo(json.dumps(resync()))
 
 

@@ -18,11 +18,11 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.adapters.redis_scripts import BulkStore
 from app.bulk.models import DeniedNetwork, DndNumber, OptOut, SpamRule, Template
-from app.db.session import after_commit
+from app.bulk.request import normalize_destination
 from app.bulk.rules import InvalidRule, compile_spam_rule, compile_template, stop_keyword_action
-from app.domain.bulk_request import normalize_destination
+from app.bulk.store import BulkStore
+from app.db.session import after_commit
 from app.services.errors import InvalidValue, NotFound
 
 _CHUNK = 5000

@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.adapters.redis_scripts import BulkStore
 from app.bulk.models import BulkAccountPolicy, CreditEntry
+from app.bulk.store import BulkStore
 from app.services.errors import InvalidValue
 
 log = logging.getLogger(__name__)

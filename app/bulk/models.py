@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.models import Base, utcnow
+from app.db.base import Base, utcnow
 
 _BIG_ID = BigInteger().with_variant(Integer, "sqlite")
 

@@ -2,7 +2,7 @@
 destination) and in the fan-out worker (many).
 
 A per-destination payload has every key of
-:func:`app.services.submit.accepted_payload` (the contract with the intake and
+:class:`app.domain.accepted.AcceptedMessage` (the contract with the intake and
 delivery), with these values for the bulk API:
 
 ==================  =========================================================================
@@ -30,6 +30,7 @@ from typing import Any
 
 from app.adapters import stage_queue
 from app.adapters.celery_wire import task_message
+from app.domain.accepted import AcceptedMessage
 from app.domain.priorities import Priority
 
 FANOUT_TASK = "smsagg.bulk.fanout"
@@ -46,29 +47,29 @@ def batch_of(message_id_: str) -> str:
 
 
 def destination_payload(meta: dict[str, Any], destination: str, message_id_: str, price: int) -> dict[str, Any]:
-    return {
-        "id": message_id_,
-        "account_id": meta["account_id"],
-        "client_message_id": None,
-        "phone_number": destination,
-        "sender": meta["source"],
-        "message": meta["message"],
-        "carrier": None,
-        "receipt": meta["dlr"],
-        "app_id": None,
-        "conversation_id": None,
-        "priority": meta["priority"],
-        "attachments": [],
-        "accepted_at": meta["accepted_at"],
-        "encoding": meta["encoding"],
-        "flash": meta["flash"],
-        "wap_push": meta["wap_push"],
-        "batch_id": meta["batch_id"],
-        "api": "bulk",
-        "price": price,
-        "dlr": meta["dlr"],
-        "message_type": meta["type"],
-    }
+    return AcceptedMessage(
+        id=message_id_,
+        account_id=meta["account_id"],
+        client_message_id=None,
+        phone_number=destination,
+        sender=meta["source"],
+        message=meta["message"],
+        carrier=None,
+        receipt=meta["dlr"],
+        app_id=None,
+        conversation_id=None,
+        priority=meta["priority"],
+        attachments=[],
+        accepted_at=meta["accepted_at"],
+        encoding=meta["encoding"],
+        flash=meta["flash"],
+        wap_push=meta["wap_push"],
+        batch_id=meta["batch_id"],
+        api="bulk",
+        price=price,
+        dlr=meta["dlr"],
+        message_type=meta["type"],
+    ).payload()
 
 
 def destination_item(meta: dict[str, Any], destination: str, message_id_: str, price: int) -> str:

@@ -8,8 +8,9 @@ from functools import lru_cache
 
 import redis
 
-from app.adapters.redis_scripts import BulkStore, connect
+from app.adapters.redis_scripts import connect
 from app.bulk.settings import get_bulk_settings
+from app.bulk.store import BulkStore
 from app.settings import get_settings
 
 

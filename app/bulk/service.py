@@ -1,8 +1,8 @@
 """Accepting a bulk SMS request (seed 001): the ingress side of ``/bulksms/*``.
 
 Work per request (DESIGN.md, "Ingress"): parse and validate (pure,
-:mod:`app.domain.bulk_request`), the cached credential and directory rows, then ONE
-Redis round trip (:class:`~app.adapters.redis_scripts.BulkStore.admit_batch`) that
+:mod:`app.bulk.request`), the cached credential and directory rows, then ONE
+Redis round trip (:class:`~app.bulk.store.BulkStore.admit_batch`) that
 checks every destination against the DND registry, the account's opt-outs and the
 duplicate window, debits a prepaid account for the whole request or refuses it
 (1725), and then either pushes the single message (one destination, now), stores the
@@ -37,11 +37,13 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.adapters import stage_queue
-from app.adapters.redis_scripts import BulkCandidate, BulkStore, NotSent, OutcomeUnknown
+from app.adapters.redis_scripts import NotSent, OutcomeUnknown
 from app.bulk import payloads
+from app.bulk.directory import BulkDirectory
 from app.bulk.rules import matches_spam, matches_template
 from app.bulk.settings import BulkSettings
-from app.domain.bulk_request import (
+from app.bulk.store import BulkCandidate, BulkStore
+from app.bulk.request import (
     BulkCode,
     BulkRejected,
     BulkRequest,
@@ -51,7 +53,7 @@ from app.domain.bulk_request import (
     wants_schedule,
 )
 from app.domain.priorities import Priority
-from app.domain.schedule import InvalidSchedule, due_epoch
+from app.bulk.schedule import InvalidSchedule, due_epoch
 from app.services.directory import AccountView, Directory
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ class BulkSubmitService:
     def __init__(
         self,
         directory: Directory,
+        rules: BulkDirectory,
         store: BulkStore,
         settings: BulkSettings,
         *,
@@ -101,6 +104,7 @@ class BulkSubmitService:
         make_batch_id: Callable[[], str] = new_batch_id,
     ):
         self.directory = directory
+        self.rules = rules
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -145,10 +149,10 @@ class BulkSubmitService:
         if len(request.message) > account.max_message_length:
             raise BulkRejected(BulkCode.INVALID_MESSAGE, f"message longer than {account.max_message_length}")
         if self.directory.policy(account.id).templates_only and not matches_template(
-            request.message, self.directory.templates(account.id)
+            request.message, self.rules.templates(account.id)
         ):
             raise BulkRejected(BulkCode.TEMPLATE_MISMATCH, "the text matches none of the account's templates")
-        if matches_spam(request.message, self.directory.spam_rules()):
+        if matches_spam(request.message, self.rules.spam_rules()):
             raise BulkRejected(BulkCode.SPAM, "the text matches a spam rule")
 
     def admit(self, account: AccountView, request: BulkRequest, *, priority: Priority,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, RequestURITooLarge
 
 from app.bulk import batches
 from app.bulk.runtime import ingress_store
@@ -25,7 +25,7 @@ from app.bulk.service import BulkSubmitService
 from app.bulk.settings import get_bulk_settings
 from app.db.session import session_scope
 from app.web.forms import request_params
-from app.domain.bulk_request import (
+from app.bulk.request import (
     BulkCode,
     BulkRejected,
     format_refusal,
@@ -40,7 +40,8 @@ def _build_service(state) -> None:
     smsagg = state.app.extensions["smsagg"]
     settings = smsagg["settings"]
     store = ingress_store(settings.require_redis_url(), settings.key_prefix)
-    state.app.extensions["bulksms"] = BulkSubmitService(smsagg["submit"].directory, store, get_bulk_settings())
+    state.app.extensions["bulksms"] = BulkSubmitService(smsagg["submit"].directory, smsagg["account_rules"], store,
+                                                         get_bulk_settings())
 
 
 def _service() -> BulkSubmitService:
@@ -49,6 +50,13 @@ def _service() -> BulkSubmitService:
 
 def _reply(body: str) -> Response:
     return Response(body, status=200, mimetype="text/plain")
+
+
+@blueprint.errorhandler(RequestURITooLarge)
+def _line_too_long(_error) -> Response:
+    """A request line over SMSAGG_MAX_REQUEST_LINE (refused before any parameter is read,
+    so nothing is queued): the seed's "Invalid URL", in its reply format."""
+    return _reply(format_refusal(BulkCode.INVALID_URL))
 
 
 def _params() -> dict[str, str]:

@@ -8,6 +8,7 @@ import json
 import click
 
 from app.bench import bulk, dr_leg, e2e, faults, ingress, rest, throttle
+from app.cli import common
 
 BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttle": throttle.run,
               "dr-leg": dr_leg.run, "rest": rest.run}
@@ -32,6 +33,22 @@ def _benchmark_command(name: str) -> click.Command:
 
 for _name in BENCHMARKS:
     bench.add_command(_benchmark_command(_name))
+
+
+@bench.command("web", hidden=True)
+@click.option("--port", type=int, required=True)
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--threads", type=int, default=8, show_default=True)
+def web(port, workers, threads) -> None:
+    """The ingress with the baseline endpoint (app.bench.web), on 127.0.0.1: the server
+    the ingress and REST benchmarks measure, never the production one."""
+    from app.bench.web import create_bench_app
+    from app.web.server import serve
+
+    settings = common.settings()
+    settings.require_redis_url()
+    serve("127.0.0.1", port, workers=workers, threads=threads, max_request_line=settings.max_request_line,
+          factory=create_bench_app)
 
 
 @bench.command("faults")

@@ -23,7 +23,8 @@ def web(host, port, workers, threads) -> None:
 
     config = settings()
     config.require_redis_url()
-    serve(host or config.web_host, port or config.web_port, workers=workers, threads=threads)
+    serve(host or config.web_host, port or config.web_port, workers=workers, threads=threads,
+          max_request_line=config.max_request_line)
 
 
 def _parse_queues(value: str) -> list[str]:

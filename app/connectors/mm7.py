@@ -40,11 +40,13 @@ from typing import Any
 from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.domain import mm7
 from app.domain.outbound import Submission
+from app.domain.smpp_status import CommandStatus
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_CONCURRENCY = 8
 MAX_ANSWER_BYTES = 256 * 1024
-ESME_RSYSERR, ESME_RTHROTTLED, ESME_RINVCMDLEN = 0x08, 0x58, 0x02
+ESME_RSYSERR, ESME_RTHROTTLED = CommandStatus.ESME_RSYSERR, CommandStatus.ESME_RTHROTTLED
+ESME_RINVCMDLEN = CommandStatus.ESME_RINVCMDLEN
 
 
 class Mm7Connector:

@@ -9,14 +9,7 @@ import json
 import click
 
 from app.console import operators as svc
-
-# app.cli imports this module while it initialises: its helpers are looked up at run time.
-
-
-def _common():
-    from app.cli import common
-
-    return common
+from app.cli import common
 
 
 def _password_option(function):
@@ -33,7 +26,7 @@ def operator() -> None:
 @click.argument("login")
 @_password_option
 def operator_add(login, password) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         svc.add_operator(session, login, password)
     click.echo(f"operator {login} added")
 
@@ -43,7 +36,7 @@ def operator_add(login, password) -> None:
 @_password_option
 def operator_password(login, password) -> None:
     """Set a new password; the operator's open sessions end."""
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         svc.set_password(session, login, password)
     click.echo(f"operator {login}: password changed")
 
@@ -52,7 +45,7 @@ def operator_password(login, password) -> None:
 @click.argument("login")
 def operator_disable(login) -> None:
     """Refuse the operator's logins; open sessions end at their next request."""
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         svc.set_enabled(session, login, False)
     click.echo(f"operator {login} disabled")
 
@@ -60,7 +53,7 @@ def operator_disable(login) -> None:
 @operator.command("enable")
 @click.argument("login")
 def operator_enable(login) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         svc.set_enabled(session, login, True)
     click.echo(f"operator {login} enabled")
 
@@ -68,9 +61,9 @@ def operator_enable(login) -> None:
 @operator.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def operator_list(as_json) -> None:
-    with _common().unit_of_work() as session:
+    with common.unit_of_work() as session:
         rows = [[o.login, o.enabled, o.created_at, o.last_login_at] for o in svc.list_operators(session)]
-    _common().print_table("operators", ["login", "enabled", "created_at", "last_login_at"], rows, as_json)
+    common.print_table("operators", ["login", "enabled", "created_at", "last_login_at"], rows, as_json)
 
 
 @click.command()
@@ -82,7 +75,7 @@ def status(as_json) -> None:
 
     import redis
 
-    config = _common().settings()
+    config = common.settings()
     try:
         summary = gateway_status(connect(config.require_redis_url()), config.key_prefix)
     except redis.RedisError as exc:
@@ -90,7 +83,7 @@ def status(as_json) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
         return
-    print_table = _common().print_table
+    print_table = common.print_table
     print_table("parts", ["part", "host", "pid", "up_s", "queues", "binds", "per_s"],
                 [[p.part, p.host, p.pid, p.up_seconds, ",".join(p.queues),
                   " ".join(f"{c}:{up}/{total}" for c, (up, total) in p.binds.items()), p.per_second]

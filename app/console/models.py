@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.models import Base, utcnow
+from app.db.base import Base, utcnow
 
 
 class Operator(Base):

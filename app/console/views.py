@@ -19,15 +19,15 @@ import redis
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.adapters.redis_scripts import BulkStore
+from app.api.service import describe_message
 from app.bulk import batches
 from app.bulk.models import Batch
+from app.bulk.store import BulkStore
 from app.db.models import Account, Callback, Carrier, Message
 from app.services import accounts as accounts_svc
 from app.services import callbacks as callbacks_svc
 from app.services.errors import NotFound
 from app.services.status import gateway_status
-from app.api.service import describe_message
 
 SHOWN_CARRIER_SETTINGS = ("host", "port", "system_id", "system_type", "bind_mode", "binds", "window",
                           "response_timeout", "enquire_link_interval", "concat_mode", "preset", "method", "timeout",

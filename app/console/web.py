@@ -36,8 +36,8 @@ from flask import session as browser_session
 from werkzeug.exceptions import HTTPException
 
 from app.adapters.callback_queue import enqueue_callbacks
-from app.adapters.redis_scripts import BulkStore
 from app.bulk import batches
+from app.bulk.store import BulkStore
 from app.console import auth, operators, views
 from app.console.models import Operator
 from app.db.session import session_scope

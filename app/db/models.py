@@ -6,7 +6,7 @@ match it, which ``tests/unit/db/test_migrations.py`` checks.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
@@ -22,15 +22,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class Base(DeclarativeBase):
-    pass
+from app.db.base import Base, utcnow
 
 
 class Account(Base):
@@ -294,10 +288,3 @@ class MessageEvent(Base):
 
     message: Mapped[Message] = relationship(back_populates="events")
 
-
-# Feature areas keep their models in their own packages; import them here so
-# ``Base.metadata`` always describes the whole schema (migrations, tests).
-import app.gms.models  # noqa: E402,F401
-import app.bulk.models  # noqa: E402,F401
-import app.console.models  # noqa: E402,F401
-import app.api.models  # noqa: E402,F401

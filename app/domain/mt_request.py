@@ -47,7 +47,9 @@ MAX_ID_LENGTH = 128
 _PHONE_NUMBER = re.compile(r"[1-9][0-9]{2,14}")
 _ATTACHMENT_KEY = re.compile(r"mms_attachment\[(0|[1-9][0-9]*)\]\.(content_type|content)")
 _MIME_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*([ \t]*;[\x20-\x7e]*)?", re.ASCII)
-_NUMERIC_SENDER = re.compile(r"[0-9]{3,15}")
+# Numeric senders up to 18 digits: the bulk API's ``source`` (seed 001: "Max Length of 18
+# if numeric"); seed 000 sets no length, and one sender registry serves both APIs.
+_NUMERIC_SENDER = re.compile(r"[0-9]{3,18}")
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
 
 
@@ -266,7 +268,7 @@ def parse_mt_request(params: Mapping[str, str]) -> MtRequest:
 def classify_sender(address: str) -> SenderKind | None:
     """What kind of source address this is, or ``None`` if it is none of them.
 
-    Up to 8 digits is a shortcode, 9 to 15 digits a long number, otherwise up to
+    Up to 8 digits is a shortcode, 9 to 18 digits a long number, otherwise up to
     11 letters, digits, spaces and ``.&_-`` (with at least one letter) an
     alphanumeric sender id.
     """

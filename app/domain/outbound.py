@@ -55,6 +55,10 @@ class Submission:
     registered_delivery: int
     segments: tuple[OutboundSegment, ...]
     mms: MmsPayload | None = None
+    # What an HTTP carrier that takes the text needs to name the message's type (the
+    # bulk API's ``type``, seed 001); SMPP carriers read it from the segments.
+    flash: bool = False
+    wap_push: bool = False
 
 
 def source_address_type(sender: str) -> tuple[int, int]:
@@ -100,6 +104,8 @@ def build_submission(
         encoding=plan.encoding,
         registered_delivery=1 if receipt else 0,
         segments=segments,
+        flash=plan.flash and not wap_push,
+        wap_push=wap_push,
     )
 
 

@@ -76,8 +76,61 @@ class ActionKind(Enum):
     REJECT = "reject"
 
 
+class CommandStatus(IntEnum):
+    """SMPP 3.4 command_status values (section 5.1.3), named as in the spec."""
+
+    ESME_ROK = 0x00
+    ESME_RINVMSGLEN = 0x01
+    ESME_RINVCMDLEN = 0x02
+    ESME_RINVCMDID = 0x03
+    ESME_RINVBNDSTS = 0x04
+    ESME_RALYBND = 0x05
+    ESME_RINVPRTFLG = 0x06
+    ESME_RINVREGDLVFLG = 0x07
+    ESME_RSYSERR = 0x08
+    ESME_RINVSRCADR = 0x0A
+    ESME_RINVDSTADR = 0x0B
+    ESME_RINVMSGID = 0x0C
+    ESME_RBINDFAIL = 0x0D
+    ESME_RINVPASWD = 0x0E
+    ESME_RINVSYSID = 0x0F
+    ESME_RCANCELFAIL = 0x11
+    ESME_RREPLACEFAIL = 0x13
+    ESME_RMSGQFUL = 0x14
+    ESME_RINVSERTYP = 0x15
+    ESME_RINVNUMDESTS = 0x33
+    ESME_RINVDLNAME = 0x34
+    ESME_RINVDESTFLAG = 0x40
+    ESME_RINVSUBREP = 0x42
+    ESME_RINVESMCLASS = 0x43
+    ESME_RCNTSUBDL = 0x44
+    ESME_RSUBMITFAIL = 0x45
+    ESME_RINVSRCTON = 0x48
+    ESME_RINVSRCNPI = 0x49
+    ESME_RINVDSTTON = 0x50
+    ESME_RINVDSTNPI = 0x51
+    ESME_RINVSYSTYP = 0x53
+    ESME_RINVREPFLAG = 0x54
+    ESME_RINVNUMMSGS = 0x55
+    ESME_RTHROTTLED = 0x58
+    ESME_RINVSCHED = 0x61
+    ESME_RINVEXPIRY = 0x62
+    ESME_RINVDFTMSGID = 0x63
+    ESME_RX_T_APPN = 0x64
+    ESME_RX_P_APPN = 0x65
+    ESME_RX_R_APPN = 0x66
+    ESME_RQUERYFAIL = 0x67
+    ESME_RINVOPTPARSTREAM = 0xC0
+    ESME_ROPTPARNOTALLWD = 0xC1
+    ESME_RINVPARLEN = 0xC2
+    ESME_RMISSINGOPTPARAM = 0xC3
+    ESME_RINVOPTPARAMVAL = 0xC4
+    ESME_RDELIVERYFAILURE = 0xFE
+    ESME_RUNKNOWNERR = 0xFF
+
+
 @dataclass(frozen=True)
-class CommandStatus:
+class StatusEntry:
     code: int
     name: str
     status_class: StatusClass
@@ -101,67 +154,71 @@ _OK, _THR, _TRA, _PER = (
 )
 _R = DrResultCode
 
-STATUSES: dict[int, CommandStatus] = {
+
+def _entry(status: CommandStatus, status_class: StatusClass, result_code: DrResultCode) -> StatusEntry:
+    return StatusEntry(int(status), status.name, status_class, result_code)
+
+STATUSES: dict[int, StatusEntry] = {
     status.code: status
     for status in (
-        CommandStatus(0x00, "ESME_ROK", _OK, _R.SUCCESS),
-        CommandStatus(0x01, "ESME_RINVMSGLEN", _PER, _R.BODY_TOO_LONG),
-        CommandStatus(0x02, "ESME_RINVCMDLEN", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x03, "ESME_RINVCMDID", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x04, "ESME_RINVBNDSTS", _TRA, _R.INTERNAL_ERROR),
-        CommandStatus(0x05, "ESME_RALYBND", _TRA, _R.INTERNAL_ERROR),
-        CommandStatus(0x06, "ESME_RINVPRTFLG", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x07, "ESME_RINVREGDLVFLG", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x08, "ESME_RSYSERR", _TRA, _R.INTERNAL_ERROR),
-        CommandStatus(0x0A, "ESME_RINVSRCADR", _PER, _R.SHORTCODE_NOT_ALLOWED),
-        CommandStatus(0x0B, "ESME_RINVDSTADR", _PER, _R.REJECTED_UPSTREAM),
-        CommandStatus(0x0C, "ESME_RINVMSGID", _PER, _R.UNMAPPED),
-        CommandStatus(0x0D, "ESME_RBINDFAIL", _TRA, _R.AUTHENTICATION_FAILURE),
-        CommandStatus(0x0E, "ESME_RINVPASWD", _TRA, _R.AUTHENTICATION_FAILURE),
-        CommandStatus(0x0F, "ESME_RINVSYSID", _TRA, _R.AUTHENTICATION_FAILURE),
-        CommandStatus(0x11, "ESME_RCANCELFAIL", _PER, _R.UNMAPPED),
-        CommandStatus(0x13, "ESME_RREPLACEFAIL", _PER, _R.UNMAPPED),
-        CommandStatus(0x14, "ESME_RMSGQFUL", _THR, _R.THROTTLED),
-        CommandStatus(0x15, "ESME_RINVSERTYP", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x33, "ESME_RINVNUMDESTS", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x34, "ESME_RINVDLNAME", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x40, "ESME_RINVDESTFLAG", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x42, "ESME_RINVSUBREP", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x43, "ESME_RINVESMCLASS", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x44, "ESME_RCNTSUBDL", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x45, "ESME_RSUBMITFAIL", _TRA, _R.REJECTED_UPSTREAM),
-        CommandStatus(0x48, "ESME_RINVSRCTON", _PER, _R.ALPHANUMERIC_NOT_PERMITTED),
-        CommandStatus(0x49, "ESME_RINVSRCNPI", _PER, _R.SHORTCODE_NOT_ALLOWED),
-        CommandStatus(0x50, "ESME_RINVDSTTON", _PER, _R.REJECTED_UPSTREAM),
-        CommandStatus(0x51, "ESME_RINVDSTNPI", _PER, _R.REJECTED_UPSTREAM),
-        CommandStatus(0x53, "ESME_RINVSYSTYP", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x54, "ESME_RINVREPFLAG", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x55, "ESME_RINVNUMMSGS", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x58, "ESME_RTHROTTLED", _THR, _R.THROTTLED),
-        CommandStatus(0x61, "ESME_RINVSCHED", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x62, "ESME_RINVEXPIRY", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x63, "ESME_RINVDFTMSGID", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0x64, "ESME_RX_T_APPN", _TRA, _R.REJECTED_UPSTREAM),
-        CommandStatus(0x65, "ESME_RX_P_APPN", _PER, _R.REJECTED_UPSTREAM),
-        CommandStatus(0x66, "ESME_RX_R_APPN", _PER, _R.REJECTED_UPSTREAM),
-        CommandStatus(0x67, "ESME_RQUERYFAIL", _PER, _R.UNMAPPED),
-        CommandStatus(0xC0, "ESME_RINVOPTPARSTREAM", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0xC1, "ESME_ROPTPARNOTALLWD", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0xC2, "ESME_RINVPARLEN", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0xC3, "ESME_RMISSINGOPTPARAM", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0xC4, "ESME_RINVOPTPARAMVAL", _PER, _R.INTERNAL_ERROR),
-        CommandStatus(0xFE, "ESME_RDELIVERYFAILURE", _TRA, _R.REJECTED_UPSTREAM),
-        CommandStatus(0xFF, "ESME_RUNKNOWNERR", _TRA, _R.UNMAPPED),
+        _entry(CommandStatus.ESME_ROK, _OK, _R.SUCCESS),
+        _entry(CommandStatus.ESME_RINVMSGLEN, _PER, _R.BODY_TOO_LONG),
+        _entry(CommandStatus.ESME_RINVCMDLEN, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVCMDID, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVBNDSTS, _TRA, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RALYBND, _TRA, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVPRTFLG, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVREGDLVFLG, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RSYSERR, _TRA, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVSRCADR, _PER, _R.SHORTCODE_NOT_ALLOWED),
+        _entry(CommandStatus.ESME_RINVDSTADR, _PER, _R.REJECTED_UPSTREAM),
+        _entry(CommandStatus.ESME_RINVMSGID, _PER, _R.UNMAPPED),
+        _entry(CommandStatus.ESME_RBINDFAIL, _TRA, _R.AUTHENTICATION_FAILURE),
+        _entry(CommandStatus.ESME_RINVPASWD, _TRA, _R.AUTHENTICATION_FAILURE),
+        _entry(CommandStatus.ESME_RINVSYSID, _TRA, _R.AUTHENTICATION_FAILURE),
+        _entry(CommandStatus.ESME_RCANCELFAIL, _PER, _R.UNMAPPED),
+        _entry(CommandStatus.ESME_RREPLACEFAIL, _PER, _R.UNMAPPED),
+        _entry(CommandStatus.ESME_RMSGQFUL, _THR, _R.THROTTLED),
+        _entry(CommandStatus.ESME_RINVSERTYP, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVNUMDESTS, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVDLNAME, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVDESTFLAG, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVSUBREP, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVESMCLASS, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RCNTSUBDL, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RSUBMITFAIL, _TRA, _R.REJECTED_UPSTREAM),
+        _entry(CommandStatus.ESME_RINVSRCTON, _PER, _R.ALPHANUMERIC_NOT_PERMITTED),
+        _entry(CommandStatus.ESME_RINVSRCNPI, _PER, _R.SHORTCODE_NOT_ALLOWED),
+        _entry(CommandStatus.ESME_RINVDSTTON, _PER, _R.REJECTED_UPSTREAM),
+        _entry(CommandStatus.ESME_RINVDSTNPI, _PER, _R.REJECTED_UPSTREAM),
+        _entry(CommandStatus.ESME_RINVSYSTYP, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVREPFLAG, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVNUMMSGS, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RTHROTTLED, _THR, _R.THROTTLED),
+        _entry(CommandStatus.ESME_RINVSCHED, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVEXPIRY, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVDFTMSGID, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RX_T_APPN, _TRA, _R.REJECTED_UPSTREAM),
+        _entry(CommandStatus.ESME_RX_P_APPN, _PER, _R.REJECTED_UPSTREAM),
+        _entry(CommandStatus.ESME_RX_R_APPN, _PER, _R.REJECTED_UPSTREAM),
+        _entry(CommandStatus.ESME_RQUERYFAIL, _PER, _R.UNMAPPED),
+        _entry(CommandStatus.ESME_RINVOPTPARSTREAM, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_ROPTPARNOTALLWD, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVPARLEN, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RMISSINGOPTPARAM, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RINVOPTPARAMVAL, _PER, _R.INTERNAL_ERROR),
+        _entry(CommandStatus.ESME_RDELIVERYFAILURE, _TRA, _R.REJECTED_UPSTREAM),
+        _entry(CommandStatus.ESME_RUNKNOWNERR, _TRA, _R.UNMAPPED),
     )
 }
 
 
-def classify(code: int) -> CommandStatus:
+def classify(code: int) -> StatusEntry:
     """The table entry for `code`; unknown codes are TRANSIENT with result code 99."""
     if code in STATUSES:
         return STATUSES[code]
     prefix = "vendor-specific" if code in VENDOR_SPECIFIC else "unknown"
-    return CommandStatus(code, f"{prefix} 0x{code:08x}", _TRA, _R.UNMAPPED)
+    return StatusEntry(code, f"{prefix} 0x{code:08x}", _TRA, _R.UNMAPPED)
 
 
 def next_action(status: int, attempts_so_far: int, max_transient_attempts: int) -> Action:

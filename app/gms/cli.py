@@ -12,34 +12,14 @@ from __future__ import annotations
 
 import click
 
+from app.cli import common
 from app.gms import registry
 from app.gms.config import ConfigError, load_config
-
-# app.cli imports this module while it initialises, so its helpers are looked up
-# when a command runs, not at import time (importing app.gms.cli first must work).
-
-
-def settings():
-    from app.cli import common
-
-    return common.settings()
-
-
-def unit_of_work():
-    from app.cli import common
-
-    return common.unit_of_work()
-
-
-def print_table(*args) -> None:
-    from app.cli import common
-
-    common.print_table(*args)
 
 
 def _config():
     try:
-        return load_config(settings().home)
+        return load_config(common.settings().home)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -59,7 +39,7 @@ def app_group() -> None:
 @click.option("--password", required=True, prompt=True, hide_input=True)
 def app_add(name, password) -> None:
     """Register an application."""
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         registry.add_app(session, name, password)
     click.echo(f"app {name} added")
 
@@ -69,7 +49,7 @@ def app_add(name, password) -> None:
 @click.option("--password", required=True, prompt=True, hide_input=True)
 def app_password(name, password) -> None:
     """Set an application's password."""
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         registry.set_app_password(session, name, password)
     click.echo(f"app {name} updated")
 
@@ -78,7 +58,7 @@ def app_password(name, password) -> None:
 @click.argument("name")
 def app_disable(name) -> None:
     """Refuse the application's requests from now on (within the credential cache time)."""
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         registry.set_app_enabled(session, name, False)
     click.echo(f"app {name} disabled")
 
@@ -86,7 +66,7 @@ def app_disable(name) -> None:
 @app_group.command("enable")
 @click.argument("name")
 def app_enable(name) -> None:
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         registry.set_app_enabled(session, name, True)
     click.echo(f"app {name} enabled")
 
@@ -94,9 +74,9 @@ def app_enable(name) -> None:
 @app_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def app_list(as_json) -> None:
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         rows = [[a.name, a.enabled, a.created_at] for a in registry.list_apps(session)]
-    print_table("GMS apps", ["name", "enabled", "created_at"], rows, as_json)
+    common.print_table("GMS apps", ["name", "enabled", "created_at"], rows, as_json)
 
 
 @gms.group("agent")
@@ -109,7 +89,7 @@ def agent_group() -> None:
 @click.option("--password", required=True, prompt=True, hide_input=True)
 @click.option("--nickname", help="Name shown to customers (default: the agent's name).")
 def agent_add(name, password, nickname) -> None:
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         registry.add_agent(session, name, password, nickname)
     click.echo(f"agent {name} added")
 
@@ -117,9 +97,9 @@ def agent_add(name, password, nickname) -> None:
 @agent_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def agent_list(as_json) -> None:
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         rows = [[a.name, a.nickname, a.enabled] for a in registry.list_agents(session)]
-    print_table("GMS agents", ["name", "nickname", "enabled"], rows, as_json)
+    common.print_table("GMS agents", ["name", "nickname", "enabled"], rows, as_json)
 
 
 @gms.group("group")
@@ -135,7 +115,7 @@ def group_group() -> None:
 def group_add(name, numbers, strategy, booking_timeout) -> None:
     """Create a resource group."""
     config = _config()
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         group = registry.add_group(session, name, numbers, strategy=strategy, booking_timeout=booking_timeout,
                                    config=config)
         count = len(group.numbers)
@@ -145,7 +125,7 @@ def group_add(name, numbers, strategy, booking_timeout) -> None:
 @group_group.command("remove")
 @click.argument("name")
 def group_remove(name) -> None:
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         registry.remove_group(session, name)
     click.echo(f"resource group {name} removed")
 
@@ -154,10 +134,10 @@ def group_remove(name) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def group_list(as_json) -> None:
     config = _config()
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         groups = registry.all_groups(session, config)
     rows = [[g.name, g.source, g.strategy.value, g.booking_timeout or "", len(g.numbers)] for g in groups.values()]
-    print_table("GMS resource groups", ["name", "source", "strategy", "booking_timeout", "numbers"], rows, as_json)
+    common.print_table("GMS resource groups", ["name", "source", "strategy", "booking_timeout", "numbers"], rows, as_json)
 
 
 @group_group.command("show")
@@ -166,12 +146,12 @@ def group_list(as_json) -> None:
 def group_show(name, as_json) -> None:
     """Each number of GROUP with its live reservation, if any."""
     config = _config()
-    with unit_of_work() as session:
+    with common.unit_of_work() as session:
         group = registry.all_groups(session, config).get(name)
     if group is None:
         raise click.ClickException(f"no resource group named {name}")
     reservations, now_ms = {}, 0
-    current = settings()
+    current = common.settings()
     if current.redis_url:
         from app.adapters.redis_scripts import connect
         from app.gms.store import GmsStore
@@ -195,7 +175,7 @@ def group_show(name, as_json) -> None:
         ])
     columns = ["number", "state", "service", "app", "phone", "code", "expires_in_s"]
     if as_json:
-        print_table(group.name, columns, rows, True)
+        common.print_table(group.name, columns, rows, True)
         return
     booking = f"{group.booking_timeout} s" if group.booking_timeout else "default"
     click.echo(f"resource group {group.name}: {group.strategy.value}, booking {booking}, from the {group.source}")
@@ -215,6 +195,11 @@ def config_check() -> None:
     config = _config()
     click.echo(f"services: {', '.join(sorted(config.services)) or '(none)'}")
     click.echo(f"resource groups: {', '.join(sorted(config.groups)) or '(none)'}")
+    endpoints = [f"{name} ({', '.join(sorted(agents))})" for name, agents in sorted(config.endpoints.items())]
+    click.echo(f"chat endpoints: {', '.join(endpoints) or '(none)'}; request-chat default: "
+               f"{config.options.chat_endpoint}")
+    allowed = config.options.match_apps
+    click.echo(f"match-interaction: {'any app' if allowed is None else ', '.join(sorted(allowed))}")
 
 
 @click.command("cometd")
@@ -224,7 +209,7 @@ def cometd(host, port) -> None:
     """Serve the GMS CometD long-polls (/genesys/cometd) off the ingress (asyncio)."""
     from app.gms.cometd_server import serve
 
-    config = settings()
+    config = common.settings()
     config.require_redis_url()
     _config()  # a malformed gms.ini stops the start with its section and option named
     serve(config, host or config.web_host, port or config.cometd_port)

@@ -8,9 +8,12 @@ What this module promises:
 * **Parameters.** A create request is split into control parameters (names starting
   with ``_``) and application data (everything else). Booleans, integers and TTLs are
   parsed here with bounds, so a negative or absurd value never reaches Redis.
-* **Configured services win.** A custom service from ``gms.ini`` fixes some control
-  parameters; as the seed says, a configured value supersedes the value passed on the
-  request (:func:`effective_parameters`).
+* **Configured services win, but not everywhere.** A custom service from ``gms.ini``
+  fixes some control parameters; as the seed says, a configured value supersedes the
+  value passed on the request (:func:`effective_parameters`). The exception is
+  ``_booking_expiration_timeout``, which the seed (request-access) says "will override
+  the value in Resource options and in CME options": the request's value wins, then the
+  resource group's, then the service's configured one (:func:`booking_seconds`).
 * **Access codes** come from :mod:`secrets` (:func:`new_access_codes`).
 * **Matching** a call to a reservation (:func:`reservation_matches`) and the chat
   transcript (:class:`TranscriptEntry`, :func:`chat_response`) are value logic.
@@ -252,7 +255,12 @@ CONFIGURABLE = {
     "resource_group": "_resource_group",
     "phone_number": "_phone_number",
     "booking_expiration_timeout": "_booking_expiration_timeout",
+    "chat_endpoint": "_chat_endpoint",
 }
+# ... except these, which a configured service only defaults: the request's value wins.
+REQUEST_OVERRIDES = frozenset({"booking_expiration_timeout"})
+MAX_BOOKING_SECONDS = 86400
+DEFAULT_CHAT_ENDPOINT = "default"
 
 
 @dataclass(frozen=True)
@@ -276,12 +284,37 @@ BUILTINS = {b.value: ServiceDefinition(name=b.value, builtin=b) for b in Builtin
 
 def effective_parameters(definition: ServiceDefinition, control: Mapping[str, str]) -> dict[str, str]:
     """The control parameters a service runs with: the request's, with every value the
-    configuration fixes put over it (the seed: configured values supersede passed ones)."""
+    configuration fixes put over it (the seed: configured values supersede passed ones),
+    but for :data:`REQUEST_OVERRIDES`, which :func:`booking_seconds` resolves."""
     merged = dict(control)
     for option, parameter in CONFIGURABLE.items():
-        if option in definition.options:
+        if option in definition.options and option not in REQUEST_OVERRIDES:
             merged[parameter] = definition.options[option]
     return merged
+
+
+def booking_seconds(control: Mapping[str, str], group: ResourceGroup, definition: ServiceDefinition,
+                    default: int) -> int:
+    """How long an access number is reserved. Seed 003, request-access,
+    ``_booking_expiration_timeout``: "This parameter will override the value in Resource
+    options and in CME options". So: the request's value, else the resource group's
+    ``booking_timeout``, else the service's configured ``booking_expiration_timeout``,
+    else ``[gms] booking_expiration_timeout`` (``default``)."""
+    requested = parse_int("_booking_expiration_timeout", control.get("_booking_expiration_timeout"),
+                          minimum=1, maximum=MAX_BOOKING_SECONDS)
+    configured = parse_int("booking_expiration_timeout", definition.options.get("booking_expiration_timeout"),
+                           minimum=1, maximum=MAX_BOOKING_SECONDS)
+    return requested or group.booking_timeout or configured or default
+
+
+def chat_endpoint_name(raw: str | None, parameter: str = "_chat_endpoint") -> str | None:
+    """The endpoint (agent group) a chat is routed to. GMS names one ``tenant:endpoint``
+    (``Environment:default``); smsagg serves one tenant, so only the part after the last
+    ``:`` names it. ``None`` when not given."""
+    if raw is None or raw.strip() == "":
+        return None
+    name = raw.strip().rpartition(":")[2].strip()
+    return validate_name(name, "chat endpoint", parameter)
 
 
 # --- access information ----------------------------------------------------------------
@@ -365,13 +398,11 @@ class Reservation:
         )
 
 
-def reservation_matches(reservation: Reservation, *, app: str, phone: str | None, code: str | None) -> bool:
+def reservation_matches(reservation: Reservation, *, phone: str | None, code: str | None) -> bool:
     """Whether a call to ``reservation.number`` from ``phone`` with ``code`` belongs to
-    the reservation. Only the app that reserved the number can match it. A code, when
-    one was handed out, must be presented and equal; a phone, when both sides have one,
-    must match (:func:`phones_match`)."""
-    if reservation.app != app:
-        return False
+    the reservation, whichever app reserved it (seed 003: match-interaction looks
+    through ALL services). A code, when one was handed out, must be presented and equal;
+    a phone, when both sides have one, must match (:func:`phones_match`)."""
     if reservation.code is not None:
         if code is None or not secrets.compare_digest(reservation.code, code):
             return False

@@ -3,7 +3,15 @@
 
 Every call names its :class:`Caller` (the authenticated app and the ``gms_user``);
 services, storage and chats belong to the app that created them, and another app
-gets the same 404 as for an id that never existed.
+gets the same 404 as for an id that never existed. One exception, the seed's:
+match-interaction looks through ALL services, whichever app created them, and the
+app that matched a service may then read its stored data (the seed: "The user of this
+service must use the Storage APIs to retrieve any data that was associated with the
+matched service"); ``[gms] match_apps`` names the apps allowed to match (default: any).
+
+Chats are routed to an endpoint, an agent group: the request's ``_chat_endpoint``,
+else the configured service's, else ``[gms] chat_endpoint``; an agent sees and accepts
+only the waiting chats of the endpoints it serves (:meth:`GmsConfig.agent_endpoints`).
 
 A refused create leaves nothing behind: the service and its number are taken by one
 script, and the application data written just before is deleted again when the
@@ -21,6 +29,7 @@ from app.gms.cometd import GENESYS_CHANNEL, Advice, Identity, client_ids, connec
 from app.gms.cometd import plan as plan_bayeux
 from app.gms.config import GmsConfig
 from app.gms.domain import (
+    DEFAULT_CHAT_ENDPOINT,
     AccessCodesExhausted,
     Builtin,
     ChatEvent,
@@ -43,6 +52,8 @@ from app.gms.domain import (
     UnknownService,
     UploadedFile,
     allocation_order,
+    booking_seconds,
+    chat_endpoint_name,
     chat_response,
     effective_parameters,
     new_access_codes,
@@ -52,7 +63,6 @@ from app.gms.domain import (
     parse_bool,
     parse_chat_message,
     parse_chat_start,
-    parse_int,
     parse_transcript_position,
     parse_ttl,
     reservation_matches,
@@ -69,6 +79,11 @@ _MAX_KEY = 128
 class Caller:
     app: str
     user: str  # the gms_user header; the app's name when the client sends none
+
+
+def _endpoint(chat: dict[str, str]) -> str:
+    """The endpoint a chat was routed to (chats started before endpoints: ``default``)."""
+    return chat.get("endpoint") or DEFAULT_CHAT_ENDPOINT
 
 
 def new_id() -> str:
@@ -118,7 +133,7 @@ class MobileServices:
             return self._request_access(caller, definition, control, request)
         if definition.builtin is Builtin.MATCH_INTERACTION:
             return self._match_interaction(caller, control)
-        return self._request_chat(caller, definition, request)
+        return self._request_chat(caller, definition, control, request)
 
     def _group(self, control: dict[str, str]) -> ResourceGroup:
         name = (control.get("_resource_group") or "").strip()
@@ -129,10 +144,8 @@ class MobileServices:
             raise InvalidParameter("_resource_group", f"no resource group named {name!r}")
         return group
 
-    def _booking(self, control: dict[str, str], group: ResourceGroup) -> int:
-        override = parse_int("_booking_expiration_timeout", control.get("_booking_expiration_timeout"),
-                             minimum=1, maximum=86400)
-        return override or group.booking_timeout or self.options.booking_expiration_timeout
+    def _booking(self, control: dict[str, str], group: ResourceGroup, definition: ServiceDefinition) -> int:
+        return booking_seconds(control, group, definition, self.options.booking_expiration_timeout)
 
     def _codes(self, definition: ServiceDefinition, provide: bool) -> list[str]:
         if not provide:
@@ -193,7 +206,7 @@ class MobileServices:
             raise MissingParameter("_phone_number")
         provide = parse_bool("_provide_code", control.get("_provide_code"), False)
         group = self._group(control)
-        booking = self._booking(control, group)
+        booking = self._booking(control, group, definition)
         codes = self._codes(definition, bool(provide))
         ttl = definition.effective_ttl
         service_id = new_id()
@@ -219,7 +232,7 @@ class MobileServices:
         group = self._group(control)
         provide = parse_bool("_provide_code", control.get("_provide_code"), False)
         phone = normalise_phone("_phone_number", control.get("_phone_number")) or fields.get("phone_number") or None
-        booking = self._booking(control, group)
+        booking = self._booking(control, group, definition)
         reserved = self._reserve(service_id=target, create_fields=None, ttl=0, caller=caller, group=group,
                                  phone=phone, booking=booking, codes=self._codes(definition, bool(provide)))
         if reserved is None:
@@ -230,6 +243,8 @@ class MobileServices:
         return {"_id": target, **self._access_response(reserved)}
 
     def _match_interaction(self, caller: Caller, control: dict[str, str]) -> dict:
+        if not self.config.may_match(caller.app):
+            raise Forbidden(f"app {caller.app} may not call match-interaction ([gms] match_apps)")
         raw_number = control.get("_access_number")
         if raw_number is None or raw_number.strip() == "":
             raise MissingParameter("_access_number")
@@ -242,21 +257,33 @@ class MobileServices:
         if found is None:
             raise NoMatch(f"no live reservation of access number {number}")
         reservation, raw = found
-        if not reservation_matches(reservation, app=caller.app, phone=phone, code=code):
+        if not reservation_matches(reservation, phone=phone, code=code):
             raise NoMatch(f"no live reservation of access number {number} matches the phone number and access code")
         if not self.store.release(reservation.service_id, number, raw, require_live=True):
             raise NoMatch(f"the reservation of access number {number} ended meanwhile")
         service = self.store.get_service(reservation.service_id)
         if service is None:
             raise NoMatch(f"the service that reserved access number {number} has ended")
-        return {"_id": reservation.service_id, "_data_id": service[0]["data_id"]}
+        data_id = service[0]["data_id"]
+        if reservation.app != caller.app:
+            self.store.storage_grant(data_id, caller.app)
+        return {"_id": reservation.service_id, "_data_id": data_id}
 
-    def _request_chat(self, caller: Caller, definition: ServiceDefinition, request: CreateRequest) -> dict:
+    def _chat_endpoint(self, control: dict[str, str]) -> str:
+        endpoint = chat_endpoint_name(control.get("_chat_endpoint")) or self.options.chat_endpoint
+        if not self.config.endpoint_known(endpoint):
+            raise InvalidParameter("_chat_endpoint", f"no chat endpoint named {endpoint!r}")
+        return endpoint
+
+    def _request_chat(self, caller: Caller, definition: ServiceDefinition, control: dict[str, str],
+                      request: CreateRequest) -> dict:
+        endpoint = self._chat_endpoint(control)
         ttl = definition.ttl or self.options.chat_ttl
         service_id = new_id()
         data_id = self._new_data(caller, request, ttl)
-        self.store.create_service(service_id, self._service_fields(caller, definition, data_id, ttl, None), ttl)
-        return {"_id": service_id, "_data_id": data_id}
+        fields = {**self._service_fields(caller, definition, data_id, ttl, None), "chat_endpoint": endpoint}
+        self.store.create_service(service_id, fields, ttl)
+        return {"_id": service_id, "_data_id": data_id, "_chat_endpoint": endpoint}
 
     def _owned_service(self, caller: Caller, service_id: str) -> tuple[dict[str, str], int]:
         found = self.store.get_service(service_id) if len(service_id) <= 64 else None
@@ -296,7 +323,7 @@ class MobileServices:
         chat = self.store.chat_get(service_id)
         if chat is not None and chat.get("state") == ChatIxnState.CONNECTED.value:
             self.chat_disconnect(caller, service_id, {})
-        self.store.chat_delete(service_id)
+        self.store.chat_delete(service_id, fields.get("chat_endpoint") or DEFAULT_CHAT_ENDPOINT)
         if fields.get("data_id"):
             self.store.storage_delete(fields["data_id"])
         self.store.delete_service(service_id)
@@ -317,15 +344,17 @@ class MobileServices:
             raise StorageNotFound(f"no stored data with id {data_id!r}")
         return {"id": data_id}
 
-    def _owned_data(self, caller: Caller, data_id: str) -> dict[str, bytes]:
+    def _owned_data(self, caller: Caller, data_id: str, *, read: bool = False) -> dict[str, bytes]:
+        """The data's fields if ``caller`` owns it, or (``read``) matched its service."""
         raw = self.store.storage_get(data_id) if len(data_id) <= 64 else {}
         owner = raw.pop("o", None)
-        if owner is None or owner.decode() != caller.app:
+        granted = read and GmsStore.grant_field(caller.app) in raw
+        if owner is None or (owner.decode() != caller.app and not granted):
             raise StorageNotFound(f"no stored data with id {data_id!r}")
         return raw
 
     def storage_values(self, caller: Caller, data_id: str) -> list[StoredValue]:
-        raw = self._owned_data(caller, data_id)
+        raw = self._owned_data(caller, data_id, read=True)
         values = []
         for field, value in raw.items():
             if field.startswith("v:"):
@@ -399,9 +428,10 @@ class MobileServices:
         )
 
     def chat_start(self, caller: Caller, service_id: str, params: dict[str, str]) -> dict:
-        self._chat_service(caller, service_id)
+        service = self._chat_service(caller, service_id)
         start = parse_chat_start(params)
         chat = {
+            "endpoint": service.get("chat_endpoint") or DEFAULT_CHAT_ENDPOINT,
             "state": ChatIxnState.CONNECTED.value,
             "session_id": secrets.token_hex(8).upper(),
             "user_id": secrets.token_hex(8).upper(),
@@ -455,15 +485,17 @@ class MobileServices:
     def chat_disconnect(self, caller: Caller, service_id: str, params: dict[str, str]) -> dict:
         self._chat_service(caller, service_id)
         chat = self._chat(service_id)
-        if self.store.chat_end(service_id):
+        if self.store.chat_end(service_id, _endpoint(chat)):
             self._append(service_id, chat, notice(ChatEvent.LEFT, chat["nickname"], CLIENT_PARTY, PartyType.CLIENT))
         return self._chat_body(service_id, parse_transcript_position(params.get("transcriptPosition")))
 
     # --- chat: the agent's side --------------------------------------------------------
 
     def agent_chats(self, agent: str) -> dict:
-        waiting_ids, active_ids = self.store.chat_ids()
-        chats = self.store.chats(waiting_ids + active_ids)
+        """The waiting chats of the agent's endpoints, oldest first, and its own active ones."""
+        endpoints = sorted(self.config.agent_endpoints(agent))
+        waiting_ids, active_ids = self.store.chat_ids(endpoints)
+        chats = self.store.chats(waiting_ids + active_ids, endpoints)
 
         def summary(service_id: str, chat: dict[str, str]) -> dict:
             _, total = self.store.chat_entries(service_id, 10**9)
@@ -474,6 +506,7 @@ class MobileServices:
                 "subject": chat.get("subject"),
                 "chatIxnState": chat.get("state"),
                 "agent": chat.get("agent") or None,
+                "endpoint": _endpoint(chat),
                 "transcriptPosition": str(total + 1),
             }
 
@@ -492,9 +525,10 @@ class MobileServices:
 
     def agent_accept(self, agent: str, nickname: str, service_id: str) -> dict:
         chat = self.store.chat_get(service_id) if len(service_id) <= 64 else None
-        if chat is None:
+        if chat is None or _endpoint(chat) not in self.config.agent_endpoints(agent):
+            # a chat routed to an endpoint the agent does not serve is not the agent's to see
             raise ChatNotFound(f"no chat for service {service_id!r}")
-        outcome = self.store.chat_accept(service_id, agent, nickname)
+        outcome = self.store.chat_accept(service_id, _endpoint(chat), agent, nickname)
         if outcome == -1:
             raise ChatStateConflict("the chat is disconnected")
         if outcome == 0:
@@ -525,7 +559,7 @@ class MobileServices:
 
     def agent_end(self, agent: str, nickname: str, service_id: str) -> dict:
         chat = self._agent_chat(agent, service_id)
-        if self.store.chat_end(service_id):
+        if self.store.chat_end(service_id, _endpoint(chat)):
             self._append(service_id, chat, notice(ChatEvent.LEFT, nickname, AGENT_PARTY, PartyType.AGENT))
         return self._chat_body(service_id, 1)
 

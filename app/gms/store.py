@@ -23,13 +23,16 @@ to two live services. Releasing (match, delete) is a compare-and-delete script.
 Layout (``P`` = ``key_prefix + "gms:"``)::
 
     P svc:<id>              hash   service instance                      TTL = service ttl
-    P data:<id>             hash   storage: o=owner, v:/t:/f:<key>       TTL = storage ttl
+    P data:<id>             hash   storage: o=owner, v:/t:/f:<key>,      TTL = storage ttl
+                                   r:<app> = read granted by a match
     P rsv                   hash   number -> reservation JSON
     P rsv:exp               zset   number -> expiry (ms, Redis clock)
     P rr:<group>            string round-robin counter
     P chat:<id>             hash   chat state of service <id>            TTL = chat ttl (sliding)
     P chat:<id>:log         list   transcript entries (JSON)             same TTL
-    P chats:waiting/active  zset   service id -> started/accepted ms
+    P chats:waiting         zset   service id -> started ms, endpoint ``default``
+    P chats:waiting:<ep>    zset   the same, for chat endpoint <ep>
+    P chats:active          zset   service id -> accepted ms
     P cometd:<cid>          hash   CometD client (app, user, subs)       TTL = session timeout
     P cometd:<cid>:q        list   messages waiting for /meta/connect    same TTL
     P cometd:user:<a>:<u>   set    CometD client ids of (app, gms_user)  same TTL
@@ -57,7 +60,7 @@ from app.gms.cometd import (
     Touch,
     Write,
 )
-from app.gms.domain import Reservation
+from app.gms.domain import DEFAULT_CHAT_ENDPOINT, Reservation
 
 # A CometD client that stops polling keeps at most this many undelivered messages.
 MAX_QUEUED = 1000
@@ -172,6 +175,13 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
+STORAGE_GRANT_LUA = """
+-- KEYS: data hash; ARGV: grant field. Only on data that still exists (keeps its TTL).
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], '1')
+return 1
+"""
+
 CHAT_ACCEPT_LUA = _NOW + """
 -- KEYS: chat hash, waiting zset, active zset; ARGV: service id, agent, agent nickname
 if redis.call('HGET', KEYS[1], 'state') ~= 'CONNECTED' then return -1 end
@@ -227,6 +237,7 @@ class GmsStore:
         self._reserve = LuaScript(RESERVE_LUA)
         self._release = LuaScript(RELEASE_LUA)
         self._storage_update = LuaScript(STORAGE_UPDATE_LUA)
+        self._storage_grant = LuaScript(STORAGE_GRANT_LUA)
         self._chat_accept = LuaScript(CHAT_ACCEPT_LUA)
         self._chat_end = LuaScript(CHAT_END_LUA)
         self.cometd = CometdCommands(key_prefix)
@@ -393,6 +404,15 @@ class GmsStore:
     def storage_ttl(self, data_id: str) -> int:
         return int(self.client.ttl(self.data_key(data_id)))
 
+    @staticmethod
+    def grant_field(app: str) -> str:
+        return f"r:{app}"
+
+    def storage_grant(self, data_id: str, app: str) -> None:
+        """Let ``app`` read the data (it matched the service); a no-op once the data has
+        expired, so no key is ever left without its TTL."""
+        self._storage_grant(self.client, [self.data_key(data_id)], [self.grant_field(app)])
+
     def storage_delete(self, data_id: str) -> None:
         self.client.delete(self.data_key(data_id))
 
@@ -409,9 +429,9 @@ class GmsStore:
     def chat_log_key(self, service_id: str) -> str:
         return f"{self.p}chat:{service_id}:log"
 
-    @property
-    def waiting_key(self) -> str:
-        return f"{self.p}chats:waiting"
+    def waiting_key(self, endpoint: str) -> str:
+        # The default endpoint keeps the key every chat used before endpoints existed.
+        return f"{self.p}chats:waiting" if endpoint == DEFAULT_CHAT_ENDPOINT else f"{self.p}chats:waiting:{endpoint}"
 
     @property
     def active_key(self) -> str:
@@ -425,7 +445,7 @@ class GmsStore:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)
             pipe.expire(key, ttl)
-            pipe.zadd(self.waiting_key, {service_id: int(time.time() * 1000)})
+            pipe.zadd(self.waiting_key(fields["endpoint"]), {service_id: int(time.time() * 1000)})
             pipe.execute()
         return True
 
@@ -453,24 +473,28 @@ class GmsStore:
     def chat_set(self, service_id: str, **fields: str) -> None:
         self.client.hset(self.chat_key(service_id), mapping=fields)
 
-    def chat_accept(self, service_id: str, agent: str, nickname: str) -> int:
+    def chat_accept(self, service_id: str, endpoint: str, agent: str, nickname: str) -> int:
         return int(self._chat_accept(
-            self.client, [self.chat_key(service_id), self.waiting_key, self.active_key],
+            self.client, [self.chat_key(service_id), self.waiting_key(endpoint), self.active_key],
             [service_id, agent, nickname]))
 
-    def chat_end(self, service_id: str) -> bool:
+    def chat_end(self, service_id: str, endpoint: str) -> bool:
         return bool(self._chat_end(
-            self.client, [self.chat_key(service_id), self.waiting_key, self.active_key], [service_id]))
+            self.client, [self.chat_key(service_id), self.waiting_key(endpoint), self.active_key], [service_id]))
 
-    def chat_ids(self) -> tuple[list[str], list[str]]:
+    def chat_ids(self, endpoints: list[str]) -> tuple[list[str], list[str]]:
+        """The oldest waiting chats of ``endpoints`` (200 at most each) and the active ones."""
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.zrange(self.waiting_key, 0, 199)
+            for endpoint in endpoints:
+                pipe.zrange(self.waiting_key(endpoint), 0, 199, withscores=True)
             pipe.zrange(self.active_key, 0, 199)
-            waiting, active = pipe.execute()
-        return [_text(i) for i in waiting], [_text(i) for i in active]
+            *waiting, active = pipe.execute()
+        oldest_first = sorted((score, _text(i)) for rows in waiting for i, score in rows)
+        return [i for _, i in oldest_first], [_text(i) for i in active]
 
-    def chats(self, service_ids: list[str]) -> dict[str, dict[str, str]]:
-        """Chat hashes of these ids; ids whose chat expired are dropped from the lists."""
+    def chats(self, service_ids: list[str], endpoints: list[str]) -> dict[str, dict[str, str]]:
+        """Chat hashes of these ids; ids whose chat expired are dropped from the lists
+        (the waiting lists of ``endpoints`` and the active one)."""
         if not service_ids:
             return {}
         with self.client.pipeline(transaction=False) as pipe:
@@ -482,15 +506,16 @@ class GmsStore:
             (found.__setitem__(service_id, _texts(row)) if row else gone.append(service_id))
         if gone:
             with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrem(self.waiting_key, *gone)
+                for endpoint in endpoints:
+                    pipe.zrem(self.waiting_key(endpoint), *gone)
                 pipe.zrem(self.active_key, *gone)
                 pipe.execute()
         return found
 
-    def chat_delete(self, service_id: str) -> None:
+    def chat_delete(self, service_id: str, endpoint: str) -> None:
         with self.client.pipeline(transaction=False) as pipe:
             pipe.delete(self.chat_key(service_id), self.chat_log_key(service_id))
-            pipe.zrem(self.waiting_key, service_id)
+            pipe.zrem(self.waiting_key(endpoint), service_id)
             pipe.zrem(self.active_key, service_id)
             pipe.execute()
 

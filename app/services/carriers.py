@@ -35,6 +35,7 @@ from app.db.models import Carrier, Route
 from app.db.session import session_scope
 from app.domain.routing import Route as RouteValue
 from app.domain.routing import RoutingTable, WeightedCarrier
+from app.services.snapshot import TimedSnapshot
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ class CarrierDirectory:
         self.database_url = database_url
         self.refresh_seconds = refresh_seconds
         self.clock = clock
-        self._snapshot: CarrierSnapshot | None = None
-        self._lock = threading.Lock()
+        self._snapshot = TimedSnapshot(lambda: load_snapshot(self.database_url, self.clock()), refresh_seconds,
+                                       clock=clock, name="carriers")
         self._picks = itertools.count()
 
     def route(self, phone_number: str, *, mms: bool = False) -> int | None:
@@ -131,18 +132,10 @@ class CarrierDirectory:
         return int(selected) if selected is not None else None
 
     def reload(self) -> CarrierSnapshot:
-        with self._lock:
-            self._snapshot = load_snapshot(self.database_url, self.clock())
-            return self._snapshot
+        return self._snapshot.reload()
 
     def current(self) -> CarrierSnapshot:
-        snapshot = self._snapshot
-        if snapshot is not None and self.clock() - snapshot.loaded_at < self.refresh_seconds:
-            return snapshot
-        with self._lock:
-            if self._snapshot is snapshot:
-                self._snapshot = load_snapshot(self.database_url, self.clock())
-            return self._snapshot
+        return self._snapshot.get()
 
 
 class ConnectorRegistry:

@@ -5,18 +5,18 @@ message, so a redelivered task never refunds twice."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session
 
 from app.db.session import after_commit
 
+Refund = Callable[[int, int, str], object]
+"""Gives (account id, credit units, message id) back, once per message id: the bulk
+area's :func:`app.bulk.credit.refund`, injected by the composition root."""
 
-def refund_if_prepaid(session: Session, account_id: int, message_id: str, price: int | None) -> None:
+
+def refund_if_prepaid(session: Session, refund: Refund, account_id: int, message_id: str, price: int | None) -> None:
     if not price:
         return
-
-    def give_back() -> None:
-        from app.bulk.credit import refund
-
-        refund(account_id, int(price), message_id)
-
-    after_commit(session, give_back)
+    after_commit(session, lambda: refund(account_id, int(price), message_id))

@@ -66,7 +66,7 @@ from app.domain.states import MessageState
 from app.domain.wap_push import InvalidWapPush
 from app.services.callback_outbox import ReceiptSubject, queue_dr_callback, queue_dr_callbacks, take_new_callbacks
 from app.services.carriers import CarrierDirectory, CarrierInfo, ConnectorRegistry
-from app.services.credit import refund_if_prepaid
+from app.services.credit import Refund, refund_if_prepaid
 from app.services.intake import Routed, delivery_options, insert_routed, record_accepted, recorded_ids
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,8 @@ class DeliveryService:
         store: RedisStore,
         carriers: CarrierDirectory,
         connectors: ConnectorRegistry,
+        *,
+        refund: Refund,
         clock=None,
         notify: Callable[[list[str]], None] = lambda _ids: None,
     ):
@@ -153,6 +155,7 @@ class DeliveryService:
         self.store = store
         self.carriers = carriers
         self.connectors = connectors
+        self.refund = refund  # gives a prepaid message's credit back (app.bulk.credit.refund)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.notify = notify  # hands committed callback ids to the callbacks queue
 
@@ -211,7 +214,8 @@ class DeliveryService:
                 prepared[payload["id"]] = attempt
         insert_routed(session, routed, now=now)
         for payload in one_by_one:
-            record_accepted(session, payload, now=now, route=partial(self.carriers.route, mms=bool(payload["attachments"])))
+            record_accepted(session, payload, now=now, route=partial(self.carriers.route, mms=bool(payload["attachments"])),
+                            refund=self.refund)
         for message_id in known | {p["id"] for p in one_by_one}:
             prepared[message_id] = self._prepare(session, message_id)
         return prepared
@@ -267,7 +271,8 @@ class DeliveryService:
                 skip_seqs=acked, wap_push=bool(message.options.get("wap_push")),
             )
         except (UnencodableText, InvalidWapPush) as exc:
-            return _reject(session, message, self.clock(), DrResultCode.UNMAPPED, f"cannot encode: {exc}")
+            return _reject(session, message, self.clock(), DrResultCode.UNMAPPED, f"cannot encode: {exc}",
+                           refund=self.refund)
         if message.segments is None:
             message.segments = plan.segments  # billing counts the planned parts
         if not submission.segments:
@@ -422,12 +427,13 @@ class DeliveryService:
         if permanent is not None:
             refusal = next(r for r, s in zip(failures, statuses, strict=True) if s is permanent)
             reason = f"{permanent.name} (0x{permanent.code:02X})" + (f": {refusal.detail}" if refusal.detail else "")
-            return _reject(session, message, now, permanent.result_code, reason, command_status=permanent.code)
+            return _reject(session, message, now, permanent.result_code, reason, refund=self.refund,
+                           command_status=permanent.code)
         throttled = [s for s in statuses if s is not None and s.status_class is StatusClass.THROTTLED]
         if throttled and len(throttled) == len(statuses):
             if now - _aware(message.accepted_at) >= GIVE_UP_THROTTLED_AFTER:
                 return _reject(session, message, now, DrResultCode.THROTTLED,
-                               f"{throttled[0].name} for over {GIVE_UP_THROTTLED_AFTER}")
+                               f"{throttled[0].name} for over {GIVE_UP_THROTTLED_AFTER}", refund=self.refund)
             _event(session, message, now, "retry", reason=throttled[0].name)
             return Outcome(retry_in=THROTTLED_RETRY_SECONDS, reason=throttled[0].name)
         message.submit_attempts += 1
@@ -446,7 +452,8 @@ class DeliveryService:
         return Outcome(retry_in=countdown, reason=reason)
 
     def _fail_over_or_reject(self, session: Session, message: Message, reason: str, code: int) -> Outcome:
-        return self._fail_over(session, message, reason) or _reject(session, message, self.clock(), code, reason)
+        return self._fail_over(session, message, reason) or _reject(session, message, self.clock(), code, reason,
+                                                                   refund=self.refund)
 
     def _fail_over(self, session: Session, message: Message, reason: str) -> Outcome | None:
         """Move the message to the route's next carrier, if it may and there is one."""
@@ -489,13 +496,14 @@ def _all_submitted(session: Session, submitted: list[tuple[_Attempt, list[Segmen
     queue_dr_callbacks(session, [(a.message, MessageState.ACCEPTED, 0) for a, _ in submitted], now)
 
 
-def _reject(session: Session, message: Message, now: datetime, code: int, reason: str, **detail) -> Outcome:
+def _reject(session: Session, message: Message, now: datetime, code: int, reason: str, *, refund: Refund,
+            **detail) -> Outcome:
     if may_transition(MessageState(message.state), MessageState.REJECTED):
         message.state = MessageState.REJECTED
         message.result_code = int(code)
         _event(session, message, now, "rejected", state=MessageState.REJECTED, reason=reason,
                result_code=int(code), **detail)
         queue_dr_callback(session, message, MessageState.REJECTED, int(code), now)
-        refund_if_prepaid(session, message.account_id, message.id, message.options.get("price"))
+        refund_if_prepaid(session, refund, message.account_id, message.id, message.options.get("price"))
     log.info("message %s rejected (%s): %s", message.id, int(code), reason)
     return DONE

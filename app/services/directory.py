@@ -7,10 +7,9 @@ The hot path must not run the password KDF or query the database per request
   digest of (login, password) — never the password itself; failed attempts are
   cached too, so a flood of bad passwords costs one KDF per distinct password;
 * senders and carriers are a snapshot re-read every ``directory_refresh_seconds``;
-  so are the bulk area's rows the ingress consults (account policies, prices and the
-  route table they depend on, spam rules, templates, the IP denylist). The DND registry
-  and opt-outs can be large and change per MO: they are Redis sets, checked inside the
-  admission script, not held here.
+  the account policies, prices and IP denylist the ingress consults are a feature
+  slice's rows (:class:`AccountRules`, the bulk area's :mod:`app.bulk.directory`),
+  kept the same way by the slice and injected here.
 
 Changes made with the CLI (a new password, a disabled account, a new sender) are
 therefore seen by every ingress process within those two intervals. While the
@@ -21,24 +20,18 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
-import re
-import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import select
 
-from app.bulk import rules
-from app.bulk.models import BulkAccountPolicy, DeniedNetwork, Price, SpamRule, Template
-from app.db.models import Account, Carrier, Route, Sender
+from app.db.models import Account, Carrier, Sender
 from app.db.session import session_scope
 from app.domain.priorities import Priority
-from app.services.failures import is_outage
 from app.services.passwords import dummy_hash, verify_password
-
-log = logging.getLogger(__name__)
+from app.services.snapshot import TimedSnapshot
 
 _MAX_CACHED_CREDENTIALS = 10_000
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -92,20 +85,23 @@ class AccountPolicy:
     templates_only: bool = False
 
 
-_NO_POLICY = AccountPolicy()
-
 
 @dataclass(frozen=True)
 class _Snapshot:
     senders: dict[str, SenderRecord]
     carriers: frozenset[int]
-    loaded_at: float
-    policies: Mapping[int, AccountPolicy] = field(default_factory=dict)
-    templates: Mapping[int, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
-    spam_rules: tuple[re.Pattern[str], ...] = ()
-    denied_networks: tuple[IpNetwork, ...] = ()
-    prices: rules.PriceTable | None = None
-    routes: rules.RouteIndex | None = None
+
+
+class AccountRules(Protocol):
+    """What the ingress asks of the rules a feature slice keeps per account, address and
+    destination (the bulk area's, :class:`app.bulk.directory.BulkDirectory`), injected by
+    the composition root so the core never imports the slice."""
+
+    def policy(self, account_id: int) -> AccountPolicy: ...
+
+    def ip_denied(self, client_ip: str | None) -> bool: ...
+
+    def price_per_segment(self, destination: str) -> int: ...
 
 
 class Directory:
@@ -115,21 +111,17 @@ class Directory:
         *,
         credential_ttl: float,
         refresh_seconds: float,
+        rules: AccountRules,
         clock: Callable[[], float] = time.monotonic,
-        default_price_units: int | None = None,
     ):
-        if default_price_units is None:
-            from app.bulk.settings import get_bulk_settings
-
-            default_price_units = get_bulk_settings().default_price_units
-        self.default_price_units = default_price_units
         self.database_url = database_url
         self.credential_ttl = credential_ttl
         self.refresh_seconds = refresh_seconds
+        self.rules = rules
         self.clock = clock
         self._credentials: dict[bytes, tuple[AccountView | None, float]] = {}
-        self._snapshot: _Snapshot | None = None
-        self._refresh_lock = threading.Lock()
+        self._snapshot = TimedSnapshot(lambda: self._load(), refresh_seconds, clock=clock, outlive_outages=True,
+                                       name="directory")
 
     def authenticate(self, login: str, password: str) -> AccountView | None:
         """The enabled account with these credentials, or ``None`` (same for unknown
@@ -154,57 +146,22 @@ class Directory:
             return AccountView.from_row(account)
 
     def sender(self, address: str) -> SenderRecord | None:
-        return self._current().senders.get(address)
+        return self._snapshot.get().senders.get(address)
 
     def carrier_exists(self, carrier_id: int) -> bool:
-        return carrier_id in self._current().carriers
+        return carrier_id in self._snapshot.get().carriers
 
     def policy(self, account_id: int) -> AccountPolicy:
-        return self._current().policies.get(account_id, _NO_POLICY)
-
-    def templates(self, account_id: int) -> tuple[re.Pattern[str], ...]:
-        return self._current().templates.get(account_id, ())
-
-    def spam_rules(self) -> tuple[re.Pattern[str], ...]:
-        return self._current().spam_rules
+        return self.rules.policy(account_id)
 
     def ip_denied(self, client_ip: str | None) -> bool:
         """Whether ``client_ip`` is on the operator's denylist (an unparseable address
         is not: the allowlist, where one is set, refuses it)."""
-        networks = self._current().denied_networks
-        if not networks:
-            return False
-        try:
-            address = ipaddress.ip_address(client_ip or "")
-        except ValueError:
-            return False
-        return any(address in network for network in networks)
+        return self.rules.ip_denied(client_ip)
 
     def price_per_segment(self, destination: str) -> int:
-        """Credit units one segment to ``destination`` costs (see ``rules.PriceTable``)."""
-        snapshot = self._current()
-        route = snapshot.routes.route(destination) if snapshot.routes else None
-        if snapshot.prices is None:
-            return self.default_price_units
-        return snapshot.prices.price(destination, route)
-
-    def _current(self) -> _Snapshot:
-        snapshot = self._snapshot
-        if snapshot is not None and self.clock() - snapshot.loaded_at < self.refresh_seconds:
-            return snapshot
-        with self._refresh_lock:
-            if self._snapshot is snapshot:
-                try:
-                    self._snapshot = self._load()
-                except Exception as error:
-                    if snapshot is None or not is_outage(error):
-                        raise
-                    # The database is away: the last snapshot goes on serving (tried
-                    # again in a second), so the ingress keeps accepting meanwhile.
-                    log.warning("directory refresh failed (%s); serving the snapshot of %.0fs ago", error,
-                                self.clock() - snapshot.loaded_at)
-                    self._snapshot = replace(snapshot, loaded_at=self.clock() - self.refresh_seconds + 1.0)
-            return self._snapshot
+        """Credit units one segment to ``destination`` costs."""
+        return self.rules.price_per_segment(destination)
 
     def _load(self) -> _Snapshot:
         with session_scope(self.database_url) as session:
@@ -215,24 +172,4 @@ class Directory:
                 )
             }
             carriers = frozenset(session.scalars(select(Carrier.id).where(Carrier.enabled.is_(True))))
-            policies = {
-                row.account_id: AccountPolicy(prepaid=row.prepaid, templates_only=row.templates_only)
-                for row in session.scalars(select(BulkAccountPolicy))
-            }
-            templates: dict[int, list[re.Pattern[str]]] = {}
-            for account_id, body in session.execute(select(Template.account_id, Template.body).order_by(Template.id)):
-                templates.setdefault(account_id, []).append(rules.compile_template(body))
-            spam = tuple(rules.compile_spam_rule(pattern, is_regex)
-                         for pattern, is_regex in session.execute(select(SpamRule.pattern, SpamRule.is_regex)))
-            denied = tuple(ipaddress.ip_network(n, strict=False)
-                           for n in session.scalars(select(DeniedNetwork.network)))
-            prices = rules.price_table(session.execute(select(Price.prefix, Price.carrier_id, Price.price)).all(),
-                                       self.default_price_units)
-            routes = rules.route_index(
-                session.execute(select(Route.prefix, Route.carrier_id, Route.position, Route.id)).all()
-            )
-        return _Snapshot(
-            senders, carriers, self.clock(), policies=policies,
-            templates={k: tuple(v) for k, v in templates.items()}, spam_rules=spam, denied_networks=denied,
-            prices=prices, routes=routes,
-        )
+        return _Snapshot(senders, carriers)

@@ -27,7 +27,7 @@ from app.domain.mms import build_mms
 from app.domain.mt_request import Attachment
 from app.domain.states import MessageState
 from app.services.callback_outbox import queue_dr_callback
-from app.services.credit import refund_if_prepaid
+from app.services.credit import Refund, refund_if_prepaid
 
 
 DELIVERY_OPTION_KEYS = ("api", "batch_id", "wap_push", "price", "dlr")
@@ -95,10 +95,11 @@ def delivery_options(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_accepted(
-    session: Session, payload: dict[str, Any], *, now: datetime, route: Callable[[str], int | None]
+    session: Session, payload: dict[str, Any], *, now: datetime, route: Callable[[str], int | None], refund: Refund
 ) -> Recorded:
     """Record the accepted ``payload``; ``route(phone_number)`` picks the carrier when the
-    client did not (longest prefix, weighted round robin: :mod:`app.domain.routing`).
+    client did not (longest prefix, weighted round robin: :mod:`app.domain.routing`);
+    a message with no route is rejected and ``refund``-ed.
     A ``message_id`` the account already used (its Redis claim had expired) raises
     ``IntegrityError`` at the flush."""
     existing = session.get(Message, payload["id"])
@@ -108,7 +109,7 @@ def record_accepted(
     session.add(message)
     session.add(MessageEvent(message_id=message.id, at=message.accepted_at, kind="accepted",
                              state=MessageState.ACCEPTED, detail={"priority": message.priority}))
-    _route(session, message, payload.get("carrier"), route, now)
+    _route(session, message, payload.get("carrier"), route, refund, now)
     session.flush()
     return Recorded(message.id, MessageState(message.state), message.carrier_id, already_recorded=False)
 
@@ -145,7 +146,8 @@ def _new_message(payload: dict[str, Any]) -> Message:
 
 
 def _route(
-    session: Session, message: Message, requested_carrier: int | None, route: Callable[[str], int | None], now: datetime
+    session: Session, message: Message, requested_carrier: int | None, route: Callable[[str], int | None],
+    refund: Refund, now: datetime,
 ) -> None:
     """A requested carrier is trusted (seed 000, ``carrier``); otherwise the longest
     matching route prefix decides (for an MMS, among carriers that carry MMS). No route
@@ -157,7 +159,7 @@ def _route(
         reason = "no route for MMS" if message.mms_content_type is not None else "no route"
         session.add(MessageEvent(message_id=message.id, at=now, kind="rejected", state=MessageState.REJECTED,
                                  detail={"reason": reason, "result_code": NO_ROUTE_RESULT_CODE}))
-        refund_if_prepaid(session, message.account_id, message.id, message.options.get("price"))
+        refund_if_prepaid(session, refund, message.account_id, message.id, message.options.get("price"))
         queue_dr_callback(session, message, MessageState.REJECTED, NO_ROUTE_RESULT_CODE, now)
         return
     message.carrier_id = carrier_id

@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.adapters import stage_queue
 from app.adapters.redis_scripts import Admission, RedisStore
+from app.domain.accepted import AcceptedMessage
 from app.domain.encoding import UnencodableText, plan_encoding
 from app.domain.mt_request import MtRequest, check_length, check_mms_size, classify_sender, parse_mt_request
 from app.domain.result_codes import Rejected, ResultCode
@@ -192,27 +193,27 @@ def accepted_payload(
     The keys after ``accepted_at`` are shared with the bulk API (``docs/bulk.md``);
     their values here mean "Genesys behaviour": automatic encoding, no flash, no WAP
     Push, no batch, the price debited (0 unless the account is prepaid)."""
-    return {
-        "id": message_id,
-        "account_id": account.id,
-        "client_message_id": request.message_id,
-        "phone_number": request.phone_number,
-        "sender": request.sender,
-        "message": request.message,
-        "carrier": request.carrier,
-        "receipt": request.receipt,
-        "app_id": request.app_id,
-        "conversation_id": request.conversation_id,
-        "priority": priority,
-        "attachments": [
+    return AcceptedMessage(
+        id=message_id,
+        account_id=account.id,
+        client_message_id=request.message_id,
+        phone_number=request.phone_number,
+        sender=request.sender,
+        message=request.message,
+        carrier=request.carrier,
+        receipt=request.receipt,
+        app_id=request.app_id,
+        conversation_id=request.conversation_id,
+        priority=priority,
+        attachments=[
             [a.content_type, base64.b64encode(a.content).decode("ascii")] for a in request.attachments
         ],
-        "accepted_at": accepted_at,
-        "encoding": None,
-        "flash": False,
-        "wap_push": False,
-        "batch_id": None,
-        "api": "genesys",
-        "price": 0,
-        "dlr": request.receipt,
-    }
+        accepted_at=accepted_at,
+        encoding=None,
+        flash=False,
+        wap_push=False,
+        batch_id=None,
+        api="genesys",
+        price=0,
+        dlr=request.receipt,
+    ).payload()

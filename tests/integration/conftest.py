@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.adapters.redis_scripts import RedisKeys
-from app.cli import main
+from app.cli.main import main
 from app.db.session import session_scope
 from app.domain.priorities import ALL_QUEUES
 from app.services import accounts as svc

@@ -102,7 +102,8 @@ def record_one(gateway, client, message_id="st-1"):
     assert submit(client, "POST", params(message_id=message_id)) == 0
     raw = redis.Redis.from_url(gateway.redis_url).lindex(RedisKeys(gateway.key_prefix).stage_pending("mt.bulk"), 0)
     with session_scope(gateway.database_url) as session:
-        record_accepted(session, json.loads(raw), now=datetime.now(timezone.utc), route=lambda _n: 99901)
+        record_accepted(session, json.loads(raw), now=datetime.now(timezone.utc), route=lambda _n: 99901,
+                        refund=lambda *_: None)
 
 
 def test_status_api_shows_the_message_and_its_timeline(gateway, client):

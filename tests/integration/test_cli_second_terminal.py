@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from app import runfile
-from app.cli import main
+from app.cli.main import main
 from app.db import migrate
 from app.settings import get_settings
 from tests.conftest import TEST_REDIS_URL, free_port

@@ -10,7 +10,7 @@ import redis
 from click.testing import CliRunner
 
 from app.adapters.heartbeats import Heartbeat
-from app.cli import main
+from app.cli.main import main
 from app.settings import get_settings
 from app.web import create_app
 

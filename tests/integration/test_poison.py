@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from app.adapters import stage_queue
 from app.adapters.callback_queue import enqueue_callbacks
-from app.adapters.redis_scripts import BulkStore, RedisKeys
+from app.adapters.redis_scripts import RedisKeys
 from app.adapters.stage_queue import StageQueue
+from app.bulk.store import BulkStore
 from app.db.models import Callback, Message, MoMessage
 from app.db.session import session_scope
 from app.web import create_app

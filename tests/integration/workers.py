@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -72,4 +73,15 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.05):
         if value:
             return value
         time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+async def wait_until_async(condition, timeout: float = 30.0, interval: float = 0.01):
+    """:func:`wait_until` inside an event loop: the loop goes on serving while it waits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
-from app.cli import main
+from app.cli.main import main
 from app.health import health
 
 yaml = pytest.importorskip("yaml")

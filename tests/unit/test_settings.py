@@ -95,3 +95,15 @@ def test_mms_size_limit_and_mmsc_simulator_port():
     assert (Settings.from_env({}).max_mms_bytes, Settings.from_env({}).mmsc_sim_port) == (300 * 1024, 2777)
     settings = Settings.from_env({"SMSAGG_MAX_MMS_BYTES": "614400", "SMSAGG_MMSC_SIM_PORT": "8190"})
     assert (settings.max_mms_bytes, settings.mmsc_sim_port) == (614400, 8190)
+
+
+def test_request_line_limit_is_one_setting_and_bounded():
+    """SMSAGG_MAX_REQUEST_LINE: the app's limit; the HTTP server's is derived from it."""
+    from app.web.server import server_request_line_limit
+
+    assert Settings.from_env({}).max_request_line == 65536
+    assert Settings.from_env({"SMSAGG_MAX_REQUEST_LINE": "20000"}).max_request_line == 20000
+    for bad in ("100", str(2 * 1024 * 1024), "x"):
+        with pytest.raises(SettingsError, match="SMSAGG_MAX_REQUEST_LINE"):
+            Settings.from_env({"SMSAGG_MAX_REQUEST_LINE": bad})
+    assert server_request_line_limit(20000) > 20000

@@ -152,7 +152,7 @@ def measure_capacity(seconds: float, *, receipts: bool, free_port, cpu_seconds) 
     """Load a fresh SMSC process (pinned to CPU 0) from this process (pinned to CPU 1)
     with the project's SMPP client: 4 binds, a window of 64 each."""
     from app.bench.harness import wait_for_port
-    from app.smpp.bench import measure_simulator_throughput
+    from app.bench.smpp_throughput import measure_simulator_throughput
 
     port, stats_port = free_port(), free_port()
     process = subprocess.Popen(command(port, free_port(), stats_port, 0.0), stdout=subprocess.DEVNULL,

@@ -2,8 +2,8 @@
 (or ``SMSAGG_DATABASE_URL`` when Alembic is called directly)."""
 
 from alembic import context
-from app.db.models import Base
 from app.db.session import make_engine
+from app.schema import metadata
 from app.settings import Settings
 
 config = context.config
@@ -11,7 +11,7 @@ url = config.get_main_option("sqlalchemy.url") or Settings.from_env().database_u
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=True)
+    context.configure(url=url, target_metadata=metadata, literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -19,7 +19,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(url, pooled=False)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from app.adapters.redis_scripts import BulkStore, RedisKeys
+from app.adapters.redis_scripts import RedisKeys
 from app.api import keys
+from app.bulk.store import BulkStore
 from app.db.session import session_scope
 from app.services import accounts as svc
 from app.web import create_app

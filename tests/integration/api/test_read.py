@@ -25,7 +25,8 @@ def record_pending(gateway) -> None:
     client = redis.Redis.from_url(gateway.redis_url)
     raw = client.rpop(RedisKeys(gateway.key_prefix).stage_pending("mt.bulk"))
     with session_scope(gateway.database_url) as session:
-        record_accepted(session, json.loads(raw), now=datetime.now(timezone.utc), route=lambda _n: 99901)
+        record_accepted(session, json.loads(raw), now=datetime.now(timezone.utc), route=lambda _n: 99901,
+                        refund=lambda *_: None)
 
 
 def add_messages(gateway, login: str, count: int, *, start: datetime = T0, state=MessageState.ACCEPTED,

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from werkzeug.serving import make_server
 
-from app.adapters.redis_scripts import BulkStore
 from app.bulk import compliance, credit
 from app.bulk.models import CreditEntry, OptOut
+from app.bulk.store import BulkStore
 from app.db.session import session_scope
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
@@ -88,7 +88,7 @@ def test_operator_cli(gateway, tmp_path, redis_client, monkeypatch):
     from click.testing import CliRunner
 
     from app.bulk.runtime import default_store
-    from app.cli import main
+    from app.cli.main import main
     from app.settings import get_settings
 
     for name, value in environment(gateway).items():

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import requests
 
-from app.adapters.redis_scripts import BulkStore
+from app.bulk.store import BulkStore
 from app.db.models import Account, Callback, Message
 from app.db.session import session_scope
 from tests.chromium import CHROMIUM, Cdp, running_chromium

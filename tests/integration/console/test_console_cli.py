@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 
 from app.adapters.heartbeats import Heartbeat
-from app.cli import main
+from app.cli.main import main
 from app.console import operators
 from app.db.session import session_scope
 

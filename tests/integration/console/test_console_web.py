@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.adapters.heartbeats import Heartbeat
-from app.adapters.redis_scripts import BulkStore
+from app.bulk.store import BulkStore
 from app.console import auth, operators
 from app.db.models import Account, Callback, CallbackAttempt, Carrier, Message
 from app.db.session import session_scope

@@ -73,11 +73,7 @@ def test_match_requires_the_code_and_phone(gms):
     for attempt in ({}, {"_access_code": wrong_code}, {"_access_code": body["_access_code"], "_phone_number": "4155550000"}):
         r = gms.post("/genesys/1/service/match-interaction", {"_access_number": "1-800-555-0301", **attempt})
         assert r.status_code == 404, attempt
-    # failed attempts left the reservation in place; another app cannot match it
-    other = gms.client.post("/genesys/1/service/match-interaction",
-                            data={"_access_number": "18005550301", "_access_code": body["_access_code"]},
-                            headers=gms.auth("otherapp", "other-secret-1"))
-    assert other.status_code == 404
+    # failed attempts left the reservation in place (another app's match: test_seed_rules.py)
     r = gms.post("/genesys/1/service/match-interaction",
                  {"_access_number": "18005550301", "_access_code": body["_access_code"]})
     assert r.status_code == 200

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
+
+from tests.integration.workers import wait_until
 
 
 def test_storage_round_trip(gms):
@@ -33,8 +34,8 @@ def test_storage_round_trip(gms):
 def test_storage_expires_after_its_ttl(gms):
     data_id = gms.post("/genesys/1/storage/1", {"k": "v"}).get_json()["id"]
     assert gms.client.get(f"/genesys/1/storage/{data_id}", headers=gms.auth()).status_code == 200
-    time.sleep(1.3)
-    assert gms.client.get(f"/genesys/1/storage/{data_id}", headers=gms.auth()).status_code == 404
+    wait_until(lambda: gms.client.get(f"/genesys/1/storage/{data_id}", headers=gms.auth()).status_code == 404,
+               timeout=10, interval=0.1)
 
 
 @pytest.mark.parametrize("ttl", ["0", "-5", "abc", "99999999999", "1.5"])

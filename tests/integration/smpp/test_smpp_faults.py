@@ -18,6 +18,7 @@ from app.smpp.pdu import (
 )
 from app.smpp.simulator import SimulatorConfig, SmscSimulator
 from app.smpp.stream import PduStream
+from tests.integration.workers import wait_until_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(10)]
 
@@ -128,7 +129,7 @@ def test_enquire_link_keeps_a_healthy_link_bound(run, client_config):
         server, events = await _fake_smsc(answer)
         config = client_config(server.sockets[0].getsockname()[1], enquire_link_interval=0.05, response_timeout=0.1)
         async with server, SmppClient(config) as client:
-            await asyncio.sleep(0.4)
+            await wait_until_async(lambda: events.count("EnquireLink") >= 4, timeout=10)
             return events, client.is_bound
 
     events, bound = run(scenario())

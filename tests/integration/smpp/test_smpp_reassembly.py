@@ -7,6 +7,7 @@ import pytest
 from app.smpp.client import SmppClient
 from app.smpp.pdu import EsmClass, SubmitSm, Tag
 from app.smpp.simulator import SimulatorConfig, SmscSimulator
+from tests.integration.workers import wait_until_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(10)]
 
@@ -66,7 +67,7 @@ def test_segments_are_joined_and_each_gets_its_own_id_and_receipt(run, client_co
             async with SmppClient(client_config(sim.port), on_deliver) as client:
                 resps = await asyncio.gather(*(client.submit(segment) for segment in reversed(segments)))
                 [message] = await sim.wait_for_messages(1, timeout=1)
-                await asyncio.sleep(0.2)
+                await wait_until_async(lambda: len(receipts) >= len(segments), timeout=10)
                 return [resp.message_id for resp in reversed(resps)], message
 
     ids, message = run(scenario())

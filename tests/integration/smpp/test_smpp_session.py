@@ -10,6 +10,7 @@ from app.smpp.client import BindMode, SmppClient, SmppPool
 from app.smpp.pdu import CommandStatus, DeliverSm, EsmClass, MessageState, SubmitSm, Tag
 from app.smpp.short_message import decode_text, split_concatenation
 from app.smpp.simulator import SimulatorConfig, SmscSimulator
+from tests.integration.workers import wait_until_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(10)]
 
@@ -94,7 +95,7 @@ def test_receipt_carries_the_text_and_the_tlvs(run, client_config):
     async def scenario():
         async with simulator() as sim, SmppClient(client_config(sim.port), inbox) as client:
             resp = await client.submit(hello(registered_delivery=1))
-            await asyncio.sleep(0.2)
+            await wait_until_async(lambda: sim.acknowledged_deliveries == 1 and inbox.receipts)
             return resp, sim.acknowledged_deliveries
 
     resp, acknowledged = run(scenario())
@@ -115,12 +116,20 @@ def test_receipt_outcome_and_failure_only_requests(run, client_config, registere
 
     async def scenario():
         async with simulator(outcome_weights={outcome: 1}) as sim, SmppClient(client_config(sim.port), inbox) as c:
-            await c.submit(hello(registered_delivery=registered_delivery))
-            await asyncio.sleep(0.2)
+            tested = await c.submit(hello(registered_delivery=registered_delivery))
+            # A receipt is scheduled when its submit is taken, after the same delay for
+            # every message: once a later submit's receipt is in, the first one's is too.
+            sentinel = await c.submit(hello(registered_delivery=1))
+            await wait_until_async(lambda: sentinel.message_id in _receipted(inbox))
+            return tested.message_id
 
-    run(scenario())
-    states = [receipt.tlvs[Tag.MESSAGE_STATE] for receipt in inbox.receipts]
+    tested_id = run(scenario())
+    states = [r.tlvs[Tag.MESSAGE_STATE] for r in inbox.receipts if r.tlvs[Tag.RECEIPTED_MESSAGE_ID] == tested_id]
     assert states == ([expected_state] if expected_state else [])
+
+
+def _receipted(inbox: Inbox) -> list[str]:
+    return [receipt.tlvs[Tag.RECEIPTED_MESSAGE_ID] for receipt in inbox.receipts]
 
 
 def test_receipts_reach_the_receiver_of_a_transmitter_receiver_pair(run, client_config):
@@ -130,7 +139,7 @@ def test_receipts_reach_the_receiver_of_a_transmitter_receiver_pair(run, client_
         async with simulator() as sim:
             async with SmppClient(client_config(sim.port, bind_mode=BindMode.TRANSMITTER_RECEIVER), inbox) as c:
                 await c.submit(hello(registered_delivery=1))
-                await asyncio.sleep(0.2)
+                await wait_until_async(lambda: sim.acknowledged_deliveries == 1)
                 return sim.acknowledged_deliveries
 
     assert run(scenario()) == 1
@@ -149,7 +158,7 @@ def test_failed_handler_makes_the_simulator_deliver_again(run, client_config):
     async def scenario():
         async with simulator() as sim, SmppClient(client_config(sim.port), flaky) as client:
             await client.submit(hello(registered_delivery=1))
-            await asyncio.sleep(0.3)
+            await wait_until_async(lambda: sim.acknowledged_deliveries == 1 and len(attempts) == 2)
             return sim.acknowledged_deliveries
 
     assert run(scenario()) == 1
@@ -164,7 +173,7 @@ def test_mo_injection_short_and_concatenated(run, client_config):
         async with simulator() as sim, SmppClient(client_config(sim.port), inbox):
             assert await sim.inject_mo("33698765432", "3900", "STOP") == 1
             assert await sim.inject_mo("33698765432", "3900", long_text) == 3
-            await asyncio.sleep(0.1)
+            await wait_until_async(lambda: sim.acknowledged_deliveries == 4)
             return sim.acknowledged_deliveries
 
     assert run(scenario()) == 4
@@ -183,7 +192,7 @@ def test_mo_in_ucs2_when_the_text_needs_it(run, client_config):
     async def scenario():
         async with simulator() as sim, SmppClient(client_config(sim.port), inbox):
             await sim.inject_mo("33698765432", "3900", "Привет 👋")
-            await asyncio.sleep(0.1)
+            await wait_until_async(lambda: inbox.pdus)
 
     run(scenario())
     [mo] = inbox.pdus

@@ -10,7 +10,7 @@ import pytest
 
 from app.bulk import rules
 from app.domain import wap_push
-from app.domain.bulk_request import (
+from app.bulk.request import (
     GARBLED,
     MESSAGE_TYPES,
     BulkCode,
@@ -19,7 +19,7 @@ from app.domain.bulk_request import (
     parse_form_strict,
     plan_message,
 )
-from app.domain.schedule import InvalidSchedule, due_epoch, parse_schedule
+from app.bulk.schedule import InvalidSchedule, due_epoch, parse_schedule
 
 BASE = {"username": "u", "password": "p", "type": "0", "dlr": "0", "destination": "12025550100",
         "source": "ACME", "message": "Hi"}

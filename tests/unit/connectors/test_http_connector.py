@@ -12,12 +12,12 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from app.connectors.base import CONNECTION_LOST
-from app.connectors.http import HttpConnector, carries_mms
+from app.connectors.http import BULKSMS_CODE_STATUS, HttpConnector, bulk_type, carries_mms
 from app.domain.mms import build_mms
 from app.domain.mt_request import Attachment
 from app.domain.encoding import Encoding
-from app.domain.outbound import OutboundSegment, Submission, build_mms_submission
-from app.domain.smpp_status import StatusClass, classify
+from app.domain.outbound import OutboundSegment, Submission, build_mms_submission, build_submission, plan_for
+from app.domain.smpp_status import DrResultCode, StatusClass, classify
 
 
 class Carrier:
@@ -108,13 +108,80 @@ def test_bulksms_preset_gets_the_carrier_id(carrier):
     assert method == "GET" and fields["destination"] == "447700900123" and fields["dlr"] == "1"
 
 
-@pytest.mark.parametrize("body,status_class", [
-    ("1709|447700900123|", StatusClass.TRANSIENT), ("1706|447700900123|", StatusClass.PERMANENT),
-    ("1732|447700900123|", StatusClass.PERMANENT), ("1710|x|", StatusClass.TRANSIENT),
+# Seed 001 "Response" table, rows 2-21, and what each code ends the message with (the DR
+# result_code of seed 000). The note under the table: "Apart from error code 1709, please
+# do NOT retry re-sending the message for any other error code (including SMPP v3.4 Error
+# codes)", and 1715: "do NOT re-submit" (the carrier may have it: taken, not failed).
+BULKSMS_TABLE = [
+    ("1702", StatusClass.PERMANENT, DrResultCode.INTERNAL_ERROR),
+    ("1703", StatusClass.PERMANENT, DrResultCode.INTERNAL_ERROR),
+    ("1704", StatusClass.PERMANENT, DrResultCode.INTERNAL_ERROR),
+    ("1705", StatusClass.PERMANENT, DrResultCode.BODY_TOO_LONG),
+    ("1706", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("1707", StatusClass.PERMANENT, DrResultCode.SHORTCODE_NOT_ALLOWED),
+    ("1708", StatusClass.PERMANENT, DrResultCode.INTERNAL_ERROR),
+    ("1709", StatusClass.TRANSIENT, DrResultCode.AUTHENTICATION_FAILURE),
+    ("1710", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("1725", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("1715", StatusClass.OK, DrResultCode.SUCCESS),
+    ("1732", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("1028", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("1041", StatusClass.OK, DrResultCode.SUCCESS),
+    ("1042", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("1033", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("69", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("8", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),
+    ("16", StatusClass.PERMANENT, DrResultCode.INTERNAL_ERROR),
+    ("18", StatusClass.PERMANENT, DrResultCode.INTERNAL_ERROR),
+    ("11", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),  # an SMPP status passed on (0x0B)
+    ("1799", StatusClass.PERMANENT, DrResultCode.REJECTED_UPSTREAM),  # a code the table does not have
+]
+
+
+@pytest.mark.parametrize("code,status_class,result_code", BULKSMS_TABLE)
+def test_bulksms_error_codes_only_1709_is_retried(carrier, code, status_class, result_code):
+    [first, _] = HttpConnector({"url": carrier(body=f"{code}|447700900123|").url, "preset": "bulksms"}).submit(SUBMISSION)
+    entry = classify(first.command_status)
+    assert (entry.status_class, entry.result_code) == (status_class, result_code)
+    assert first.smsc_message_id is None or status_class is StatusClass.OK
+
+
+def test_bulksms_preset_retries_nothing_but_1709():
+    """The whole preset table, not only the rows above: one transient code."""
+    transient = {code for code, status in BULKSMS_CODE_STATUS.items()
+                 if classify(status).status_class is not StatusClass.PERMANENT and status != 0}
+    assert transient == {"1709"}
+
+
+def _submission(text: str, encoding: Encoding, *, flash: bool = False, wap_push: bool = False) -> Submission:
+    return Submission(message_id="m", source="99222", source_ton=3, source_npi=0, destination="447700900123",
+                      text=text, encoding=encoding, registered_delivery=0,
+                      segments=(OutboundSegment(1, 1, b"a", 0, 0),), flash=flash, wap_push=wap_push)
+
+
+@pytest.mark.parametrize("encoding,flash,wap_push,expected", [
+    # seed 001 parameter 3 "type": 0 plain GSM, 1 flash GSM, 2 Unicode, 4 WAP Push,
+    # 5 plain ISO-8859-1, 6 Unicode flash, 7 flash ISO-8859-1 (3 is reserved)
+    (Encoding.GSM7, False, False, "0"), (Encoding.GSM7, True, False, "1"), (Encoding.UCS2, False, False, "2"),
+    (Encoding.GSM7, False, True, "4"), (Encoding.LATIN1, False, False, "5"), (Encoding.UCS2, True, False, "6"),
+    (Encoding.LATIN1, True, False, "7"),
 ])
-def test_bulksms_error_codes(carrier, body, status_class):
-    [first, _] = HttpConnector({"url": carrier(body=body).url, "preset": "bulksms"}).submit(SUBMISSION)
-    assert classify(first.command_status).status_class is status_class
+def test_bulksms_preset_sends_the_message_type(carrier, encoding, flash, wap_push, expected):
+    upstream = carrier(body="1701|447700900123|id")
+    HttpConnector({"url": upstream.url, "preset": "bulksms"}).submit(
+        _submission("Hello", encoding, flash=flash, wap_push=wap_push))
+    [(_, fields)] = upstream.requests
+    assert fields["type"] == expected and fields["dlr"] == "0"
+
+
+def test_the_message_type_follows_the_encoding_plan():
+    """What delivery builds carries flash and WAP Push into the submission."""
+    flash = build_submission(message_id="m", sender="99222", destination="447700900123", receipt=False,
+                             plan=plan_for("Привет", encoding="ucs2", flash=True), concat_ref=1)
+    push = build_submission(message_id="m", sender="99222", destination="447700900123", receipt=False,
+                            plan=plan_for("http://example.com/x Sale", encoding=None, flash=False), concat_ref=1,
+                            wap_push=True)
+    assert (bulk_type(flash), bulk_type(push)) == ("6", "4")
 
 
 def test_bulksms_1715_is_not_resubmitted(carrier):

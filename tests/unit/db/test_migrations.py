@@ -6,14 +6,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from app.db import migrate
-from app.db.models import Base
+from app.schema import metadata
 
 
 def test_migrated_schema_matches_the_models(database_url):
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            diff = compare_metadata(MigrationContext.configure(connection), metadata)
         assert diff == []
         assert {"accounts", "senders", "carriers", "routes", "messages", "message_events"} <= set(
             inspect(engine).get_table_names()

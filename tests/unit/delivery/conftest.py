@@ -41,7 +41,7 @@ def world(database_url):
     connectors = {1: InMemoryConnector(), 2: InMemoryConnector()}
     for carrier_id, connector in connectors.items():
         registry.install(carrier_id, carriers.current().carriers[carrier_id], connector)
-    service = DeliveryService(database_url, store, carriers, registry)
+    service = DeliveryService(database_url, store, carriers, registry, refund=lambda *_: None)
     return database_url, service, connectors, store
 
 

@@ -50,7 +50,8 @@ def mms_world(database_url):
     connectors = {carrier_id: InMemoryConnector() for carrier_id in (SMSC, MMSC, MMSC_B, BULK_HTTP)}
     for carrier_id, connector in connectors.items():
         registry.install(carrier_id, carriers.current().carriers[carrier_id], connector)
-    service = DeliveryService(database_url, RedisStore(fakeredis.FakeRedis(), "t:"), carriers, registry)
+    service = DeliveryService(database_url, RedisStore(fakeredis.FakeRedis(), "t:"), carriers, registry,
+                              refund=lambda *_: None)
     return database_url, service, connectors
 
 

@@ -29,7 +29,7 @@ def accept(database_url, message_id="m1", text="Hello", carriers=None, **extra):
     carriers = carriers or CarrierDirectory(database_url, refresh_seconds=0)
     payload = make_payload(message_id, text, **extra)
     with session_scope(database_url) as session:
-        record_accepted(session, payload, now=datetime.now(timezone.utc), route=carriers.route)
+        record_accepted(session, payload, now=datetime.now(timezone.utc), route=carriers.route, refund=lambda *_: None)
     return message_id
 
 
@@ -102,6 +102,21 @@ def test_permanent_error_rejects_with_the_mapped_result_code(world):
     found, events, _ = message(database_url)
     assert found.state == MessageState.REJECTED and found.result_code == 1
     assert events[-1] == "rejected"
+
+
+def test_a_priced_message_rejected_by_the_carrier_is_refunded_once_through_the_injected_refund(world):
+    """Issue 5: a message rejected before it reaches a carrier gets its credit back. The
+    core calls what the composition root injected (the bulk area's refund), after commit."""
+    database_url, service, connectors, _ = world
+    refunds = []
+    service.refund = lambda *args: refunds.append(args)
+    connectors[1]._statuses.append(0x0B)  # ESME_RINVDSTADR: permanent
+    accept(database_url, price=3_000)
+    assert deliver(service, "m1").retry_in is None
+    assert message(database_url)[0].state == MessageState.REJECTED
+    assert refunds == [(1, 3_000, "m1")]
+    deliver(service, "m1")  # redelivered: already rejected, nothing more
+    assert refunds == [(1, 3_000, "m1")]
 
 
 def test_throttled_answer_retries_without_counting_an_attempt(world):

@@ -191,7 +191,8 @@ def test_parse_form_refuses_invalid_utf8_with_1(raw):
     "address,kind",
     [("99222", SenderKind.SHORTCODE), ("12345678", SenderKind.SHORTCODE), ("447700900000", SenderKind.LONG_NUMBER),
      ("ACME", SenderKind.ALPHANUMERIC), ("Acme Co", SenderKind.ALPHANUMERIC), ("12", None), ("TooLongSender", None),
-     ("1234567890123456", None), ("<script>", None), ("12345", SenderKind.SHORTCODE)],
+     ("1234567890123456", SenderKind.LONG_NUMBER), ("123456789012345678", SenderKind.LONG_NUMBER),
+     ("1234567890123456789", None), ("<script>", None), ("12345", SenderKind.SHORTCODE)],
 )
 def test_classify_sender(address, kind):
     assert classify_sender(address) is kind

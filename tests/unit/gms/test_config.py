@@ -74,3 +74,65 @@ def test_cometd_options():
     options = parse_config("[gms]\ncometd_poll_interval = 0.5\ncometd_max_parked = 20").options
     assert (options.cometd_poll_interval, options.cometd_max_parked) == (0.5, 20)
     assert (GmsConfig().options.cometd_poll_interval, GmsConfig().options.cometd_max_parked) == (2.0, 10_000)
+
+
+@pytest.mark.parametrize("options, builtin", [
+    ("service = request-interaction\nname = request-interaction", Builtin.REQUEST_INTERACTION),
+    ("service = request-interaction\nname = Both", Builtin.REQUEST_INTERACTION),  # name: the service's own
+    ("name = request-interaction", Builtin.REQUEST_INTERACTION),  # the seed's iPhoneService example
+    ("service = request-interaction", Builtin.REQUEST_INTERACTION),  # the seed's option table
+])
+def test_a_service_may_name_its_builtin_by_service_name_or_both(options, builtin):
+    """Seed 003 names the built-in ``service`` (request-interaction's option table) and
+    ``name`` (the iPhoneService example, match-interaction's table): both together load."""
+    config = parse_config(f"[service:Both]\ntype = builtin\n{options}\nresource_group = g\n")
+    assert config.service("Both").builtin is builtin and "name" not in config.service("Both").options
+
+
+def test_match_interactions_own_configuration_loads():
+    """Seed 003, match-interaction "Configuration": type builtin, name match-interaction."""
+    config = parse_config("[service:ivr-match]\ntype = builtin\nname = match-interaction\n")
+    assert config.service("ivr-match").builtin is Builtin.MATCH_INTERACTION
+
+
+def test_chat_endpoints_and_match_apps():
+    config = parse_config("""
+[gms]
+match_apps = ivr, ors
+chat_endpoint = sales
+
+[chat-endpoint:sales]
+agents = alice, bob
+
+[chat-endpoint:vip]
+agents = bob
+
+[service:vip-chat]
+service = request-chat
+chat_endpoint = Environment:vip
+""")
+    assert config.may_match("ivr") and not config.may_match("mobileapp")
+    assert config.options.chat_endpoint == "sales" and config.service("vip-chat").options["chat_endpoint"] == "vip"
+    assert config.agent_endpoints("bob") == {"sales", "vip"} and config.agent_endpoints("alice") == {"sales"}
+    assert config.agent_endpoints("carol") == {"default"}  # listed nowhere: the default endpoint
+    assert parse_config("").may_match("anyone") and parse_config("").options.chat_endpoint == "default"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[service:x]\nservice = request-interaction\nname = request-chat\nresource_group = g", "disagree"),
+    ("[service:x]\nservice = request-access\nbooking_expiration_timeout = 0", "booking_expiration_timeout"),
+    ("[service:x]\nservice = request-access\nbooking_expiration_timeout = soon", "booking_expiration_timeout"),
+    ("[service:x]\nservice = request-chat\nchat_endpoint = nowhere", "no [chat-endpoint:nowhere]"),
+    ("[service:x]\nservice = request-access\nchat_endpoint = default", "request-chat services only"),
+    ("[gms]\nchat_endpoint = nowhere", "no [chat-endpoint:nowhere]"),
+    ("[gms]\nchat_endpoint = bad name!", "chat endpoint"),
+    ("[gms]\nmatch_apps =", "match_apps"),
+    ("[gms]\nmatch_apps = ivr, *", "match_apps"),
+    ("[chat-endpoint:sales]\nagents =", "agents is mandatory"),
+    ("[chat-endpoint:sales]\nagents = alice\nqueue = 1", "unknown option"),
+    ("[chat-endpoint:sales]\nagents = al ice", "agent"),
+])
+def test_bad_seed_rule_configuration_is_named(text, fragment):
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    assert fragment in str(error.value)

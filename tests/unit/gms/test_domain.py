@@ -74,14 +74,14 @@ def _reservation(code="123456", phone="6504669999", app="a") -> d.Reservation:
 
 
 def test_reservation_matching():
-    assert d.reservation_matches(_reservation(), app="a", phone="16504669999", code="123456")
-    assert d.reservation_matches(_reservation(), app="a", phone=None, code="123456")
-    assert not d.reservation_matches(_reservation(), app="a", phone=None, code=None)  # a code was handed out
-    assert not d.reservation_matches(_reservation(), app="a", phone=None, code="654321")
-    assert not d.reservation_matches(_reservation(), app="a", phone="4155550000", code="123456")
-    assert not d.reservation_matches(_reservation(), app="b", phone=None, code="123456")
-    assert d.reservation_matches(_reservation(code=None), app="a", phone="6504669999", code=None)
-    assert not d.reservation_matches(_reservation(code=None), app="a", phone=None, code="1")
+    assert d.reservation_matches(_reservation(), phone="16504669999", code="123456")
+    assert d.reservation_matches(_reservation(), phone=None, code="123456")
+    assert not d.reservation_matches(_reservation(), phone=None, code=None)  # a code was handed out
+    assert not d.reservation_matches(_reservation(), phone=None, code="654321")
+    assert not d.reservation_matches(_reservation(), phone="4155550000", code="123456")
+    # seed 003: match-interaction looks through ALL services, whichever app reserved it
+    assert d.reservation_matches(_reservation(code=None), phone="6504669999", code=None)
+    assert not d.reservation_matches(_reservation(code=None), phone=None, code="1")
 
 
 def test_round_robin_keeps_order_and_random_shuffles():
@@ -123,3 +123,42 @@ def test_errors_render_as_json():
     assert error.status == 503 and error.to_json() == {
         "error": "resource_group_exhausted", "message": "full", "parameter": "_resource_group"}
     assert d.UnknownService("x").status == 404
+
+
+# Seed 003, request-access, _booking_expiration_timeout: "This parameter will override
+# the value in Resource options and in CME options". (request, group, service config) -> s
+@pytest.mark.parametrize("requested, group_timeout, configured, expected", [
+    ("5", 20, "60", 5),  # the request wins over both
+    (None, 20, "60", 20),  # then the resource group's option
+    (None, None, "60", 60),  # then the configured service's (CME) option
+    (None, None, None, 30),  # then [gms] booking_expiration_timeout
+    ("", None, None, 30),
+])
+def test_booking_precedence_request_then_resource_then_configuration(requested, group_timeout, configured, expected):
+    control = {} if requested is None else {"_booking_expiration_timeout": requested}
+    options = {} if configured is None else {"booking_expiration_timeout": configured}
+    definition = d.ServiceDefinition("svc", d.Builtin.REQUEST_ACCESS, options=options)
+    group = d.ResourceGroup("g", ("1800",), booking_timeout=group_timeout)
+    assert d.booking_seconds(d.effective_parameters(definition, control), group, definition, 30) == expected
+
+
+def test_other_configured_values_still_supersede_the_request():
+    """Seed 003, request-interaction: "the configuration option value will supercede the
+    passed value"; only _booking_expiration_timeout is the request's to override."""
+    definition = d.ServiceDefinition("svc", d.Builtin.REQUEST_INTERACTION,
+                                     options={"provide_code": "false", "booking_expiration_timeout": "60"})
+    merged = d.effective_parameters(definition, {"_provide_code": "true", "_booking_expiration_timeout": "5"})
+    assert merged == {"_provide_code": "false", "_booking_expiration_timeout": "5"}
+
+
+@pytest.mark.parametrize("raw, name", [("sales", "sales"), ("Environment:default", "default"), (" ", None),
+                                       (None, None)])
+def test_chat_endpoint_names(raw, name):
+    assert d.chat_endpoint_name(raw) == name
+
+
+@pytest.mark.parametrize("raw", ["a b", "x" * 65, "Environment:", "sales;drop"])
+def test_bad_chat_endpoint_names(raw):
+    with pytest.raises(d.InvalidParameter) as error:
+        d.chat_endpoint_name(raw)
+    assert error.value.parameter == "_chat_endpoint"

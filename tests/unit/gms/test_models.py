@@ -7,11 +7,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine
 
 import app.gms.models as gms_models
-from app.db.models import Base
+from app.schema import metadata as schema
 
 
 def test_gms_migration_matches_the_models(database_url):
-    gms_tables = [t for name, t in Base.metadata.tables.items() if name.startswith("gms_")]
+    gms_tables = [t for name, t in schema.tables.items() if name.startswith("gms_")]
     assert {t.name for t in gms_tables} == {"gms_apps", "gms_agents", "gms_resource_groups", "gms_access_numbers"}
     metadata = MetaData()
     for table in gms_tables:

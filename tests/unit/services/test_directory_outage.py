@@ -8,7 +8,21 @@ from sqlalchemy.exc import OperationalError
 
 from app.db.session import session_scope
 from app.services import accounts as svc
-from app.services.directory import Directory
+from app.services.directory import AccountPolicy, Directory
+
+
+class _NoRules:
+    def policy(self, account_id: int) -> AccountPolicy:
+        return AccountPolicy()
+
+    def ip_denied(self, client_ip: str | None) -> bool:
+        return False
+
+    def price_per_segment(self, destination: str) -> int:
+        return 1
+
+
+NO_RULES = _NoRules()
 
 
 def test_a_failed_refresh_serves_the_last_snapshot_and_tries_again_soon(database_url, monkeypatch):
@@ -16,7 +30,7 @@ def test_a_failed_refresh_serves_the_last_snapshot_and_tries_again_soon(database
         svc.add_sender(session, "77777", login=None)
     now = [1000.0]
     directory = Directory(database_url, credential_ttl=30, refresh_seconds=5, clock=lambda: now[0],
-                          default_price_units=1)
+                          rules=NO_RULES)
     assert directory.sender("77777") is not None
     loads = []
 
@@ -36,7 +50,7 @@ def test_a_failed_refresh_serves_the_last_snapshot_and_tries_again_soon(database
 
 
 def test_without_any_snapshot_the_outage_is_the_answer(database_url, monkeypatch):
-    directory = Directory(database_url, credential_ttl=30, refresh_seconds=5, default_price_units=1)
+    directory = Directory(database_url, credential_ttl=30, refresh_seconds=5, rules=NO_RULES)
     monkeypatch.setattr(directory, "_load", lambda: (_ for _ in ()).throw(OperationalError("SELECT", {}, None)))
     with pytest.raises(OperationalError):
         directory.sender("77777")  # result_code=98 at the ingress

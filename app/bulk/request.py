@@ -82,7 +82,7 @@ from urllib.parse import unquote_to_bytes
 
 from app.domain import wap_push
 from app.domain.encoding import Encoding, UnencodableText, plan_encoding
-from app.domain.schedule import InvalidSchedule, parse_schedule
+from app.bulk.schedule import InvalidSchedule, parse_schedule
 
 MAX_USERNAME_LENGTH = 64
 MAX_PASSWORD_LENGTH = 128
