@@ -227,20 +227,26 @@ def _stop(process: subprocess.Popen | None) -> None:
 
 
 class ThrowawayPostgres:
-    """``initdb`` + ``pg_ctl`` in a temporary directory, on a free loopback port."""
+    """``initdb`` + ``pg_ctl`` in a temporary directory, on a free loopback port; or on
+    ``host``:``port``, trusting clients from ``network`` (a CIDR), its commands run under
+    ``prefix`` (``ip netns exec NS``: the topology bench, ``app.bench.topology``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int | None = None, network: str | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
         self.bin = _postgres_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="smsagg-faults-pg-"))
-        self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.host, self.port, self.network = host, port or free_port(), network
+        self.url = f"postgresql+psycopg://postgres@{host}:{self.port}/postgres"
+        self._as = [*prefix, *(["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])]
 
     def __enter__(self) -> "ThrowawayPostgres":
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
         subprocess.run([*self._as, str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U",
                         "postgres"], check=True, capture_output=True)
+        if self.network:
+            with open(self.dir / "data" / "pg_hba.conf", "a", encoding="utf-8") as hba:
+                hba.write(f"host all all {self.network} trust\n")
         self.start()
         return self
 
@@ -250,7 +256,7 @@ class ThrowawayPostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses={self.host} -c fsync=off"
         subprocess.run([*self._as, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-o", options, "-l",
                         str(self.dir / "pg.log"), "-w", "start"], check=True, capture_output=True)
 

@@ -3,7 +3,7 @@ that answers 200 and appends ``<arrival epoch>\t<path>\t<message_id>\t<message_s
 per request to a file, flushed every 0.2 s and on exit. The fields come from a POST's
 form body (smsagg's callbacks) or a GET's query string (Kannel's ``dlr-url``).
 
-``python -m app.bench.receiver --port N --out FILE``
+``python -m app.bench.receiver --port N --out FILE [--host ADDRESS]`` (default 127.0.0.1)
 
 ``PUT /_status/503`` makes it answer every callback with that status from then on (a
 client endpoint that is down; such callbacks are not written), ``PUT /_status/200``
@@ -23,13 +23,14 @@ from aiohttp import web
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    asyncio.run(_serve(args.port, args.out))
+    asyncio.run(_serve(args.host, args.port, args.out))
 
 
-async def _serve(port: int, out_path: str) -> None:
+async def _serve(host: str, port: int, out_path: str) -> None:
     lines: list[str] = []
     answer = {"status": 200}
 
@@ -53,7 +54,7 @@ async def _serve(port: int, out_path: str) -> None:
     app.router.add_get("/{tail:.*}", record)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    await web.TCPSite(runner, host, port, backlog=1024).start()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -65,6 +65,24 @@ def faults_command(seconds, concurrency, scenarios, as_json) -> None:
         click.echo(json.dumps(figures))
 
 
+@bench.command("topology")
+@click.option("--messages", type=int, default=3000, show_default=True, help="Backlog drained per throughput round.")
+@click.option("--rounds", type=int, default=2, show_default=True,
+              help="Throughput rounds per layout, in turn (the best of each counts).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
+def topology_command(messages, rounds, as_json) -> None:
+    """The gateway on several hosts (network namespaces; root): a worker host killed under
+    load, then MT throughput with one worker host and with two (deploy/README.md)."""
+    from app.bench.topology import TopologyUnavailable, run
+
+    try:
+        figures = run(click.echo, count=messages, rounds=rounds)
+    except TopologyUnavailable as exc:
+        raise click.ClickException(f"the topology cannot run here: {exc}") from exc
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
 @bench.command("peers")
 @click.option("--seconds", type=int, default=20, show_default=True, help="Measured load, after the warm-up.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up load (its backlog drains first).")

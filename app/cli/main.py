@@ -16,6 +16,7 @@ from app.bulk.cli import attach as attach_bulk
 from app.console.cli import attach as attach_console
 from app.gms.cli import cometd, gms
 from app.api.cli import apikey
+from app.health import health
 
 
 @click.group(cls=OperatorErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,7 +25,7 @@ def main() -> None:
 
 
 for command in (*run.COMMANDS, *manage.COMMANDS, bench.bench, gms, cometd, smsc_sim, mmsc_sim, *callbacks.COMMANDS,
-                queues, apikey):
+                queues, apikey, health):
     main.add_command(command)
 attach_bulk(main)
 attach_console(main)
