@@ -240,6 +240,10 @@ def test_an_unexpected_error_is_99_not_98(gateway, queued):
     assert queued() == []
 
 
+def _never_refunded(*_args):
+    raise AssertionError("a routed message is not refunded")
+
+
 def test_a_message_id_repeated_after_its_claim_expired_is_still_7(gateway, redis_client, queued):
     """Seed 000: 7 is "the same message_id as a previously accepted request", however long
     ago; the Redis claim lives SMSAGG_IDEMPOTENCY_TTL_SECONDS (1 s here), the message log
@@ -248,7 +252,9 @@ def test_a_message_id_repeated_after_its_claim_expired_is_still_7(gateway, redis
     assert submit(client, "POST", params(message_id="old-1")) == 0
     [payload] = queued()
     with session_scope(gateway.database_url) as session:  # what the MT worker does with it
-        record_accepted(session, payload, now=datetime.now(timezone.utc), route=lambda _number: 99901)
+        record_accepted(
+            session, payload, now=datetime.now(timezone.utc), route=lambda _number: 99901, refund=_never_refunded
+        )
     claim = RedisKeys(gateway.key_prefix).idempotency(payload["account_id"], "old-1")
     wait_until(lambda: not redis_client.exists(claim), timeout=10)
     assert submit(client, "POST", params(message_id="old-1")) == 7
