@@ -49,22 +49,23 @@ class EndpointBreakers:
     def state(self, endpoint: str) -> Breaker:
         return _parse(self.client.hgetall(self._key(endpoint)))
 
-    def admit(self, endpoint: str) -> Admission:
-        """SEND (closed), PROBE (this caller sends the one probe) or PARK."""
-        if self.state(endpoint).is_closed:  # the common case: one read, no transaction
-            return Admission.SEND
+    def admit(self, endpoint: str) -> tuple[Admission, bool]:
+        """SEND (closed), PROBE (this caller sends the one probe) or PARK; and whether the
+        breaker was closed with no failures (then `record` of a batch without failures
+        has nothing to do)."""
+        breaker = self.state(endpoint)
+        if breaker.is_closed:  # the common case: one read, no transaction
+            return Admission.SEND, breaker.failures == 0
 
         def decide(breaker: Breaker):
             admission, after = admit(breaker, self.clock(), self.policy)
             return admission, after, ()
 
-        return self._change(endpoint, decide)
+        return self._change(endpoint, decide), False
 
     def record(self, endpoint: str, *, successes: int, failures: int, probe: bool) -> list[tuple[str, float]]:
         """Note a batch's answers. If that closes a breaker that was not closed, returns
         its parked callbacks (id, parked at), taken off the parked set: release them."""
-        if not probe and not failures and self._closed_clean(endpoint):
-            return []
 
         def decide(breaker: Breaker):
             after = record(breaker, successes=successes, failures=failures, probe=probe, now=self.clock(),
@@ -76,10 +77,6 @@ class EndpointBreakers:
         if not released:
             return []
         return [(_text(member), float(score)) for member, score in taken]
-
-    def _closed_clean(self, endpoint: str) -> bool:
-        breaker = self.state(endpoint)
-        return breaker.is_closed and breaker.failures == 0
 
     def park(self, endpoint: str, callback_ids: Collection[str]) -> bool:
         """Add these to the endpoint's parked set (keeping an earlier parked time), unless

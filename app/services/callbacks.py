@@ -235,9 +235,10 @@ class CallbackService:
         slotted: set[int] = set()  # accounts holding a slot for this batch
         try:
             claimed = self._pick_and_claim(list(dict.fromkeys(callback_ids)), outcome, slotted)
-            probes: set[str] = set()
+            probes: set[str] = set()  # endpoints this batch probes
+            clean: set[str] = set()  # endpoints whose breaker was closed with no failures
             if self.breakers is not None and claimed:
-                claimed = self._pass_breakers(claimed, probes, outcome)
+                claimed = self._pass_breakers(claimed, probes, clean, outcome)
             with self.leases.holding([c.id for c in claimed]):
                 results = self.sender.send_many([c.request for c in claimed]) if claimed else []
         finally:
@@ -246,12 +247,13 @@ class CallbackService:
         if claimed:
             self._record(claimed, results, outcome)
             if self.breakers is not None:
-                self._report(claimed, results, probes, outcome)
+                self._report(claimed, results, probes, clean, outcome)
         return outcome
 
     # --- the endpoints' circuit breakers -------------------------------------------------------
 
-    def _pass_breakers(self, claimed: list[_Claimed], probes: set[str], outcome: BatchOutcome) -> list[_Claimed]:
+    def _pass_breakers(self, claimed: list[_Claimed], probes: set[str], clean: set[str],
+                       outcome: BatchOutcome) -> list[_Claimed]:
         """The claimed callbacks to send: all of a closed endpoint's; of an open one, the
         probe (if one is due) and any on its last attempt; the others are parked."""
         by_endpoint: dict[str, list[_Claimed]] = defaultdict(list)
@@ -259,9 +261,11 @@ class CallbackService:
             by_endpoint[endpoint_of(item.request.url)].append(item)
         to_send: list[_Claimed] = []
         for endpoint, items in by_endpoint.items():
-            admission = self.breakers.admit(endpoint)
+            admission, was_clean = self.breakers.admit(endpoint)
             if admission is Admission.SEND:
                 to_send += items
+                if was_clean:
+                    clean.add(endpoint)
                 continue
             now = self.clock()
             since = self.breakers.parked_since(endpoint, [i.id for i in items])
@@ -302,7 +306,7 @@ class CallbackService:
         outcome.parked.extend(i.id for i in items)
         return True
 
-    def _report(self, sent: list[_Claimed], results: list[AttemptResult], probes: set[str],
+    def _report(self, sent: list[_Claimed], results: list[AttemptResult], probes: set[str], clean: set[str],
                 outcome: BatchOutcome) -> None:
         """Each endpoint's answers to its breaker; one that closes releases its parked callbacks."""
         tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -313,6 +317,8 @@ class CallbackService:
             elif not result.permanent:
                 counts[1] += 1
         for endpoint, (successes, failures) in tally.items():
+            if endpoint in clean and not failures:
+                continue  # closed, no failures before or now: nothing changes
             taken = self.breakers.record(endpoint, successes=successes, failures=failures, probe=endpoint in probes)
             if taken:
                 outcome.released.extend(self.release(taken))
