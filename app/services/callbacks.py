@@ -28,12 +28,26 @@ attempt, dead-lettering, replaying, listing, and sweeping up lost tasks.
 
    Deferred callbacks are returned together (`BatchOutcome.deferred`) for one short
    ``countdown`` re-enqueue; their rows are untouched.
+1b. **The endpoint's breaker** (with ``breakers``, :mod:`app.domain.circuit_breaker`,
+   shared in Redis by :class:`app.adapters.endpoint_breakers.EndpointBreakers`): a closed
+   endpoint's callbacks all go on. Of an open one's, only the probe (one per probe
+   interval, across all workers) and any callback on its last attempt are sent; the
+   others are *parked* (`BatchOutcome.parked`): added to the endpoint's parked set in
+   Redis, and their rows made due at the end of their retry schedule (the backstop: a
+   parked set lost with Redis delays them, never loses them). No task is enqueued for
+   them. When a batch's 2xx closes the breaker, its parked callbacks are *released*
+   (`release`, `BatchOutcome.released`): due now, each counted one attempt per
+   ``retry_interval`` it spent parked (`parked_attempts`; one line in its attempt log),
+   so an outage spends a callback's retries on the documented schedule and no faster;
+   the task enqueues them at once, in full batches. `kick_probes` releases one parked
+   callback of an open endpoint whose probe is due, for an endpoint nothing new arrives for.
 2. **Send** every claimed callback (the `CallbackSender`), outside any transaction,
    each signed with its account's secret at send time.
 3. **Record** (one transaction): a `CallbackAttempt` per try (time, status, latency,
    error), ``attempts + 1``, and the decision of `app.domain.callbacks.next_step`:
    delivered (all of the batch's in one ``UPDATE ... WHERE id IN``), retry at ``now +
-   retry_interval`` (returned in `BatchOutcome.retries`), or dead.
+   retry_interval`` (returned in `BatchOutcome.retries`), or dead. Then each endpoint's
+   answers go to its breaker (nothing to write for a healthy endpoint).
 
 The outbox guarantee: a pending row whose task was lost (pushed after a commit by a
 process that then died; a retry held by a worker that was killed; a worker killed while
