@@ -4,12 +4,16 @@ parked, the last attempt always real, endpoints isolated."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import fakeredis
 import pytest
 
 from app.adapters.callback_http import AttemptResult, RecordingCallbackSender
 from app.adapters.endpoint_breakers import EndpointBreakers
 from app.domain.circuit_breaker import OPEN, BreakerPolicy
+from app.db.session import session_scope
+from app.services import callbacks as svc
 from app.services.callbacks import AccountSlots, CallbackService, utc
 from tests.unit.callbacks.support import load, make_account, make_callback
 from tests.unit.callbacks.test_service import Clock
@@ -44,6 +48,10 @@ def service(database_url, sender, clock, breakers):
 @pytest.fixture
 def account(database_url):
     return make_account(database_url, "acme", dr_url=DOWN, interval=5)[0]
+
+
+def now(clock) -> datetime:
+    return datetime.fromtimestamp(clock.now, UTC)
 
 
 def callbacks(database_url, account_id, count, url=DOWN, **options):
@@ -163,3 +171,19 @@ def test_without_failures_a_closed_breaker_costs_one_read_per_batch(database_url
                                                                      breakers):
     service.send_batch(callbacks(database_url, account, 3))
     assert breakers.client.keys("t:*") == []
+
+
+def test_a_parked_set_lost_with_redis_delays_callbacks_but_never_loses_them(
+        database_url, service, sender, account, clock, breakers):
+    open_breaker(service, sender, database_url, account)
+    ids = callbacks(database_url, account, 3)
+    service.send_batch(ids)
+    breakers.client.delete(breakers.parked_key(ENDPOINT))
+    with session_scope(database_url) as session:
+        assert svc.sweep_due(session, now(clock)) == []  # parked: nothing to sweep
+    clock.advance(25 * 5 + 10)  # past the end of their schedule: the backstop makes them due
+    with session_scope(database_url) as session:
+        assert set(ids) <= set(svc.sweep_due(session, now(clock)))
+    sender.answers[DOWN] = []
+    breakers.record(ENDPOINT, successes=1, failures=0, probe=True)  # the endpoint answers again
+    assert sorted(service.send_batch(ids).delivered) == sorted(ids)
