@@ -190,7 +190,7 @@ _RECORD = (update(_callbacks).where(_callbacks.c.id == bindparam("pk"))
 
 
 RELEASE_CHUNK = 1000
-"""Released callbacks updated per transaction."""
+"""Released callbacks read and updated per statement (all in one transaction)."""
 _RELEASE = (update(_callbacks).where(_callbacks.c.id == bindparam("pk"), _callbacks.c.status == "pending")
             .values(attempts=bindparam("new_attempts"), next_attempt_at=None))
 """A released parked callback: due now, with the attempts counted for its time parked."""
@@ -248,11 +248,9 @@ class CallbackService:
         outcome = BatchOutcome()
         slotted: set[int] = set()  # accounts holding a slot for this batch
         try:
-            claimed = self._pick_and_claim(list(dict.fromkeys(callback_ids)), outcome, slotted)
             probes: set[str] = set()  # endpoints this batch probes
             clean: set[str] = set()  # endpoints whose breaker was closed with no failures
-            if self.breakers is not None and claimed:
-                claimed = self._pass_breakers(claimed, probes, clean, outcome)
+            claimed = self._pick_and_claim(list(dict.fromkeys(callback_ids)), outcome, slotted, probes, clean)
             with self.leases.holding([c.id for c in claimed]):
                 results = self.sender.send_many([c.request for c in claimed]) if claimed else []
         finally:
@@ -266,10 +264,11 @@ class CallbackService:
 
     # --- the endpoints' circuit breakers -------------------------------------------------------
 
-    def _pass_breakers(self, claimed: list[_Claimed], probes: set[str], clean: set[str],
+    def _pass_breakers(self, session: Session, claimed: list[_Claimed], probes: set[str], clean: set[str],
                        outcome: BatchOutcome) -> list[_Claimed]:
         """The claimed callbacks to send: all of a closed endpoint's; of an open one, the
-        probe (if one is due) and any on its last attempt; the others are parked."""
+        probe (if one is due) and any on its last attempt; the others are parked, in the
+        claim's own transaction (one unit of work per batch, parked or sent)."""
         by_endpoint: dict[str, list[_Claimed]] = defaultdict(list)
         for item in claimed:
             by_endpoint[endpoint_of(item.request.url)].append(item)
@@ -292,18 +291,19 @@ class CallbackService:
                 probes.add(endpoint)
                 if waiting and not going:
                     going, waiting = [waiting[0]], waiting[1:]
-            if waiting and not self._park(endpoint, waiting, since=dict(zip([i.id for i in items], since)),
-                                          outcome=outcome):
+            if waiting and not self._park(session, endpoint, waiting,
+                                          since=dict(zip([i.id for i in items], since, strict=True)), outcome=outcome):
                 going += waiting  # closed meanwhile: send them
             self.breakers.unpark(endpoint, [i.id for i in going])
             to_send += going
         return to_send
 
-    def _park(self, endpoint: str, items: list[_Claimed], *, since: dict[str, float | None],
+    def _park(self, session: Session, endpoint: str, items: list[_Claimed], *, since: dict[str, float | None],
               outcome: BatchOutcome) -> bool:
         """Parked in Redis, then due in the database at the end of their retry schedule
-        (the backstop if the parked set is lost: sent then, never lost). A row a closing
-        breaker released in between (``next_attempt_at`` NULL) is left due."""
+        (the backstop if the parked set is lost: sent then, never lost). ``session`` has
+        claimed the rows and holds them until it commits, so a breaker closing meanwhile
+        releases them (``next_attempt_at`` NULL, due) only after this update."""
         if not self.breakers.park(endpoint, [i.id for i in items]):
             return False
         now = self.clock()
@@ -312,11 +312,9 @@ class CallbackService:
             deadline = park_deadline(attempts=item.attempts, max_retries=item.max_retries,
                                      parked_at=since.get(item.id) or now, retry_interval=item.retry_interval)
             by_deadline[datetime.fromtimestamp(int(deadline) + 1, UTC)].append(item.id)
-        with session_scope(self.database_url) as session:
-            for deadline, ids in by_deadline.items():
-                session.execute(update(_callbacks).where(_callbacks.c.id.in_(ids), _callbacks.c.status == "pending",
-                                                         _callbacks.c.next_attempt_at.is_not(None))
-                                .values(next_attempt_at=deadline))
+        for deadline, ids in by_deadline.items():
+            session.execute(update(_callbacks).where(_callbacks.c.id.in_(ids), _callbacks.c.status == "pending")
+                            .values(next_attempt_at=deadline))
         outcome.parked.extend(i.id for i in items)
         return True
 
@@ -343,9 +341,9 @@ class CallbackService:
         oldest first, for the caller to enqueue."""
         now = self._now()
         released: list[str] = []
-        for start in range(0, len(parked), RELEASE_CHUNK):
-            chunk = dict(parked[start:start + RELEASE_CHUNK])
-            with session_scope(self.database_url) as session:
+        with session_scope(self.database_url) as session:
+            for start in range(0, len(parked), RELEASE_CHUNK):
+                chunk = dict(parked[start:start + RELEASE_CHUNK])
                 rows = session.execute(select(Callback.id, Callback.attempts, Callback.max_retries,
                                               Callback.retry_interval)
                                        .where(Callback.id.in_(list(chunk)), Callback.status == "pending")).all()
@@ -361,8 +359,8 @@ class CallbackService:
                     session.execute(_RELEASE, changes)
                 if notes:
                     session.execute(insert(CallbackAttempt.__table__), notes)
-            pending = {row.id for row in rows}
-            released += [i for i in chunk if i in pending]
+                pending = {row.id for row in rows}
+                released += [i for i in chunk if i in pending]
         return released
 
     def kick_probes(self) -> list[str]:
@@ -390,7 +388,8 @@ class CallbackService:
         with session_scope(self.database_url) as session:
             _dead_letter(session, callback_id, error)
 
-    def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int]) -> list[_Claimed]:
+    def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int], probes: set[str],
+                        clean: set[str]) -> list[_Claimed]:
         now = self._now()
         with session_scope(self.database_url) as session:
             rows = {c.id: c for c in session.execute(select(*_CANDIDATE_COLUMNS).where(Callback.id.in_(ids)))}
@@ -418,6 +417,8 @@ class CallbackService:
                     continue
                 claimed.append(_Claimed(callback.id, callback.account_id, callback.attempts, callback.max_retries,
                                         callback.retry_interval, request))
+            if self.breakers is not None and claimed:
+                claimed = self._pass_breakers(session, claimed, probes, clean, outcome)
         return claimed
 
     def _share(self, ready: list, outcome: BatchOutcome, slotted: set[int]) -> list:
