@@ -47,6 +47,7 @@ from app.domain.circuit_breaker import BreakerPolicy
 from app.domain.priorities import CALLBACK_QUEUE
 from app.services.callbacks import (
     MAX_ROUNDS,
+    SWEEP_GRACE_SECONDS,
     AccountSlots,
     BatchOutcome,
     CallbackService,
@@ -136,10 +137,10 @@ def send_one(callback_id: str) -> int:
     return _send([callback_id])
 
 
-def sweep_lost_callbacks() -> int:
+def sweep_lost_callbacks(*, grace_seconds: float = SWEEP_GRACE_SECONDS, limit: int = 1000) -> int:
     """Pending callbacks past due (lost task, dead sender): enqueued again."""
     with session_scope(get_settings().database_url) as session:
-        ids = sweep_due(session, datetime.now(UTC))
+        ids = sweep_due(session, datetime.now(UTC), grace_seconds=grace_seconds, limit=limit)
     if ids:
         log.warning("callbacks sweeper: %d pending callback(s) past due, enqueued again", len(ids))
         enqueue_callbacks(_redis(), ids)
@@ -147,20 +148,23 @@ def sweep_lost_callbacks() -> int:
 
 
 SWEEP_BELOW_WAITING_TASKS = 50
-"""The periodic sweep waits while more task messages than this wait on the queue: a
-backlog is being worked, and what looks lost is most likely waiting in it (sweeping
-then would only add to it)."""
+"""While more task messages than this wait on the queue, a backlog is being worked and
+what looks lost is most likely waiting in it: the periodic sweep then takes only
+callbacks past due for ``BACKLOG_SWEEP_GRACE_SECONDS``, one batch at a time, so one
+whose task really was lost (its push failed while Redis was away, a killed worker's
+countdown) waits a minute, not until the backlog is gone."""
+BACKLOG_SWEEP_GRACE_SECONDS = 60
 
 
 def sweep_lost_callbacks_if_due(every: float) -> int | None:
-    """:func:`sweep_lost_callbacks`, by one worker of the gateway per interval (a lock in
-    Redis), unless the callbacks queue has a backlog."""
+    """:func:`sweep_lost_callbacks` (and :func:`kick_probes`), by one worker of the
+    gateway per interval (a lock in Redis); under a backlog, only the long-lost."""
     lock = f"{get_settings().key_prefix}callbacks:sweeping"
     if not _redis().set(lock, "1", nx=True, px=max(1, int(every * 1000) - 100)):
         return None
     kick_probes()
     if _redis().llen(CALLBACK_QUEUE) > SWEEP_BELOW_WAITING_TASKS:
-        return None
+        return sweep_lost_callbacks(grace_seconds=BACKLOG_SWEEP_GRACE_SECONDS, limit=MAX_BATCH)
     return sweep_lost_callbacks()
 
 
