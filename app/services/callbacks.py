@@ -87,9 +87,9 @@ from app.adapters.callback_http import (
     CallbackRequest,
     CallbackSender,
 )
+from app.adapters.endpoint_breakers import EndpointBreakers
 from app.db.models import Account, Callback, CallbackAttempt
 from app.db.session import session_scope
-from app.adapters.endpoint_breakers import EndpointBreakers
 from app.domain.callbacks import (
     Deliver,
     Retry,
