@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from app.adapters.callback_queue import enqueue_callbacks
-from tests.integration.callbacks.receiver import Receiver
+from tests.integration.receiver import Receiver
 from tests.integration.workers import running, wait_until, worker_ready
 from tests.unit.callbacks.support import load, make_account, make_callback
 
