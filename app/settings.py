@@ -129,6 +129,11 @@ class Settings:
     max_mms_bytes: int = 300 * 1024
     default_max_message_length: int = 1600
     allow_private_callbacks: bool = False
+    # The callback endpoints' circuit breakers (app.domain.circuit_breaker): this many
+    # failed attempts in a row open an endpoint's breaker (0: no breakers), and while it is
+    # open one probe goes every ``callback_probe_seconds``; the others wait parked.
+    callback_breaker_failures: int = 10
+    callback_probe_seconds: float = 5.0
     log_level: str = "INFO"
     # ``smsagg up`` starts a part that died again after this delay (doubling, up to
     # 30 s), and stops the gateway when one part died ``restart_limit_burst`` times
@@ -176,6 +181,8 @@ class Settings:
             max_mms_bytes=_env_number(env, "SMSAGG_MAX_MMS_BYTES", 300 * 1024),
             default_max_message_length=_env_number(env, "SMSAGG_DEFAULT_MAX_MESSAGE_LENGTH", 1600),
             allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),
+            callback_breaker_failures=_env_number(env, "SMSAGG_CALLBACK_BREAKER_FAILURES", 10),
+            callback_probe_seconds=_env_number(env, "SMSAGG_CALLBACK_PROBE_SECONDS", 5.0, float),
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
             secret_key=env.get("SMSAGG_SECRET_KEY") or None,
             console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
