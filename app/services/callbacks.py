@@ -67,6 +67,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.adapters import metrics
 from app.adapters.callback_http import (
     DEFAULT_PER_ACCOUNT,
     AttemptResult,
@@ -82,6 +83,7 @@ from app.domain.callbacks import (
     next_step,
     signed_headers,
 )
+from app.domain.priorities import CALLBACK_QUEUE
 from app.services.errors import InvalidValue, NotFound
 from app.services.failures import is_outage
 from app.services.leases import LeaseKeeper
@@ -209,6 +211,7 @@ class CallbackService:
                 self.slots.give_back(account_id, 1)
         if claimed:
             self._record(claimed, results, outcome)
+        _count(claimed, results, outcome)
         return outcome
 
     def _renew(self, callback_ids: Collection[str]) -> None:
@@ -223,6 +226,7 @@ class CallbackService:
         with the error, like one that exhausted its retries (``smsagg callbacks replay``)."""
         with session_scope(self.database_url) as session:
             _dead_letter(session, callback_id, error)
+        metrics.DEAD_LETTERS.inc(CALLBACK_QUEUE)
 
     def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int]) -> list[_Claimed]:
         now = self._now()
@@ -312,6 +316,19 @@ class CallbackService:
                     status="delivered", attempts=count, next_attempt_at=None, delivered_at=finished, last_error=None))
             if changes:
                 session.execute(_RECORD, changes)
+
+
+def _count(claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
+    """The recorded attempts by outcome, with their latency; retries; dead letters."""
+    decided = {**{i: "delivered" for i in outcome.delivered}, **{i: "retry" for i, _ in outcome.retries},
+               **{i: "dead" for i in outcome.dead}}
+    for item, result in zip(claimed, results):
+        kind = decided.get(item.id)
+        if kind is not None:
+            metrics.CALLBACKS.inc(kind)
+            metrics.CALLBACK_SECONDS.observe(kind, value=result.latency_ms / 1000)
+    metrics.RETRIES.inc(CALLBACK_QUEUE, amount=len(outcome.retries))
+    metrics.DEAD_LETTERS.inc(CALLBACK_QUEUE, amount=len(outcome.dead))
 
 
 def _dead_letter(session: Session, callback_id: str, error: BaseException) -> None:
