@@ -9,43 +9,33 @@ flushes a last time when the process stops.
 
 from __future__ import annotations
 
-import os
+import functools
 
 from celery.signals import beat_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
-from app.adapters.metrics import MetricsFlusher
+from app.adapters.metrics import MetricsFlusher, process_flusher
 from app.adapters.redis_scripts import RedisKeys, connect
 from app.settings import get_settings
 
-_flushers: dict[int, MetricsFlusher] = {}  # by pid: a forked child must not stop its parent's
+
+@functools.cache
+def _client():
+    return connect(get_settings().require_redis_url())
 
 
-def _start() -> None:
-    pid = os.getpid()
-    if pid in _flushers:
-        return
+def _flusher() -> MetricsFlusher:
     settings = get_settings()
-    flusher = MetricsFlusher(connect(settings.require_redis_url()), RedisKeys(settings.key_prefix).metrics(),
-                             settings.metrics_flush_seconds)
-    _flushers[pid] = flusher
-    flusher.start()
+    return process_flusher(_client(), RedisKeys(settings.key_prefix).metrics(), settings.metrics_flush_seconds)
 
 
 @worker_ready.connect
 @beat_init.connect
-def _process_ready(**_kwargs) -> None:
-    _start()
-
-
 @worker_process_init.connect
-def _pool_child_ready(**_kwargs) -> None:
-    _flushers.clear()  # entries inherited from the parent belong to the parent
-    _start()
+def _process_ready(**_kwargs) -> None:
+    _flusher().start()
 
 
 @worker_process_shutdown.connect
 @worker_shutdown.connect
 def _stopping(**_kwargs) -> None:
-    flusher = _flushers.pop(os.getpid(), None)
-    if flusher is not None:
-        flusher.stop()
+    _flusher().stop()

@@ -199,7 +199,8 @@ def _rolled_back(session: Session) -> None:
 
 class MetricsFlusher:
     """Flushes :data:`RECORDER` to ``<prefix>metrics`` every ``interval`` seconds on a
-    thread of its own, and once more when stopped (or when the process exits)."""
+    thread of its own, and once more when stopped (or when the process exits). A
+    process has one (:func:`process_flusher`)."""
 
     def __init__(self, client: redis.Redis, hash_key: str, interval: float = DEFAULT_FLUSH_SECONDS,
                  recorder: Recorder = RECORDER) -> None:
@@ -216,6 +217,16 @@ class MetricsFlusher:
     @property
     def started(self) -> bool:
         return self._thread is not None and self._pid == os.getpid()
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def aim(self, client: redis.Redis, hash_key: str, interval: float) -> None:
+        """Flush what was counted so far, then flush to ``hash_key`` from now on."""
+        if client is not self.client or hash_key != self.hash_key:
+            self.flush()
+        self.client, self.hash_key, self.interval = client, hash_key, interval
 
     def start(self) -> None:
         """Start flushing in this process (once; later calls do nothing)."""
@@ -254,6 +265,24 @@ class MetricsFlusher:
         if thread is not None and thread is not threading.current_thread() and self._pid == os.getpid():
             thread.join(self.interval + 5)
         self.flush()
+
+
+_process_flusher: MetricsFlusher | None = None
+_process_flusher_lock = threading.Lock()
+
+
+def process_flusher(client: redis.Redis, hash_key: str, interval: float = DEFAULT_FLUSH_SECONDS) -> MetricsFlusher:
+    """This process's flusher, aimed at ``hash_key``. One per process, because the
+    counters are: a second gateway built in the same process (a test building another
+    app) takes it over, and a forked child gets one of its own."""
+    global _process_flusher
+    with _process_flusher_lock:
+        flusher = _process_flusher
+        if flusher is None or flusher.pid != os.getpid():
+            flusher = _process_flusher = MetricsFlusher(client, hash_key, interval)
+        else:
+            flusher.aim(client, hash_key, interval)
+        return flusher
 
 
 def read_totals(client: redis.Redis, hash_key: str) -> Iterator[tuple[Key, float]]:

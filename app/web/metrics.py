@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import weakref
 from collections.abc import Callable
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.adapters.metrics import SUBMITS, MetricsFlusher
+from app.adapters.metrics import SUBMITS, MetricsFlusher, process_flusher
 from app.adapters.redis_scripts import RedisKeys
 from app.services.metrics import metrics_registry, render
 from app.settings import Settings
@@ -108,9 +107,9 @@ def _count_submit(response: Response) -> Response:
 
 
 def install(app: Flask, client: redis.Redis, settings: Settings) -> MetricsFlusher:
-    """``/metrics``, the submit counting and this process's flusher."""
-    flusher = MetricsFlusher(client, RedisKeys(settings.key_prefix).metrics(), settings.metrics_flush_seconds)
-    weakref.finalize(app, flusher.stop)
+    """``/metrics``, the submit counting and this process's flusher (it stops when the
+    process exits)."""
+    flusher = process_flusher(client, RedisKeys(settings.key_prefix).metrics(), settings.metrics_flush_seconds)
     app.extensions["smsagg"]["metrics_flusher"] = flusher
     app.extensions["smsagg"]["metrics_registry"] = metrics_registry(client, settings.key_prefix)
     app.register_blueprint(blueprint)
