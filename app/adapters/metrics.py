@@ -114,8 +114,8 @@ class Recorder:
 
 
 RECORDER = Recorder()
-"""This process's counts (every counter and histogram below adds to it)."""
-os.register_at_fork(after_in_child=RECORDER.forget)
+"""This process's counts (every counter and histogram below adds to it); a forked child
+forgets them (:func:`_after_fork_in_child`)."""
 
 
 class Counter:
@@ -210,13 +210,21 @@ class MetricsFlusher:
         self.recorder = recorder
         self._pid = os.getpid()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._failing = False
+        self._stops_at_exit = False
 
     @property
     def started(self) -> bool:
-        return self._thread is not None and self._pid == os.getpid()
+        """Whether this process flushes (a check per request: no system call)."""
+        return self._thread is not None and not self._stopping.is_set()
+
+    def _forked(self) -> None:
+        """In a forked child (the parent's thread is not running here), or stopped."""
+        self._pid, self._thread = os.getpid(), None
+        self._stopping, self._wake, self._start_lock = threading.Event(), threading.Event(), threading.Lock()
 
     @property
     def pid(self) -> int:
@@ -227,18 +235,21 @@ class MetricsFlusher:
         if client is not self.client or hash_key != self.hash_key:
             self.flush()
         self.client, self.hash_key, self.interval = client, hash_key, interval
+        self._wake.set()  # the thread's wait started with the old interval
 
     def start(self) -> None:
         """Start flushing in this process (once; later calls do nothing)."""
         if self.started:
             return
         with self._start_lock:
-            if self._pid != os.getpid():  # built before a fork: this is another process
-                self._pid, self._thread, self._stopping = os.getpid(), None, threading.Event()
+            if self._pid != os.getpid() or self._stopping.is_set():  # forked, or stopped: start afresh
+                self._forked()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="metrics-flush", daemon=True)
                 self._thread.start()
-                atexit.register(self.stop)
+                if not self._stops_at_exit:
+                    atexit.register(self.stop)
+                    self._stops_at_exit = True
 
     def flush(self) -> int:
         """One flush now; an unavailable Redis is logged once per outage, not raised."""
@@ -255,12 +266,17 @@ class MetricsFlusher:
         return flushed
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
             self.flush()
 
     def stop(self) -> None:
         """Stop the thread and flush what is left."""
         self._stopping.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread() and self._pid == os.getpid():
             thread.join(self.interval + 5)
@@ -268,7 +284,16 @@ class MetricsFlusher:
 
 
 _process_flusher: MetricsFlusher | None = None
-_process_flusher_lock = threading.Lock()
+_process_flusher_lock = threading.Lock()  # taken for a moment at start-up only
+
+
+def _after_fork_in_child() -> None:
+    RECORDER.forget()
+    if _process_flusher is not None:
+        _process_flusher._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def process_flusher(client: redis.Redis, hash_key: str, interval: float = DEFAULT_FLUSH_SECONDS) -> MetricsFlusher:
