@@ -224,9 +224,12 @@ class CallbackService:
     def set_aside(self, callback_id: str, error: BaseException) -> None:
         """A callback that cannot be sent (its row breaks the sender, a bug) is dead-lettered
         with the error, like one that exhausted its retries (``smsagg callbacks replay``)."""
+        self._dead_letter_alone(callback_id, error)
+        metrics.DEAD_LETTERS.inc(CALLBACK_QUEUE)
+
+    def _dead_letter_alone(self, callback_id: str, error: BaseException) -> None:
         with session_scope(self.database_url) as session:
             _dead_letter(session, callback_id, error)
-        metrics.DEAD_LETTERS.inc(CALLBACK_QUEUE)
 
     def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int]) -> list[_Claimed]:
         now = self._now()
@@ -288,8 +291,8 @@ class CallbackService:
                 except Exception as alone:
                     if is_outage(alone):
                         raise
-                    self.set_aside(item.id, alone)
-                    outcome.dead.append(item.id)
+                    self._dead_letter_alone(item.id, alone)
+                    outcome.dead.append(item.id)  # counted with the batch
 
     def _record_together(self, claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
         finished = self._now()
