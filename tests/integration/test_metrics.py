@@ -13,7 +13,7 @@ from app.api import keys
 from app.db.session import session_scope
 from app.web import create_app
 from tests.integration.bulk.conftest import params as bulk_params
-from tests.integration.receiver import CallbackReceiver
+from tests.integration.receiver import Receiver
 from tests.integration.simulator import running_simulator
 from tests.integration.test_end_to_end import ALL, configure
 from tests.integration.test_httpapi import params, submit
@@ -51,10 +51,10 @@ def test_a_submitted_message_is_counted_at_every_stage(gateway, tmp_path, monkey
     app = _app(gateway)
     client = app.test_client()
     log = tmp_path / "worker.log"
-    with CallbackReceiver() as receiver, running_simulator(dr_delay=0.2) as smsc, \
+    with Receiver() as receiver, running_simulator(dr_delay=0.2) as smsc, \
             running(["worker", "--queues", ALL, "--pool", "threads", "--concurrency", "4"], gateway, log,
                     ready=worker_ready(log)):
-        configure(gateway, smsc.port, receiver.url)
+        configure(gateway, smsc.port, receiver)
         assert submit(client, "POST", params(message_id="metrics-1", receipt="TRUE")) == 0
 
         def every_stage_counted():
@@ -64,7 +64,7 @@ def test_a_submitted_message_is_counted_at_every_stage(gateway, tmp_path, monkey
                 and total(samples, "smsagg_smpp_binds_up", carrier="99901") >= 1) else None
 
         samples = wait_until(every_stage_counted, timeout=60, interval=0.2)
-        [delivered] = [p for p in receiver.posts("/dr") if p["fields"]["message_state"] == "2"]
+        [delivered] = [p.form for p in receiver.received("/dr") if p.form["message_state"] == "2"]
 
     assert total(samples, "smsagg_submits_total", api="genesys", result_code="0") == 1
     assert total(samples, "smsagg_accepted_total") == 1
@@ -78,7 +78,7 @@ def test_a_submitted_message_is_counted_at_every_stage(gateway, tmp_path, monkey
     assert total(samples, "smsagg_smpp_binds_configured", carrier="99901") >= 1
     assert total(samples, "smsagg_parts", part="worker") >= 1
     assert total(samples, "smsagg_dead_letters_total") == 0 and total(samples, "smsagg_retries_total") == 0
-    assert delivered["fields"]["message_id"] == "metrics-1"
+    assert delivered["message_id"] == "metrics-1"
 
 
 def test_each_api_counts_its_submits_by_the_code_the_client_got(gateway):
