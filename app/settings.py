@@ -83,6 +83,13 @@ def _env_positive(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _env_seconds(env: dict[str, str], name: str, default: float) -> float:
+    value = _env_number(env, name, default, float)
+    if value <= 0:
+        raise SettingsError(f"{name}={env[name]!r} must be more than 0")
+    return value
+
+
 def _env_networks(env: dict[str, str], name: str) -> tuple[Network, ...]:
     try:
         return parse_networks(env.get(name) or "")
@@ -156,6 +163,11 @@ class Settings:
     # address of the chain not in them (app.domain.forwarded). Empty: the TCP peer is
     # the client, whatever it sends.
     trusted_proxies: tuple[Network, ...] = ()
+    # GET /metrics: with a token, only requests with "Authorization: Bearer <token>";
+    # without, loopback clients only (app.web.metrics).
+    metrics_token: str | None = None
+    # Each process adds what it counted to Redis this often (and when it stops).
+    metrics_flush_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -188,6 +200,8 @@ class Settings:
             console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
             redis_appendfsync=_env_choice(env, "SMSAGG_REDIS_APPENDFSYNC", ("everysec", "always")),
             trusted_proxies=_env_networks(env, "SMSAGG_TRUSTED_PROXIES"),
+            metrics_token=env.get("SMSAGG_METRICS_TOKEN") or None,
+            metrics_flush_seconds=_env_seconds(env, "SMSAGG_METRICS_FLUSH_SECONDS", 5.0),
             restart_delay_seconds=_env_number(env, "SMSAGG_RESTART_DELAY_SECONDS", 1.0, float),
             restart_limit_burst=_env_positive(env, "SMSAGG_RESTART_LIMIT_BURST", 5),
             restart_limit_seconds=_env_number(env, "SMSAGG_RESTART_LIMIT_SECONDS", 60.0, float),

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.adapters import stage_queue
+from app.adapters import metrics, stage_queue
 from app.adapters.redis_scripts import NotSent, OutcomeUnknown
 from app.bulk import payloads
 from app.bulk.directory import BulkDirectory
@@ -187,6 +187,7 @@ class BulkSubmitService:
             (codes[d.index], d.given, payloads.message_id(batch_id, d.index) if codes[d.index] == 1701 else "")
             for d in request.destinations
         ]
+        metrics.ACCEPTED.inc(priority.value, amount=sum(1 for code, _, _ in entries if code == 1701))
         return BulkDecision(batch_id, entries, due, scheduled)
 
     def _run_script(

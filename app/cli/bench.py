@@ -51,6 +51,19 @@ def web(port, workers, threads) -> None:
           factory=create_bench_app)
 
 
+@bench.command("metrics")
+@click.option("--submits", type=int, default=300, show_default=True, help="Submits per round.")
+@click.option("--rounds", type=int, default=20, show_default=True, help="Rounds without, then with, the hooks.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
+def metrics_command(submits, rounds, as_json) -> None:
+    """What the metrics hooks cost a submit, against the same submits without them."""
+    from app.bench.metrics import run
+
+    figures = run(submits, rounds, click.echo)
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
 @bench.command("faults")
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per round.")
 @click.option("--concurrency", type=int, default=32, show_default=True, help="Client connections.")

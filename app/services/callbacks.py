@@ -81,6 +81,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.adapters import metrics
 from app.adapters.callback_http import (
     DEFAULT_PER_ACCOUNT,
     AttemptResult,
@@ -105,6 +106,7 @@ from app.domain.circuit_breaker import (
     park_deadline,
     parked_attempts,
 )
+from app.domain.priorities import CALLBACK_QUEUE
 from app.services.errors import InvalidValue, NotFound
 from app.services.failures import is_outage
 from app.services.leases import LeaseKeeper
@@ -260,6 +262,7 @@ class CallbackService:
             self._record(claimed, results, outcome)
             if self.breakers is not None:
                 self._report(claimed, results, probes, clean, outcome)
+        _count(claimed, results, outcome)
         return outcome
 
     # --- the endpoints' circuit breakers -------------------------------------------------------
@@ -385,6 +388,10 @@ class CallbackService:
     def set_aside(self, callback_id: str, error: BaseException) -> None:
         """A callback that cannot be sent (its row breaks the sender, a bug) is dead-lettered
         with the error, like one that exhausted its retries (``smsagg callbacks replay``)."""
+        self._dead_letter_alone(callback_id, error)
+        metrics.DEAD_LETTERS.inc(CALLBACK_QUEUE)
+
+    def _dead_letter_alone(self, callback_id: str, error: BaseException) -> None:
         with session_scope(self.database_url) as session:
             _dead_letter(session, callback_id, error)
 
@@ -451,8 +458,8 @@ class CallbackService:
                 except Exception as alone:
                     if is_outage(alone):
                         raise
-                    self.set_aside(item.id, alone)
-                    outcome.dead.append(item.id)
+                    self._dead_letter_alone(item.id, alone)
+                    outcome.dead.append(item.id)  # counted with the batch
 
     def _record_together(self, claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
         finished = self._now()
@@ -481,6 +488,19 @@ class CallbackService:
                     status="delivered", attempts=count, next_attempt_at=None, delivered_at=finished, last_error=None))
             if changes:
                 session.execute(_RECORD, changes)
+
+
+def _count(claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
+    """The recorded attempts by outcome, with their latency; retries; dead letters."""
+    decided = {**{i: "delivered" for i in outcome.delivered}, **{i: "retry" for i, _ in outcome.retries},
+               **{i: "dead" for i in outcome.dead}}
+    for item, result in zip(claimed, results):
+        kind = decided.get(item.id)
+        if kind is not None:
+            metrics.CALLBACKS.inc(kind)
+            metrics.CALLBACK_SECONDS.observe(kind, value=result.latency_ms / 1000)
+    metrics.RETRIES.inc(CALLBACK_QUEUE, amount=len(outcome.retries))
+    metrics.DEAD_LETTERS.inc(CALLBACK_QUEUE, amount=len(outcome.dead))
 
 
 def _dead_letter(session: Session, callback_id: str, error: BaseException) -> None:

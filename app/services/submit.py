@@ -44,7 +44,7 @@ from typing import Any
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.adapters import stage_queue
+from app.adapters import metrics, stage_queue
 from app.adapters.redis_scripts import Admission, RedisStore
 from app.domain.accepted import AcceptedMessage
 from app.domain.encoding import UnencodableText, plan_encoding
@@ -185,6 +185,7 @@ class SubmitService:
         if result.outcome is Admission.THROTTLED:
             raise Refused(ResultCode.THROTTLED, f"{account.login!r} over its rate, wait {result.wait_seconds:.3f}s",
                           outcome=result.outcome, wait_seconds=result.wait_seconds)
+        metrics.ACCEPTED.inc(priority.value)
         return Admitted(message_id)
 
     def _refuse_logged_duplicate(self, account: AccountView, client_message_id: str) -> None:

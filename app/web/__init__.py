@@ -58,10 +58,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(bulk_blueprint)
     from app.console.web import install as install_console
-    from app.web import heartbeat
+    from app.web import heartbeat, metrics
 
     install_console(app)  # /console, for operators (docs/console.md)
     heartbeat.install(app, redis_client, settings.key_prefix)  # smsagg status: this ingress process is up
+    metrics.install(app, redis_client, settings)  # GET /metrics (docs/metrics.md); this process's counts
     app.register_error_handler(HTTPException, _json_errors_for_json_apis)
     if settings.trusted_proxies:  # behind deploy/'s nginx: the client, not the proxy (app.domain.forwarded)
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
