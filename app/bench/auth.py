@@ -11,6 +11,10 @@ the client: the hardest case, since the attacker locks that address out. Rounds 
 alone / attacked so noise on this shared machine hits both alike; each figure is its best
 round, and the ratio attacked / alone is the figure to hold at 0.90 or more.
 
+With ``--spread`` the attacker comes from a new IPv6 /64 for every submit (the server
+believes its ``X-Forwarded-For``: ``SMSAGG_TRUSTED_PROXIES=127.0.0.1/32``), as a botnet
+would: no address limit is ever reached, and the login's limit is what stops it.
+
 With ``--unguarded`` the same rounds run again on a second server whose limits are off
 (``SMSAGG_AUTH_ADDRESS_FAILURES=0``, ``SMSAGG_AUTH_LOGIN_FAILURES=0``) and whose KDF is
 unbounded (``SMSAGG_AUTH_KDF_CONCURRENCY=64``): what the same attack costs without them.
@@ -44,8 +48,10 @@ def _wrong_password_submit(index: int) -> str:
                       "sender": BENCH_SENDER, "message": "guess", "message_id": f"attack-{index}"})
 
 
-def _attack_connection(port: int, interval: float, offset: float, stop, answers: Counter, lock) -> None:
+def _attack_connection(port: int, interval: float, offset: float, spread: bool, stop, answers: Counter,
+                       lock) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
     due, index = time.monotonic() + offset, 0
     while not stop.is_set():
         pause = due - time.monotonic()
@@ -53,9 +59,10 @@ def _attack_connection(port: int, interval: float, offset: float, stop, answers:
             break
         due += interval
         index += 1
+        if spread:
+            headers["X-Forwarded-For"] = f"2001:db8:{secrets.randbits(16):x}:{secrets.randbits(16):x}::1"
         try:
-            connection.request("POST", "/httpapi/receiver", body=_wrong_password_submit(index),
-                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+            connection.request("POST", "/httpapi/receiver", body=_wrong_password_submit(index), headers=headers)
             answer = connection.getresponse().read().decode()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
@@ -65,14 +72,15 @@ def _attack_connection(port: int, interval: float, offset: float, stop, answers:
     connection.close()
 
 
-def attack(port: int, rate: float, under_way, stop, results) -> None:
+def attack(port: int, rate: float, spread: bool, under_way, stop, results) -> None:
     """Wrong-password submits at ``rate`` per second until ``stop`` is set (a process);
     ``under_way`` is set once the first answer came back."""
     answers: Counter = Counter()
     lock = threading.Lock()
     interval = ATTACKER_CONNECTIONS / rate
     threads = [threading.Thread(target=_attack_connection,
-                                args=(port, interval, n * interval / ATTACKER_CONNECTIONS, stop, answers, lock))
+                                args=(port, interval, n * interval / ATTACKER_CONNECTIONS, spread, stop, answers,
+                                      lock))
                for n in range(ATTACKER_CONNECTIONS)]
     started = time.monotonic()
     for thread in threads:
@@ -96,12 +104,13 @@ class Round:
         return self.load.body_counts.get(QUEUED, 0) / self.load.seconds if self.load.seconds else 0.0
 
 
-def _measure(url: str, port: int, tag: str, seconds: float, concurrency: int, rate: float | None) -> Round:
+def _measure(url: str, port: int, tag: str, seconds: float, concurrency: int, rate: float | None,
+             spread: bool) -> Round:
     if rate is None:
         return Round(run_load(url, SubmitRequests(tag), concurrency=concurrency, seconds=seconds, warmup=1.0), {}, 0.0)
     context = multiprocessing.get_context("spawn")
     under_way, stop, results = context.Event(), context.Event(), context.Queue()
-    attacker = context.Process(target=attack, args=(port, rate, under_way, stop, results), daemon=True)
+    attacker = context.Process(target=attack, args=(port, rate, spread, under_way, stop, results), daemon=True)
     attacker.start()
     try:
         if not under_way.wait(60):
@@ -114,17 +123,19 @@ def _measure(url: str, port: int, tag: str, seconds: float, concurrency: int, ra
     return Round(load, answers, sum(answers.values()) / elapsed if elapsed else 0.0)
 
 
-def _rounds(gateway: BenchGateway, seconds: float, concurrency: int, rate: float, label: str,
+def _rounds(gateway: BenchGateway, seconds: float, concurrency: int, rate: float, spread: bool, label: str,
             echo: Callable[[str], None], **env: str) -> dict:
     port = free_port()
+    if spread:
+        env["SMSAGG_TRUSTED_PROXIES"] = "127.0.0.1/32"
     gateway.start("web", "--port", str(port), "--workers", "2", "--threads", "8", **env)
     wait_for_port(port)
     url = f"http://127.0.0.1:{port}"
     run_load(url, SubmitRequests(f"{label}-warm"), concurrency=4, seconds=1.5, warmup=0.0)  # both processes' caches
     alone, attacked = [], []
     for number in range(ROUNDS):
-        alone.append(_measure(url, port, f"{label}-alone-{number}", seconds, concurrency, None))
-        attacked.append(_measure(url, port, f"{label}-attacked-{number}", seconds, concurrency, rate))
+        alone.append(_measure(url, port, f"{label}-alone-{number}", seconds, concurrency, None, spread))
+        attacked.append(_measure(url, port, f"{label}-attacked-{number}", seconds, concurrency, rate, spread))
         echo(f"{label} round {number + 1}: alone {alone[-1].accepted_per_second:,.0f} accepted/s, "
              f"attacked {attacked[-1].accepted_per_second:,.0f} accepted/s "
              f"(attacker {attacked[-1].attacker_per_second:.1f} submits/s: {attacked[-1].attacker_answers})")
@@ -145,11 +156,12 @@ def _rounds(gateway: BenchGateway, seconds: float, concurrency: int, rate: float
 
 
 def run(seconds: float, concurrency: int, echo: Callable[[str], None], *, rate: float = 20.0,
-        unguarded: bool = False) -> dict:
-    figures = {"benchmark": "auth", "attacker_rate": rate, "concurrency": concurrency, "seconds_per_round": seconds,
-               "rounds": ROUNDS, "target_ratio": 0.90}
+        spread: bool = False, unguarded: bool = False) -> dict:
+    figures = {"benchmark": "auth", "attacker_rate": rate, "attacker_spread": spread, "concurrency": concurrency,
+               "seconds_per_round": seconds, "rounds": ROUNDS, "target_ratio": 0.90}
     with BenchGateway() as gateway:
-        figures["guarded"] = _rounds(gateway, seconds, concurrency, rate, "guarded", echo)
+        figures["guarded"] = _rounds(gateway, seconds, concurrency, rate, spread, "guarded", echo)
         if unguarded:
-            figures["unguarded"] = _rounds(gateway, seconds, concurrency, rate, "unguarded", echo, **UNGUARDED)
+            figures["unguarded"] = _rounds(gateway, seconds, concurrency, rate, spread, "unguarded", echo,
+                                           **UNGUARDED)
     return figures

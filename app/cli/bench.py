@@ -55,12 +55,14 @@ def web(port, workers, threads) -> None:
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per round.")
 @click.option("--concurrency", type=int, default=16, show_default=True, help="The client's connections.")
 @click.option("--rate", type=float, default=20.0, show_default=True, help="The attacker's wrong passwords per second.")
+@click.option("--spread", is_flag=True, help="The attacker comes from a new IPv6 /64 for every submit.")
 @click.option("--unguarded", is_flag=True, help="Also run it with the failure limits off and the KDF unbounded.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
-def auth_command(seconds, concurrency, rate, unguarded, as_json) -> None:
+def auth_command(seconds, concurrency, rate, spread, unguarded, as_json) -> None:
     """A client's accepted submits/s alone and while an attacker sends wrong passwords,
     and the ratio (docs/security.md; target 0.90 or more)."""
-    figures = auth.run(seconds=seconds, concurrency=concurrency, echo=click.echo, rate=rate, unguarded=unguarded)
+    figures = auth.run(seconds=seconds, concurrency=concurrency, echo=click.echo, rate=rate, spread=spread,
+                         unguarded=unguarded)
     if as_json:
         click.echo(json.dumps(figures))
 
