@@ -36,7 +36,7 @@ from app.bench.harness import BENCH_LOGIN, BENCH_SENDER, BenchGateway, free_port
 from app.bench.ingress import SubmitRequests
 from app.bench.loadgen import LoadResult, run_load
 
-ROUNDS = 2
+ROUNDS = 3
 ATTACKER_CONNECTIONS = 8
 QUEUED = "result_code=0"
 UNGUARDED = {"SMSAGG_AUTH_ADDRESS_FAILURES": "0", "SMSAGG_AUTH_LOGIN_FAILURES": "0",
