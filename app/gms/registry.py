@@ -17,6 +17,7 @@ gms.ini; a name defined in gms.ini cannot also be added to the database.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -164,8 +165,8 @@ class Registry:
         self.database_url = database_url
         self.config = config
         self._credentials = {
-            kind: CredentialCache(scope, lambda name, model=model, kind=kind: self._stored(kind, model, name), guard,
-                                  ttl=credential_ttl, size=credential_cache_size)
+            kind: CredentialCache(scope, partial(self._stored, kind, model), guard, ttl=credential_ttl,
+                                  size=credential_cache_size)
             for kind, scope, model in (("app", Scope.GMS_APP, GmsApp), ("agent", Scope.GMS_AGENT, GmsAgent))
         }
         self._groups = TimedSnapshot(self._load_groups, refresh_seconds, outlive_outages=True,
