@@ -120,6 +120,17 @@ class Settings:
     # Verified (login, password) pairs are trusted for this long in each ingress
     # process, so the slow KDF never runs per request in steady state.
     credential_cache_seconds: float = 30.0
+    # Failed logins (docs/security.md): after this many failures from one client address
+    # (an IPv6 /64), or for one login, within the window, further attempts get the API's
+    # authentication code without the KDF running (0: no limit). At most
+    # auth_kdf_concurrency password checks run at once per process; one more is answered
+    # "busy, retry" at once. Verified and refused credentials are each kept in an LRU of
+    # auth_cache_size entries per process.
+    auth_address_failures: int = 5
+    auth_login_failures: int = 10
+    auth_window_seconds: int = 60
+    auth_kdf_concurrency: int = 1
+    auth_cache_size: int = 10_000
     # Accounts, senders and carriers are re-read from the database this often.
     directory_refresh_seconds: float = 5.0
     # How long a client's message_id stays claimed in Redis (the database keeps
@@ -186,6 +197,11 @@ class Settings:
             mmsc_sim_port=_env_number(env, "SMSAGG_MMSC_SIM_PORT", 2777),
             credential_cache_seconds=_env_number(env, "SMSAGG_CREDENTIAL_CACHE_SECONDS", 30.0, float),
             directory_refresh_seconds=_env_number(env, "SMSAGG_DIRECTORY_REFRESH_SECONDS", 5.0, float),
+            auth_address_failures=_env_number(env, "SMSAGG_AUTH_ADDRESS_FAILURES", 5),
+            auth_login_failures=_env_number(env, "SMSAGG_AUTH_LOGIN_FAILURES", 10),
+            auth_window_seconds=_env_positive(env, "SMSAGG_AUTH_WINDOW_SECONDS", 60),
+            auth_kdf_concurrency=_env_positive(env, "SMSAGG_AUTH_KDF_CONCURRENCY", 1),
+            auth_cache_size=_env_positive(env, "SMSAGG_AUTH_CACHE_SIZE", 10_000),
             idempotency_ttl_seconds=_env_number(env, "SMSAGG_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600),
             max_request_bytes=_env_number(env, "SMSAGG_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
             max_request_line=_env_between(env, "SMSAGG_MAX_REQUEST_LINE", 64 * 1024, MIN_REQUEST_LINE,
