@@ -242,4 +242,5 @@ def accepted_payload(
         api="genesys",
         price=0,
         dlr=request.receipt,
+        dr_mask=request.dr_mask.value if request.dr_mask else None,
     ).payload()
