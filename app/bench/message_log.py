@@ -31,6 +31,8 @@ import redis
 from sqlalchemy import create_engine, insert, text
 
 from app.adapters.redis_scripts import RedisStore
+from app.bulk.directory import BulkDirectory
+from app.bulk.settings import get_bulk_settings
 from app.db import migrate
 from app.db.models import Message
 from app.db.session import session_scope
@@ -71,7 +73,8 @@ def _round(service: SubmitService, count: int, tag: str) -> tuple[float, float]:
 def measure(name: str, database_url: str, client: redis.Redis, prefix: str, rows: int, count: int,
             rounds: int) -> None:
     _prepare(database_url, rows)
-    directory = Directory(database_url, credential_ttl=3600, refresh_seconds=3600)
+    rules = BulkDirectory(database_url, refresh_seconds=3600, default_price_units=get_bulk_settings().default_price_units)
+    directory = Directory(database_url, credential_ttl=3600, refresh_seconds=3600, rules=rules)
     log = MessageLog(database_url)
     stores = {label: RedisStore(client, f"{prefix}{label}:") for label in ("without", "lookup", "filter")}
     rebuilt = time.perf_counter()
