@@ -77,8 +77,8 @@ end
 """
 
 ADMIT_LUA = _BUCKET_LUA + KICK_DRAIN_LUA + """
--- KEYS: idempotency key, bucket key, Celery queue, MT list, drain flag, id filter
---       [, opt-out set, credit key, credit journal]
+-- KEYS: idempotency key, bucket key, Celery queue, MT list, drain flag, id filter,
+--       the Redis run the filter was completed on [, opt-out set, credit key, credit journal]
 -- ARGV: message id ('' = no claim), claim ttl s, rate, burst, cost, MT payload, drain task,
 --       log checked '1'/'0', n, n filter bit offsets
 --       [, destination, price (credit units), prepaid '1'/'0', account id, message id]
@@ -90,8 +90,11 @@ if ARGV[1] ~= '' then
   if ARGV[8] ~= '1' then
     -- Only an id the complete filter has not seen is new for certain; any other needs
     -- the message log's answer first (the caller asks it and comes back with '1').
+    -- Complete means completed on this very run of Redis: one restarted (from an AOF
+    -- that may lack the last second, or a replica promoted) has another run_id.
     local new = false
-    if redis.call('GETBIT', KEYS[6], 63) == 1 then
+    if redis.call('GETBIT', KEYS[6], 63) == 1
+        and redis.call('GET', KEYS[7]) == string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then
       for i = 1, n do
         if redis.call('GETBIT', KEYS[6], ARGV[9 + i]) == 0 then new = true; break end
       end
@@ -100,11 +103,11 @@ if ARGV[1] ~= '' then
   end
 end
 local price = 0
-if #KEYS >= 9 then
-  if redis.call('SISMEMBER', KEYS[7], ARGV[c + 1]) == 1 then return {1042, ''} end
+if #KEYS >= 10 then
+  if redis.call('SISMEMBER', KEYS[8], ARGV[c + 1]) == 1 then return {1042, ''} end
   if ARGV[c + 3] == '1' then
     price = tonumber(ARGV[c + 2])
-    if tonumber(redis.call('GET', KEYS[8]) or '0') < price then return {1725, ''} end
+    if tonumber(redis.call('GET', KEYS[9]) or '0') < price then return {1725, ''} end
   end
 end
 local wait_ms = take_token(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0)
@@ -114,8 +117,8 @@ if ARGV[1] ~= '' then
   for i = 1, n do redis.call('SETBIT', KEYS[6], ARGV[9 + i], 1) end
 end
 if price > 0 then
-  redis.call('DECRBY', KEYS[8], price)
-  redis.call('RPUSH', KEYS[9], ARGV[c + 4] .. '|' .. (-price) .. '|debit:' .. ARGV[c + 5])
+  redis.call('DECRBY', KEYS[9], price)
+  redis.call('RPUSH', KEYS[10], ARGV[c + 4] .. '|' .. (-price) .. '|debit:' .. ARGV[c + 5])
 end
 redis.call('LPUSH', KEYS[4], ARGV[6])
 kick_drain(KEYS[5], KEYS[3], ARGV[7])
@@ -357,7 +360,7 @@ class RedisStore:
         rate_value = rate or 0
         burst_value = burst or max(1, int(rate_value))
         keys = [claim_key, self.keys.account_bucket(account_id), queue, self.keys.stage_pending(queue),
-                self.keys.drain_flag(queue), self.keys.id_filter()]
+                self.keys.drain_flag(queue), self.keys.id_filter(), self.keys.id_filter_run()]
         args = [message_id if client_message_id else "", claim_ttl_seconds, rate_value, burst_value, 1, item, drain,
                 "1" if log_checked else "0", len(offsets), *offsets]
         if phone_number is not None:

@@ -5,8 +5,9 @@ Until then every submit with a ``message_id`` asks the database, as it would wit
 a filter; once complete, only an id the filter may have seen does. Why the filter stays
 exact (docs/delivery.md, "Idempotency"): the admission script sets an id's bits with its
 claim; the MT worker sets them again after recording the message; a rebuild marks the
-filter complete only if it is still the filter it began (its nonce in the header), on
-the Redis server it began on (its ``run_id``), so bits lost with Redis never go unnoticed.
+filter complete only if it is still the filter it began (its nonce in the header), and
+records the Redis run it completed it on (its ``run_id``), which the admission script
+compares with the running server's: bits lost with Redis never go unnoticed.
 
 Beat asks every 5 s (``celeryconfig``: :func:`ensure_complete`); one rebuild runs at a time.
 """
