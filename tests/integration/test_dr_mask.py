@@ -19,7 +19,7 @@ from app.web import create_app
 from tests.api_conformance import assert_conforms
 from tests.integration.api.conftest import issue_key
 from tests.integration.conftest import PASSWORD
-from tests.integration.receiver import CallbackReceiver
+from tests.integration.receiver import Receiver
 from tests.integration.simulator import running_simulator
 from tests.integration.test_httpapi import params, submit
 from tests.integration.workers import running, wait_until, worker_ready
@@ -28,7 +28,7 @@ ALL_QUEUES = "mt.interactive,mt.interactive_low,mt.bulk,mt.bulk_low,inbound,call
 EVERY_STATE, FINAL_ONLY = ["6", "2"], ["2"]
 
 
-def configure(gateway, smsc_port: int, receiver_url: str) -> None:
+def configure(gateway, smsc_port: int, receiver: Receiver) -> None:
     """The simulator as the carrier, a DR URL per account, and ``acme`` set to final
     states only, as ``smsagg account update acme --dr-mask final`` does."""
     with session_scope(gateway.database_url) as session:
@@ -36,7 +36,7 @@ def configure(gateway, smsc_port: int, receiver_url: str) -> None:
         carrier.connector = "smpp"
         carrier.settings = {"host": "127.0.0.1", "port": smsc_port, "system_id": "smsagg", "password": "pw"}
         for account in session.scalars(select(Account)):
-            account.dr_url = f"{receiver_url}/{account.login}"
+            account.dr_url = receiver.url(f"/{account.login}")
         svc.update_account(session, "acme", options=AccountOptions(dr_mask="final"))
         assert svc.get_account(session, "other").dr_mask == "all"  # the default
 
@@ -50,8 +50,8 @@ def rest_send(web, token: str, **fields) -> list[str]:
 
 def states_by_message(receiver, path: str) -> dict[str, list[str]]:
     reported: dict[str, list[str]] = {}
-    for post in receiver.posts(path):
-        reported.setdefault(post["fields"]["message_id"], []).append(post["fields"]["message_state"])
+    for post in receiver.received(path):
+        reported.setdefault(post.form["message_id"], []).append(post.form["message_state"])
     return reported
 
 
@@ -59,10 +59,10 @@ def test_final_only_accounts_and_requests_get_one_callback_per_message(gateway, 
     web = create_app(gateway).test_client()
     acme_key, other_key = issue_key(gateway.database_url, "acme"), issue_key(gateway.database_url, "other")
     log = tmp_path / "worker.log"
-    with CallbackReceiver() as receiver, running_simulator(dr_delay=0.2) as smsc, \
+    with Receiver() as receiver, running_simulator(dr_delay=0.2) as smsc, \
             running(["worker", "--queues", ALL_QUEUES, "--pool", "threads", "--concurrency", "10"], gateway, log,
                     ready=worker_ready(log)):
-        configure(gateway, smsc.port, receiver.url)
+        configure(gateway, smsc.port, receiver)
         for n in range(3):
             assert submit(client, "POST", params(message_id=f"acme-{n}", receipt="TRUE")) == 0
         assert submit(client, "POST", params(login="other", password=PASSWORD, sender="55555",
