@@ -19,7 +19,8 @@ import ssl
 from kombu import Exchange, Queue
 
 from app.domain.priorities import ALL_QUEUES, CALLBACK_QUEUE, INBOUND_QUEUE, Priority
-from app.domain.task_names import CALLBACK_TASKS, INBOUND_DRAIN_TASK, INBOUND_REMATCH_TASK, STAGE_SWEEP_TASK
+from app.domain.task_names import (CALLBACK_TASKS, ID_FILTER_TASK, INBOUND_DRAIN_TASK, INBOUND_REMATCH_TASK,
+                                   STAGE_SWEEP_TASK)
 from app.settings import get_settings
 
 MAX_COUNTDOWN_SECONDS = 15 * 60
@@ -74,7 +75,11 @@ task_send_sent_event = False
 # seconds: workers.celery_app.)
 beat_schedule = {
     "rematch-held-receipts": {"task": INBOUND_REMATCH_TASK, "schedule": 5.0},
+    # The ingress's id filter rebuilt from the message log when Redis lacks a complete
+    # one (app.services.id_filter); on the least urgent MT queue: a rebuild reads every id.
+    "id-filter": {"task": ID_FILTER_TASK, "schedule": 5.0, "options": {"expires": 5.0}},
 }
+task_routes |= {ID_FILTER_TASK: {"queue": Priority.BULK_LOW.queue}}
 task_routes |= {STAGE_SWEEP_TASK: {"queue": Priority.INTERACTIVE.queue}}
 task_routes |= {INBOUND_DRAIN_TASK: {"queue": INBOUND_QUEUE}, INBOUND_REMATCH_TASK: {"queue": INBOUND_QUEUE}}
 task_routes |= {name: {"queue": CALLBACK_QUEUE} for name in CALLBACK_TASKS}

@@ -11,6 +11,8 @@
   like any batch, never held only in a worker's memory.
 * ``smsagg.mt.<priority>.deliver(ids)``: hands recorded messages to the MT list at once
   (retries queued by earlier versions, and operators).
+* ``smsagg.idfilter.ensure`` (beat): the ingress's id filter rebuilt from the message
+  log when Redis lacks a complete one (:mod:`app.services.id_filter`).
 * ``smsagg.stages.sweep``: the sweep, on demand (every worker also runs it on a timer,
   ``workers.celery_app``): lapsed leases, due delays, lost drains.
 
@@ -30,6 +32,8 @@ from celery import Task
 from app.adapters import metrics, stage_queue
 from app.adapters.stage_queue import SWEEP_TASK
 from app.domain.priorities import INTERACTIVE_QUEUES, Priority
+from app.domain.task_names import ID_FILTER_TASK
+from app.services import id_filter
 from app.services.delivery import Outcome
 from app.services.failures import handle_isolating
 from workers.base import SmsaggTask
@@ -94,3 +98,9 @@ MT_TASKS = {priority: _register(priority) for priority in Priority}
 @celery.task(name=SWEEP_TASK, base=SmsaggTask, queue=Priority.INTERACTIVE.queue)
 def sweep() -> int:
     return worker_services().stages.sweep()
+
+
+@celery.task(name=ID_FILTER_TASK, base=SmsaggTask, queue=Priority.BULK_LOW.queue)
+def ensure_id_filter() -> bool:
+    services = worker_services()
+    return id_filter.ensure_complete(services.settings.database_url, services.store)

@@ -29,6 +29,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from app.domain import id_filter
+
+ID_FILTER_BITS = 1 << 26
+"""8 MiB: about 7 million ids at a 1 % false-positive rate (:func:`app.domain.id_filter.false_positive_rate`)."""
+ID_FILTER_HASHES = 7
+
 _BUCKET_LUA = """
 local function refill(key, rate, burst)
   local t = redis.call('TIME')
@@ -71,30 +77,48 @@ end
 """
 
 ADMIT_LUA = _BUCKET_LUA + KICK_DRAIN_LUA + """
--- KEYS: idempotency key, bucket key, Celery queue, MT list, drain flag
---       [, opt-out set, credit key, credit journal]
--- ARGV: message id ('' = no claim), claim ttl s, rate, burst, cost, MT payload, drain task
+-- KEYS: idempotency key, bucket key, Celery queue, MT list, drain flag, id filter,
+--       the Redis run the filter was completed on [, opt-out set, credit key, credit journal]
+-- ARGV: message id ('' = no claim), claim ttl s, rate, burst, cost, MT payload, drain task,
+--       log checked '1'/'0', n, n filter bit offsets
 --       [, destination, price (credit units), prepaid '1'/'0', account id, message id]
+local n = tonumber(ARGV[9])
+local c = 9 + n  -- ARGV[c + 1] is the first compliance argument
 if ARGV[1] ~= '' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {7, existing} end
+  if ARGV[8] ~= '1' then
+    -- Only an id the complete filter has not seen is new for certain; any other needs
+    -- the message log's answer first (the caller asks it and comes back with '1').
+    -- Complete means completed on this very run of Redis: one restarted (from an AOF
+    -- that may lack the last second, or a replica promoted) has another run_id.
+    local new = false
+    if redis.call('GETBIT', KEYS[6], 63) == 1
+        and redis.call('GET', KEYS[7]) == string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then
+      for i = 1, n do
+        if redis.call('GETBIT', KEYS[6], ARGV[9 + i]) == 0 then new = true; break end
+      end
+    end
+    if not new then return {100, ''} end
+  end
 end
 local price = 0
-if #KEYS >= 8 then
-  if redis.call('SISMEMBER', KEYS[6], ARGV[8]) == 1 then return {1042, ''} end
-  if ARGV[10] == '1' then
-    price = tonumber(ARGV[9])
-    if tonumber(redis.call('GET', KEYS[7]) or '0') < price then return {1725, ''} end
+if #KEYS >= 10 then
+  if redis.call('SISMEMBER', KEYS[8], ARGV[c + 1]) == 1 then return {1042, ''} end
+  if ARGV[c + 3] == '1' then
+    price = tonumber(ARGV[c + 2])
+    if tonumber(redis.call('GET', KEYS[9]) or '0') < price then return {1725, ''} end
   end
 end
 local wait_ms = take_token(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0)
 if wait_ms > 0 then return {6, tostring(wait_ms)} end
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+  for i = 1, n do redis.call('SETBIT', KEYS[6], ARGV[9 + i], 1) end
 end
 if price > 0 then
-  redis.call('DECRBY', KEYS[7], price)
-  redis.call('RPUSH', KEYS[8], ARGV[11] .. '|' .. (-price) .. '|debit:' .. ARGV[12])
+  redis.call('DECRBY', KEYS[9], price)
+  redis.call('RPUSH', KEYS[10], ARGV[c + 4] .. '|' .. (-price) .. '|debit:' .. ARGV[c + 5])
 end
 redis.call('LPUSH', KEYS[4], ARGV[6])
 kick_drain(KEYS[5], KEYS[3], ARGV[7])
@@ -119,10 +143,24 @@ if taken == count then return {taken, 0} end
 return {taken, wait_ms(tokens, tonumber(ARGV[4 + taken]), reserve, rate)}
 """
 
+FINISH_FILTER_REBUILD_LUA = """
+-- KEYS: id filter, its Redis-run key; ARGV: the rebuild's nonce (7 bytes), this Redis's run_id.
+-- Complete only if the filter is still the one this rebuild began (a filter lost and
+-- made again meanwhile has another header, or none).
+if redis.call('GETRANGE', KEYS[1], 0, 6) ~= ARGV[1] then return 0 end
+redis.call('SETBIT', KEYS[1], 63, 1)
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
 class Admission(enum.IntEnum):
     QUEUED = 0
     THROTTLED = 6
     DUPLICATE = 7
+    CHECK_LOG = 100
+    """The id filter is not complete, or has seen this id: ask the message log, then admit
+    again with ``log_checked``. Nothing was done."""
     OPTED_OUT = 1042
     INSUFFICIENT_CREDIT = 1725
 
@@ -190,6 +228,15 @@ class RedisKeys:
 
     def idempotency(self, account_id: int, client_message_id: str) -> str:
         return f"{self.prefix}idem:{account_id}:{client_message_id}"
+
+    def id_filter(self) -> str:
+        """The Bloom filter of accepted client ids (:mod:`app.domain.id_filter`), named by
+        its shape so a filter of another shape starts incomplete."""
+        return f"{self.prefix}idfilter:{ID_FILTER_BITS}:{ID_FILTER_HASHES}"
+
+    def id_filter_run(self) -> str:
+        """The run_id of the Redis server the filter was completed on."""
+        return f"{self.id_filter()}:run"
 
     def account_bucket(self, account_id: int) -> str:
         return f"{self.prefix}bucket:account:{account_id}"
@@ -285,6 +332,7 @@ class RedisStore:
         self.keys = RedisKeys(key_prefix)
         self._admit = LuaScript(ADMIT_LUA)
         self._take = LuaScript(TAKE_MANY_LUA)
+        self._finish_rebuild = LuaScript(FINISH_FILTER_REBUILD_LUA)
 
     def admit(
         self,
@@ -301,18 +349,24 @@ class RedisStore:
         phone_number: str | None = None,
         price: int = 0,
         prepaid: bool = False,
+        log_checked: bool = True,
     ) -> AdmitResult:
         """Admit one MT: ``item`` (the accepted payload, JSON) goes onto the MT list of
         ``queue`` and ``drain`` (a drain task message, :mod:`app.adapters.stage_queue`)
         onto the Celery queue if none is waiting. With ``phone_number`` the account's
         opt-outs are checked and, for a ``prepaid`` account, ``price`` credit units are
-        debited (or 1725)."""
+        debited (or 1725). A ``client_message_id`` is claimed and added to the id
+        filter; unless ``log_checked``, one the complete filter has not seen for certain
+        is answered :attr:`Admission.CHECK_LOG` instead."""
         claim_key = self.keys.idempotency(account_id, client_message_id) if client_message_id else ""
+        offsets = id_filter.positions(account_id, client_message_id, size=ID_FILTER_BITS,
+                                      hashes=ID_FILTER_HASHES) if client_message_id else []
         rate_value = rate or 0
         burst_value = burst or max(1, int(rate_value))
         keys = [claim_key, self.keys.account_bucket(account_id), queue, self.keys.stage_pending(queue),
-                self.keys.drain_flag(queue)]
-        args = [message_id if client_message_id else "", claim_ttl_seconds, rate_value, burst_value, 1, item, drain]
+                self.keys.drain_flag(queue), self.keys.id_filter(), self.keys.id_filter_run()]
+        args = [message_id if client_message_id else "", claim_ttl_seconds, rate_value, burst_value, 1, item, drain,
+                "1" if log_checked else "0", len(offsets), *offsets]
         if phone_number is not None:
             keys += [self.keys.optouts(account_id), self.keys.credit(account_id), self.keys.credit_journal()]
             args += [phone_number, price, "1" if prepaid else "0", account_id, message_id]
@@ -323,6 +377,40 @@ class RedisStore:
         if outcome is Admission.DUPLICATE:
             return AdmitResult(outcome, existing_message_id=_text(detail))
         return AdmitResult(outcome)
+
+    def remember_client_ids(self, ids: list[tuple[int, str]]) -> None:
+        """Set the filter bits of ``(account id, client message_id)`` pairs, one round trip:
+        the worker does it after recording them, so an id whose admission's bits Redis
+        lost (the last second before a kill -9) is in the filter once it is in the log."""
+        if not ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for account_id, client_message_id in ids:
+            for offset in id_filter.positions(account_id, client_message_id, size=ID_FILTER_BITS,
+                                              hashes=ID_FILTER_HASHES):
+                pipe.setbit(self.keys.id_filter(), offset, 1)
+        pipe.execute()
+
+    def id_filter_complete(self) -> bool:
+        """Complete, and completed on the Redis server running now (a restart, even from
+        its AOF, may have lost the last second of bits: it needs a rebuild)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.getbit(self.keys.id_filter(), id_filter.COMPLETE_BIT)
+        pipe.get(self.keys.id_filter_run())
+        complete, run = pipe.execute()
+        return bool(complete) and run is not None and _text(run) == self._run_id()
+
+    def begin_id_filter_rebuild(self, nonce: bytes) -> None:
+        """Mark the filter as being rebuilt by ``nonce`` (7 bytes): incomplete from now on."""
+        self.client.setrange(self.keys.id_filter(), 0, nonce + b"\x00")
+
+    def finish_id_filter_rebuild(self, nonce: bytes) -> bool:
+        """Complete the filter, unless it was lost (or another rebuild began) meanwhile."""
+        return bool(self._finish_rebuild(self.client, [self.keys.id_filter(), self.keys.id_filter_run()],
+                                         [nonce, self._run_id()]))
+
+    def _run_id(self) -> str:
+        return str(self.client.info("server")["run_id"])
 
     def take_carrier_tokens(self, carrier_id: int, rate: float, burst: float, costs: list[int],
                             reserve: float = 0) -> tuple[int, float]:

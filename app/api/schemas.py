@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from app.api.errors import ERROR_CODES, REFUSAL_CODES
 from app.domain.mt_request import MAX_ID_LENGTH
 from app.domain.priorities import Priority
-from app.domain.states import MessageState
+from app.domain.states import DrMask, MessageState
 
 MAX_PHONE_NUMBERS = 100_000
 """A ceiling above any sensible SMSAGG_BULK_MAX_DESTINATIONS (checked by the service): a
@@ -94,6 +94,10 @@ class SendRequest(_Request):
                                   "the Idempotency-Key header may carry it instead")
     priority: Priority | None = Field(default=None, description="Default: the account's priority")
     receipt: bool = Field(default=False, description="Send delivery reports to the account's DR URL")
+    dr_mask: DrMask | None = Field(
+        default=None, description="With receipt: which states are called back, `all` (6 when the SMSC accepts "
+                                  "the message, then the final state) or `final` (the final state only). "
+                                  "Default: the account's mask (`smsagg account update --dr-mask`)")
     send_at: DateTime | None = Field(
         default=None, description="RFC 3339 with an offset; a moment already past sends now")
     carrier: Annotated[int, Field(ge=0, le=999_999_999)] | None = None

@@ -134,7 +134,7 @@ class MessagesApi:
             phone_number=phone_number, sender=request.sender, message=request.message, message_id=key,
             carrier=request.carrier, receipt=request.receipt, app_id=request.app_id,
             conversation_id=request.conversation_id, priority=request.priority,
-            attachments=_attachments(request),
+            attachments=_attachments(request), dr_mask=request.dr_mask,
         )
         try:
             admitted = self.submit.admit(account, mt, client_ip)
@@ -156,7 +156,7 @@ class MessagesApi:
                 message_type=message_type, dlr=request.receipt, source=request.sender, message=request.message,
                 plan=plan_message(request.message, message_type),
                 destinations=tuple(Destination(i, number, number) for i, number in enumerate(request.phone_numbers)),
-                scheduled_at=request.send_at,
+                scheduled_at=request.send_at, dr_mask=request.dr_mask,
             )
             decision = self.bulk.admit(
                 account, batch, priority=request.priority or account.default_priority,

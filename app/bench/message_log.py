@@ -1,11 +1,15 @@
 """What the message-log lookup costs a submit: ``python -m app.bench.message_log``.
 
 The ingress asks the database whether a ``message_id`` was accepted before
-(:mod:`app.services.message_log`) on every submit that carries one. This measures, in
-one run and against one Redis, the MT submit path (:meth:`SubmitService.submit`, in
-process: parse, cached credential, sender, one Redis script) without and with that
-lookup, on SQLite and on PostgreSQL, in alternating rounds so the machine's drift hits
-both alike, over a log already holding ``--rows`` messages. Figures are per submit, as
+(:mod:`app.services.message_log`) unless the id filter, complete, says the id is new
+(:mod:`app.services.id_filter`). This measures, in one run and against one Redis, the
+MT submit path (:meth:`SubmitService.submit`, in process: parse, cached credential,
+sender, the Redis script) of new ids three ways: without the message log at all
+(``without``: what "unique forever" costs nothing for), with it and an incomplete filter
+(``lookup``: every id asked, as before the filter, plus the second admission), and with
+it and a complete filter (``filter``: the common case), on SQLite and on PostgreSQL, in
+alternating rounds so the machine's drift hits all alike, over a log already holding
+``--rows`` messages. Figures are per submit, as
 wall time and as this process's CPU time (what the ingress host pays; the database
 server's own work shows only in the wall time); the ratios are the ones to quote.
 
@@ -28,11 +32,13 @@ from sqlalchemy import create_engine, insert, text
 
 from app.adapters.redis_scripts import RedisStore
 from app.bulk.directory import BulkDirectory
+from app.bulk.settings import get_bulk_settings
 from app.db import migrate
 from app.db.models import Message
 from app.db.session import session_scope
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
+from app.services import id_filter
 from app.services.auth_guard import build_guard
 from app.services.directory import Directory
 from app.services.message_log import MessageLog
@@ -69,13 +75,18 @@ def _round(service: SubmitService, count: int, tag: str) -> tuple[float, float]:
 def measure(name: str, database_url: str, client: redis.Redis, prefix: str, rows: int, count: int,
             rounds: int) -> None:
     _prepare(database_url, rows)
-    rules = BulkDirectory(database_url, refresh_seconds=3600, default_price_units=1)
+    rules = BulkDirectory(database_url, refresh_seconds=3600, default_price_units=get_bulk_settings().default_price_units)
     directory = Directory(database_url, guard=build_guard(client, prefix, Settings()), credential_ttl=3600,
                           credential_cache_size=1000, refresh_seconds=3600, rules=rules)
-    store = RedisStore(client, prefix)
-    services = {"without": SubmitService(directory, store, claim_ttl_seconds=600, max_mms_bytes=300 * 1024),
-                "with": SubmitService(directory, store, claim_ttl_seconds=600, max_mms_bytes=300 * 1024,
-                                      message_log=MessageLog(database_url))}
+    log = MessageLog(database_url)
+    stores = {label: RedisStore(client, f"{prefix}{label}:") for label in ("without", "lookup", "filter")}
+    rebuilt = time.perf_counter()
+    if not id_filter.rebuild(database_url, stores["filter"]):
+        raise SystemExit("the id filter could not be completed")
+    print(f"{name:10} {rows:>7} rows: id filter rebuilt in {time.perf_counter() - rebuilt:.2f} s")
+    services = {label: SubmitService(directory, store, claim_ttl_seconds=600, max_mms_bytes=300 * 1024,
+                                     message_log=None if label == "without" else log)
+                for label, store in stores.items()}
     for label, service in services.items():  # warm up: the KDF, the directory, the pools
         _round(service, 50, f"{name}-warm-{label}")
     times: dict[str, list[tuple[float, float]]] = {label: [] for label in services}
@@ -83,11 +94,12 @@ def measure(name: str, database_url: str, client: redis.Redis, prefix: str, rows
         for label, service in services.items():
             times[label].append(_round(service, count, f"{name}-{label}-{index}"))
     for kind, column in (("wall", 0), ("cpu", 1)):
-        without = statistics.median(t[column] for t in times["without"])
-        with_log = statistics.median(t[column] for t in times["with"])
-        print(f"{name:10} {rows:>7} rows, {kind:4}: submit {without * 1e6:7.1f} us without the lookup, "
-              f"{with_log * 1e6:7.1f} us with it: +{(with_log - without) * 1e6:6.1f} us, "
-              f"ratio {with_log / without:.2f}x")
+        without, lookup, filtered = (statistics.median(t[column] for t in times[label])
+                                     for label in ("without", "lookup", "filter"))
+        print(f"{name:10} {rows:>7} rows, {kind:4}: submit {without * 1e6:7.1f} us without the log, "
+              f"{lookup * 1e6:7.1f} us asking it ({lookup / without:.2f}x), "
+              f"{filtered * 1e6:7.1f} us with the complete filter ({filtered / without:.2f}x; "
+              f"{filtered / lookup:.2f}x of asking)")
 
 
 def main() -> None:

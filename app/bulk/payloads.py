@@ -20,6 +20,7 @@ delivery), with these values for the bulk API:
 ``price``           credit units debited for this message (0 for a postpaid account);
                     pass it to :func:`app.bulk.credit.refund` if it never reaches a carrier
 ``message_type``    the request's ``type`` (0-7), for the record
+``dr_mask``         only from the REST API's ``dr_mask``; no key: the account's mask
 ==================  =========================================================================
 """
 
@@ -69,6 +70,7 @@ def destination_payload(meta: dict[str, Any], destination: str, message_id_: str
         price=price,
         dlr=meta["dlr"],
         message_type=meta["type"],
+        dr_mask=meta.get("dr_mask"),  # a batch scheduled before masks existed has none
     ).payload()
 
 

@@ -82,6 +82,7 @@ from urllib.parse import unquote_to_bytes
 
 from app.domain import wap_push
 from app.domain.encoding import Encoding, UnencodableText, plan_encoding
+from app.domain.states import DrMask
 from app.bulk.schedule import InvalidSchedule, parse_schedule
 
 MAX_USERNAME_LENGTH = 64
@@ -186,6 +187,9 @@ class BulkRequest:
     plan: MessagePlan
     destinations: tuple[Destination, ...]
     scheduled_at: datetime | None = None
+    dr_mask: DrMask | None = None
+    """The REST API's ``dr_mask``; the bulk API has none (seed 001's ``dlr`` is only on or
+    off), so its messages follow the account's mask."""
 
     @property
     def candidates(self) -> tuple[Destination, ...]:

@@ -215,6 +215,7 @@ class BulkSubmitService:
             "flash": request.message_type.flash,
             "wap_push": request.message_type.wap_push,
             "dlr": request.dlr,
+            "dr_mask": request.dr_mask.value if request.dr_mask else None,
             "priority": priority.value,
             "segments": segments,
             "accepted_at": now,

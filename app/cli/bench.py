@@ -118,16 +118,20 @@ def topology_command(messages, rounds, as_json) -> None:
 @click.option("--connections", type=int, default=64, show_default=True, help="wrk's keep-alive connections.")
 @click.option("--dlr", is_flag=True, help="Ask for DRs: smsagg's both states against Kannel's dlr-mask 11.")
 @click.option("--dlr-final-only", is_flag=True, help="Ask for DRs, Kannel final only (dlr-mask 3).")
+@click.option("--dr-mask", type=click.Choice(["all", "final", "both"]), default="all", show_default=True,
+              help="With DRs, smsagg's account --dr-mask; both: one smsagg leg of each, compared.")
 @click.option("--db", "database", type=click.Choice(["sqlite", "postgres"]), default="sqlite", show_default=True,
               help="smsagg's database (postgres: a database of the run's own on 127.0.0.1:5432).")
 @click.option("--only", type=click.Choice(["smsagg", "kannel"]), default=None, help="Measure one peer alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
-def peers(seconds, warmup, connections, dlr, dlr_final_only, database, only, as_json) -> None:
+def peers(seconds, warmup, connections, dlr, dlr_final_only, dr_mask, database, only, as_json) -> None:
     """smsagg and Kannel under the same wrk load against the same SMSC, in one run."""
     from app.bench.peers.run import PeersError, PeersOptions, run
 
+    if dr_mask != "all" and not (dlr or dlr_final_only):
+        raise click.UsageError("--dr-mask needs --dlr or --dlr-final-only")
     options = PeersOptions(seconds=seconds, warmup=warmup, connections=connections, dlr=dlr,
-                           dlr_final_only=dlr_final_only, database=database, only=only)
+                           dlr_final_only=dlr_final_only, dr_mask=dr_mask, database=database, only=only)
     try:
         figures = run(options, click.echo)
     except PeersError as exc:

@@ -10,12 +10,13 @@ from app.cli.common import print_table, settings, unit_of_work
 from app.db import migrate
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
+from app.domain.states import DrMask
 from app.services.carriers import carrier_kinds
 
 
 def _account_options(
     rate, burst, max_length, priority, dr_url, mo_url, message_id_optional, allow_ip, callback_interval,
-    callback_retries,
+    callback_retries, dr_mask,
 ) -> AccountOptions:
     return AccountOptions(
         rate=rate,
@@ -28,6 +29,7 @@ def _account_options(
         allowed_ips=tuple(allow_ip) if allow_ip else None,
         callback_retry_interval=callback_interval,
         callback_max_retries=callback_retries,
+        dr_mask=dr_mask,
     )
 
 
@@ -44,6 +46,8 @@ def account_option_flags(function):
         click.option("--allow-ip", multiple=True, help="Client IP or CIDR allowed to submit (repeatable)."),
         click.option("--callback-interval", type=int, help="Seconds between DR/MO callback retries (default 600)."),
         click.option("--callback-retries", type=int, help="DR/MO callback retries before dead-lettering (default 25)."),
+        click.option("--dr-mask", type=click.Choice([m.value for m in DrMask], case_sensitive=False),
+                     help="Which states DR callbacks report: all (6, then the final one; default) or final."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -109,11 +113,12 @@ def account_show(login) -> None:
 def account_list(as_json) -> None:
     with unit_of_work() as session:
         rows = [
-            [a.login, a.enabled, a.default_priority, a.rate, a.burst, a.max_message_length,
+            [a.login, a.enabled, a.default_priority, a.rate, a.burst, a.max_message_length, a.dr_mask,
              ",".join(sorted(s.address for s in a.senders))]
             for a in svc.list_accounts(session)
         ]
-    print_table("accounts", ["login", "enabled", "priority", "rate", "burst", "max_length", "senders"], rows, as_json)
+    print_table("accounts", ["login", "enabled", "priority", "rate", "burst", "max_length", "dr_mask", "senders"],
+                rows, as_json)
 
 
 @click.group()

@@ -46,6 +46,8 @@ class Account(Base):
     # DR/MO callback retries (seed 000, "MO and DR Retry Strategy": every 10 minutes, 25 times).
     callback_retry_interval: Mapped[int] = mapped_column(Integer, default=600)
     callback_max_retries: Mapped[int] = mapped_column(Integer, default=25)
+    # Which states DR callbacks report (app.domain.states.DrMask): "all" or "final".
+    dr_mask: Mapped[str] = mapped_column(String(8), default="all", server_default="all")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -39,10 +39,14 @@ class AcceptedMessage:
     dlr: bool
     message_type: int | None = field(default=None)
     """The bulk API's ``type``, for the record; the other APIs have none (no key)."""
+    dr_mask: str | None = field(default=None)
+    """The request's own :class:`~app.domain.states.DrMask` value (the REST API's
+    ``dr_mask``); none (no key) means the account's, looked up when a DR is written."""
 
     def payload(self) -> dict[str, Any]:
         """The JSON-ready dict, keys in field order (a shallow copy: the ingress's hot path)."""
         fields = dict(vars(self))
-        if fields["message_type"] is None:
-            del fields["message_type"]
+        for optional in ("message_type", "dr_mask"):
+            if fields[optional] is None:
+                del fields[optional]
         return fields

@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl
 
 from app.domain.priorities import Priority
 from app.domain.result_codes import Rejected, ResultCode
+from app.domain.states import DrMask
 
 MAX_ID_LENGTH = 128
 _PHONE_NUMBER = re.compile(r"[1-9][0-9]{2,14}")
@@ -79,6 +80,9 @@ class MtRequest:
     conversation_id: str | None
     priority: Priority | None
     attachments: tuple[Attachment, ...]
+    dr_mask: DrMask | None = None
+    """The REST API's ``dr_mask``; the MT API has no such parameter (seed 000), so its
+    messages follow the account's mask."""
 
 
 def parse_form(raw: bytes | str) -> dict[str, str]:

@@ -8,6 +8,7 @@ The MT drain and deliver tasks are named by their priority
 STAGE_SWEEP_TASK = "smsagg.stages.sweep"
 INBOUND_DRAIN_TASK = "smsagg.inbound.drain"
 INBOUND_REMATCH_TASK = "smsagg.inbound.rematch"
+ID_FILTER_TASK = "smsagg.idfilter.ensure"
 SEND_BATCH_TASK = "smsagg.callbacks.send_batch"
 SEND_ONE_TASK = "smsagg.callbacks.send_one"
 CALLBACK_SWEEP_TASK = "smsagg.callbacks.sweep"

@@ -19,6 +19,7 @@ from app.db.models import Account, Carrier, Message, Route, Sender
 from app.domain.carrier_codes import InvalidCodeTable, ResultCodeTable
 from app.domain.mt_request import classify_sender
 from app.domain.priorities import DEFAULT_PRIORITY, Priority
+from app.domain.states import DrMask
 from app.services.errors import AlreadyExists, InvalidValue, NotFound
 from app.services.passwords import hash_password
 
@@ -37,6 +38,7 @@ class AccountOptions:
     allowed_ips: tuple[str, ...] | None = None
     callback_retry_interval: int | None = None
     callback_max_retries: int | None = None
+    dr_mask: str | None = None
 
 
 MAX_CALLBACK_INTERVAL_SECONDS = 15 * 60
@@ -93,6 +95,7 @@ def create_account(
         allowed_ips=[],
         callback_retry_interval=600,
         callback_max_retries=25,
+        dr_mask=DrMask.ALL.value,
     )
     session.add(account)
     _apply_options(account, options)
@@ -151,6 +154,11 @@ def _apply_options(account: Account, options: AccountOptions) -> None:
         if not 0 <= options.callback_max_retries <= 1000:
             raise InvalidValue("callback retries must be 0 to 1000")
         account.callback_max_retries = options.callback_max_retries
+    if options.dr_mask is not None:
+        try:
+            account.dr_mask = DrMask.parse(options.dr_mask).value
+        except ValueError as exc:
+            raise InvalidValue(str(exc)) from exc
 
 
 def list_accounts(session: Session) -> list[Account]:
@@ -173,6 +181,7 @@ def describe_account(account: Account) -> dict[str, Any]:
         "allowed_ips": list(account.allowed_ips or []),
         "callback_retry_interval": account.callback_retry_interval,
         "callback_max_retries": account.callback_max_retries,
+        "dr_mask": account.dr_mask,
         "callback_secret": account.callback_secret,
     }
 

@@ -8,7 +8,10 @@ DR fields (seed 000, "Delivery Receipt Parameters"): ``type=receipt``, ``message
 carried), ``message_state`` (seed "Message State" table), ``result_code`` (seed
 "Result Code" table), and ``app_id`` / ``conversation_id`` when the MT had them.
 Bulk API messages add ``destination`` and, for a multi-destination request,
-``batch_id``. Only messages sent with ``receipt=TRUE`` (bulk: ``dlr=1``) get DRs.
+``batch_id``. Only messages sent with ``receipt=TRUE`` (bulk: ``dlr=1``) get DRs, and
+only for the states their DR mask passes (:class:`~app.domain.states.DrMask`: the
+request's ``dr_mask`` on the REST API, else the account's): a masked state writes no
+row and queues nothing, while the message log still records it.
 
 MO fields (seed 000, "Receiving a Mobile Originated (MO) Message"): ``type=MO``,
 ``message_id`` (unique, the same on every retry), ``shortcode``, ``phone_number``,
@@ -28,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Account, Callback, MoMessage
-from app.domain.states import MessageState
+from app.domain.states import DrMask, MessageState
 
 log = logging.getLogger(__name__)
 _NEW_CALLBACKS = "smsagg.new_callbacks"
@@ -50,6 +53,11 @@ class ReceiptSubject(Protocol):
 
 def wants_receipts(message: ReceiptSubject) -> bool:
     return bool(message.receipt or message.options.get("dlr"))
+
+
+def reported(message: ReceiptSubject, state: MessageState, account_mask: str | None) -> bool:
+    """Whether ``state`` is called back for ``message``, whose account's mask is ``account_mask``."""
+    return DrMask.effective(message.options.get("dr_mask"), account_mask).passes(state)
 
 
 def dr_fields(message: ReceiptSubject, state: MessageState, result_code: int) -> list[list[str]]:
@@ -101,6 +109,8 @@ def queue_dr_callback(session: Session, message: ReceiptSubject, state: MessageS
     if not wants_receipts(message):
         return None
     account = session.get(Account, message.account_id)
+    if not reported(message, state, account.dr_mask):
+        return None
     return _queue(session, account, account.dr_url, "dr", dr_fields(message, state, result_code), now,
                   message_id=message.id)
 
@@ -115,11 +125,13 @@ def queue_dr_callbacks(session: Session, reports: Sequence[tuple[ReceiptSubject,
     if not wanted:
         return
     accounts = {a.id: a for a in session.execute(
-        select(Account.id, Account.login, Account.dr_url, Account.callback_max_retries,
+        select(Account.id, Account.login, Account.dr_url, Account.dr_mask, Account.callback_max_retries,
                Account.callback_retry_interval).where(Account.id.in_({m.account_id for m, _, _ in wanted})))}
     rows = []
     for message, state, result_code in wanted:
         account = accounts[message.account_id]
+        if not reported(message, state, account.dr_mask):
+            continue
         row = _row(account, account.dr_url, "dr", dr_fields(message, state, result_code),
                    now + timedelta(microseconds=len(rows)), message_id=message.id)
         if row is not None:

@@ -178,6 +178,8 @@ class DeliveryService:
                 # had expired): record one by one, so only that message is left out.
                 for payload in payloads:
                     prepared |= self._record_alone(payload, interactive)
+            self.store.remember_client_ids([(p["account_id"], p["client_message_id"]) for p in payloads
+                                            if p.get("client_message_id")])
         again = [message_id for message_id in dict.fromkeys(retry_ids) if message_id not in prepared]
         if again:
             prepared |= self._in_unit_of_work(

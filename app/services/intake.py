@@ -30,7 +30,7 @@ from app.services.callback_outbox import queue_dr_callback
 from app.services.credit import Refund, refund_if_prepaid
 
 
-DELIVERY_OPTION_KEYS = ("api", "batch_id", "wap_push", "price", "dlr")
+DELIVERY_OPTION_KEYS = ("api", "batch_id", "wap_push", "price", "dlr", "dr_mask")
 NO_ROUTE_RESULT_CODE = 3  # seed 000, DR Result Code table: "The carrier is invalid."
 
 

@@ -2,10 +2,11 @@
 
 The Redis claim (``SET NX``, ``SMSAGG_IDEMPOTENCY_TTL_SECONDS``) answers for ids seen
 recently and settles concurrent submits; the database's unique key on
-``(account_id, client_message_id)`` holds every id for good. The ingress asks here first,
-so a client retrying an id after its claim expired still gets ``result_code=7``: one
-indexed lookup per submit that carries a ``message_id`` (docs/delivery.md, "Idempotency",
-has its measured cost).
+``(account_id, client_message_id)`` holds every id for good. The ingress asks here about
+an id the id filter may have seen, or any id while the filter is incomplete
+(:mod:`app.services.id_filter`), so a client retrying an id after its claim expired still
+gets ``result_code=7``: one indexed lookup per such submit (docs/delivery.md,
+"Idempotency", has its measured cost).
 
 On PostgreSQL that lookup is one round trip, not the three of a pooled session (the
 pre-ping, the query, the rollback on return): its engine runs in autocommit and does not

@@ -3,11 +3,13 @@
 Work per request, and nothing else (DESIGN.md): parse and validate (pure), look up
 the cached credential, authorize the sender, then one Redis round trip that claims
 the idempotency key, takes an account token and queues the payload on its priority's
-MT list (:mod:`app.adapters.stage_queue`). A request with a ``message_id`` is first
-looked up in the message log (:mod:`app.services.message_log`, one indexed query), so
-an id is refused with ``7`` for good, not only while its Redis claim lives; with the
-database unreachable the claim alone decides, and the worker refuses a repeat it then
-finds (a DR with result code 7). The reply is the
+MT list (:mod:`app.adapters.stage_queue`). A ``message_id`` is refused with ``7`` for
+good, not only while its Redis claim lives: the same script checks the id filter (a
+Bloom filter of accepted ids, complete once rebuilt from the database), and only an id
+the filter may have seen, or any id while the filter is incomplete, is looked up in the
+message log (:mod:`app.services.message_log`, one indexed query) before a second
+admission; with the database unreachable the claim alone decides, and the worker
+refuses a repeat it then finds (a DR with result code 7). The reply is the
 seed's ``result_code``; ``0`` means the message is durable in Redis and a worker
 will record it and carry it to a final state.
 
@@ -160,15 +162,13 @@ class SubmitService:
             raise Rejected(ResultCode.SOURCE_DENIED, f"sender {sender!r} is not registered to {account.login!r}")
 
     def _enqueue(self, account: AccountView, request: MtRequest) -> Admitted:
-        if request.message_id is not None:
-            self._refuse_logged_duplicate(account, request.message_id)
         message_id = self.make_id()
         priority = request.priority or account.default_priority
         prepaid = self.directory.policy(account.id).prepaid
         price = self._price(request) if prepaid else 0
         payload = accepted_payload(message_id, account, request, priority.value, self.clock())
         payload["price"] = price
-        result = self.store.admit(
+        admission = dict(
             account_id=account.id,
             client_message_id=request.message_id,
             message_id=message_id,
@@ -182,6 +182,10 @@ class SubmitService:
             price=price,
             prepaid=prepaid,
         )
+        result = self.store.admit(**admission, log_checked=self.message_log is None)
+        if result.outcome is Admission.CHECK_LOG:
+            self._refuse_logged_duplicate(account, request.message_id)
+            result = self.store.admit(**admission, log_checked=True)
         if result.outcome is Admission.OPTED_OUT:
             raise Refused(ResultCode.OTHER_ERROR, f"{request.phone_number} opted out of {account.login!r}",
                           outcome=result.outcome)
@@ -201,8 +205,6 @@ class SubmitService:
         """``7`` for an id the message log holds (its claim may have expired). The
         database being away does not stop the ingress: the claim still decides, and the
         worker refuses what the claim no longer covers."""
-        if self.message_log is None:
-            return
         try:
             existing = self.message_log.accepted_id(account.id, client_message_id)
         except SQLAlchemyError as exc:
@@ -252,4 +254,5 @@ def accepted_payload(
         api="genesys",
         price=0,
         dlr=request.receipt,
+        dr_mask=request.dr_mask.value if request.dr_mask else None,
     ).payload()

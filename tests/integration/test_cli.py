@@ -28,6 +28,17 @@ def test_account_lifecycle(cli):
     assert [a["login"] for a in listed] == ["acme"]
 
 
+def test_dr_mask_is_set_shown_and_listed(cli):
+    cli("account", "create", "--login", "acme", "--password", "pw")
+    assert json.loads(cli("account", "show", "acme"))["dr_mask"] == "all"  # the default: every state
+    cli("account", "update", "acme", "--dr-mask", "FINAL")
+    assert json.loads(cli("account", "show", "acme"))["dr_mask"] == "final"
+    assert [a["dr_mask"] for a in json.loads(cli("account", "list", "--json"))] == ["final"]
+    cli("account", "create", "--login", "beta", "--password", "pw", "--dr-mask", "final")
+    assert json.loads(cli("account", "show", "beta"))["dr_mask"] == "final"
+    assert "Invalid value for '--dr-mask'" in cli("account", "update", "acme", "--dr-mask", "some", ok=False)
+
+
 def test_errors_are_clean_messages(cli):
     assert "no account" in cli("account", "show", "ghost", ok=False)
     cli("account", "create", "--login", "acme", "--password", "pw")

@@ -168,7 +168,8 @@ def test_a_schema_newer_than_this_smsagg_is_one_line(home, tmp_path, monkeypatch
     newer = tmp_path / "newer.db"
     migrate.upgrade(f"sqlite:///{newer}")
     with sqlite3.connect(newer) as db:
-        db.execute("update alembic_version set version_num = '9999_from_the_future' where version_num = '0003'")
+        db.execute("update alembic_version set version_num = '9999_from_the_future' "
+                   "where rowid = (select min(rowid) from alembic_version)")
     monkeypatch.setenv("SMSAGG_DATABASE_URL", f"sqlite:///{newer}")
     assert failed_in_one_line(smsagg("account", "list")).endswith("has a schema newer than this smsagg knows: "
                                                                   "upgrade smsagg")

@@ -20,9 +20,11 @@ What it promises:
   POSTs and Kannel's ``dlr-url`` GETs) per message_state and message id.
   ``--dlr``: smsagg's two callbacks (state 6, then the final state) against Kannel's
   ``dlr-mask=11`` (SMSC acknowledged, then final); ``--dlr-final-only``: against
-  ``dlr-mask=3`` (final only, the reference harness's setting). smsagg has no
-  final-only setting, so it sends both kinds in either mode and the final ones are
-  compared.
+  ``dlr-mask=3`` (final only, the reference harness's setting). smsagg sends both
+  kinds unless ``--dr-mask final`` makes its account final-only (one callback per
+  message, as Kannel's ``dlr-mask=3``); ``--dr-mask both`` runs an smsagg leg of
+  each, and reports the final-only leg against the every-state leg of the same run
+  and against Kannel.
 * **Figures** (``figures.py``), per peer and as smsagg/Kannel: HTTP accepted/s during
   the load; submit_sm/s at the SMSC during the load; the drain time; end to end
   sustained (delivered / (load + drain)); HTTP p50/p99/max; the share of seconds with

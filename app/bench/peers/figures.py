@@ -403,27 +403,30 @@ ROWS = [
 DR_ROWS = [
     ("final DR callbacks/s during the load", ("dr", "final_per_s_during_load"), 0),
     ("final DR callbacks/s incl. drain", ("dr", "final_per_s_incl_drain"), 0),
-    ("DR callbacks, both states", ("dr", "callbacks_all"), 0),
-    ("DR callbacks, both states, /s incl. drain", ("dr", "callbacks_all_per_s_incl_drain"), 0),
+    ("DR callbacks sent, every kind", ("dr", "callbacks_all"), 0),
+    ("DR callbacks sent/s, every kind, incl. drain", ("dr", "callbacks_all_per_s_incl_drain"), 0),
     ("duplicate DR callbacks", ("dr", "duplicates"), 0),
     ("final DR callbacks missing", ("dr", "missing_final"), 0),
 ]
 
 
-def format_table(smsagg: dict | None, kannel: dict | None) -> list[str]:
-    """One line per figure: smsagg, Kannel and smsagg/Kannel; then CPU% per process."""
+def format_table(smsagg: dict | None, kannel: dict | None, names: tuple[str, str] = ("smsagg", "Kannel")) -> list[str]:
+    """One line per figure: smsagg, Kannel and smsagg/Kannel; then CPU% per process.
+    ``names`` heads the two columns when the pair is another one (smsagg's final-only
+    leg against its every-state leg)."""
     for figures in (smsagg, kannel):
         if figures and figures.get("zero_submit_seconds_share") is not None:
             figures["zero_submit_seconds_pct"] = round(100 * figures["zero_submit_seconds_share"], 1)
     width = 44
-    lines = [f"{'figure':<{width}} {'smsagg':>12} {'Kannel':>12} {'smsagg/Kannel':>14}"]
+    ours_name, theirs_name = names
+    lines = [f"{'figure':<{width}} {ours_name:>12} {theirs_name:>12} {f'{ours_name}/{theirs_name}':>14}"]
     rows = ROWS + (DR_ROWS if lookup(smsagg, "dr") or lookup(kannel, "dr") else [])
     for label, path, digits in rows:
         ours, theirs = lookup(smsagg, *path), lookup(kannel, *path)
         lines.append(f"{label:<{width}} {_number(ours, digits):>12} {_number(theirs, digits):>12} "
                      f"{_ratio(ours, theirs):>14}")
     lines.append("CPU % of one core during the load (200 = both cores):")
-    for name, figures in (("smsagg", smsagg), ("Kannel", kannel)):
+    for name, figures in ((ours_name, smsagg), (theirs_name, kannel)):
         cpu = lookup(figures, "cpu_pct_during_load")
         if cpu:
             busiest = sorted(cpu.items(), key=lambda kv: -kv[1])

@@ -48,6 +48,8 @@ class PeersOptions:
     warmup: int = 3
     dlr: bool = False
     dlr_final_only: bool = False
+    dr_mask: str = "all"
+    """smsagg's account ``--dr-mask``: ``all``, ``final``, or ``both`` (a leg of each)."""
     database: str = "sqlite"
     only: str | None = None
     length: int = 120
@@ -58,6 +60,10 @@ class PeersOptions:
     @property
     def with_dlr(self) -> bool:
         return self.dlr or self.dlr_final_only
+
+    @property
+    def smsagg_masks(self) -> tuple[str, ...]:
+        return ("all", "final") if self.dr_mask == "both" else (self.dr_mask,)
 
     @property
     def kannel_dlr_mask(self) -> int:
@@ -82,8 +88,10 @@ def _tool_version(command: list[str], pattern: str) -> str:
 class Leg:
     """One peer under the load, with its own SMSC and (for DRs) receiver, in ``folder``."""
 
-    def __init__(self, peer_name: str, options: PeersOptions, folder: Path, echo: Callable[[str], None]):
+    def __init__(self, peer_name: str, options: PeersOptions, folder: Path, echo: Callable[[str], None],
+                 dr_mask: str = "all"):
         self.peer_name = peer_name
+        self.dr_mask = dr_mask
         self.options = options
         self.folder = folder
         self.echo = echo
@@ -138,9 +146,9 @@ class Leg:
             wait_for_port(self.receiver_port)
 
     def _make_peer(self):
-        if self.peer_name == "smsagg":
+        if self.peer_name.startswith("smsagg"):
             return SmsaggPeer(self.folder, self.processes, free_port, database=self.options.database,
-                              receiver_port=self.receiver_port)
+                              receiver_port=self.receiver_port, dr_mask=self.dr_mask)
         return kannel.KannelPeer(self.folder, self.processes, free_port, self.options.kannel_dlr_mask,
                                  self.receiver_port)
 
@@ -266,7 +274,7 @@ class Leg:
         figures["drained"] = drained
         figures["host_busy_pct"] = round(host_busy, 1)
         figures["others_pct"] = round(max(0.0, host_busy - sum(figures["cpu_pct_during_load"].values())), 1)
-        figures["exactly_once"] = {"passed": once.passed, "line": once.line(peer.name), "lost": once.lost,
+        figures["exactly_once"] = {"passed": once.passed, "line": once.line(self.peer_name), "lost": once.lost,
                                    "duplicated": once.duplicated, "unexpected": once.unexpected}
         if submits is not None:
             figures["exactly_once"]["segment_submits"] = submits
@@ -274,6 +282,8 @@ class Leg:
                 figures["exactly_once"]["passed"] = False
                 figures["exactly_once"]["line"] += f"; but {submits:,} segment submissions for {len(logged):,} messages"
         figures["callbacks_per_message"] = peer.callbacks_per_message
+        if isinstance(peer, SmsaggPeer):
+            figures["dr_mask"] = peer.dr_mask
         figures["notes"] = self.notes
         return figures
 
@@ -326,14 +336,27 @@ def _stop_on_sigterm(_signum, _frame) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
 
-def _legs(options: PeersOptions, echo) -> list[str]:
+FINAL_LEG = "smsagg-final"
+"""The second smsagg leg of ``--dr-mask both``: the same setup with ``--dr-mask final``."""
+
+
+def _legs(options: PeersOptions, echo) -> list[tuple[str, str]]:
+    """(leg name, smsagg's DR mask) in the order they run."""
     wanted = [options.only] if options.only else ["smsagg", "kannel"]
     if "kannel" in wanted and not kannel.installed():
         if options.only == "kannel":
             raise PeersError("Kannel is not installed (Debian: apt install kannel kannel-extras)")
         echo("Kannel is not installed (Debian: apt install kannel kannel-extras): smsagg alone, no ratio")
         wanted.remove("kannel")
-    return wanted
+    legs = []
+    for name in wanted:
+        if name == "smsagg":
+            first, *more = options.smsagg_masks
+            legs.append((name, first))
+            legs += [(FINAL_LEG, mask) for mask in more]
+        else:
+            legs.append((name, "all"))
+    return legs
 
 
 def run(options: PeersOptions, echo: Callable[[str], None]) -> dict:
@@ -345,6 +368,8 @@ def run(options: PeersOptions, echo: Callable[[str], None]) -> dict:
     cores = len(os.sched_getaffinity(0))
     mode = ("DRs, Kannel final only (dlr-mask 3)" if options.dlr_final_only else
             "DRs, both states (Kannel dlr-mask 11)" if options.dlr else "no DRs")
+    if options.with_dlr:
+        mode += f", smsagg --dr-mask {' and '.join(options.smsagg_masks)}"
     echo(f"smsagg bench peers: {options.seconds} s of load after {options.warmup} s of warm-up, "
          f"{options.connections} connections, {options.threads} wrk thread(s), {mode}, {options.database}, "
          f"{cores} cores, {time.strftime('%Y-%m-%d %H:%M')}")
@@ -359,11 +384,11 @@ def run(options: PeersOptions, echo: Callable[[str], None]) -> dict:
     keep = False
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # so every started process is stopped
     try:
-        for name in legs:
+        for name, dr_mask in legs:
             leg_folder = folder / name
             leg_folder.mkdir()
             try:
-                results[name] = Leg(name, options, leg_folder, echo).run()
+                results[name] = Leg(name, options, leg_folder, echo, dr_mask).run()
             except Exception:
                 keep = True
                 echo(f"[{name}] failed; its logs are kept in {leg_folder}")
@@ -377,17 +402,28 @@ def run(options: PeersOptions, echo: Callable[[str], None]) -> dict:
 
 def report(options: PeersOptions, results: dict[str, dict], capacity, cores: int, echo) -> dict:
     smsagg, kannel_figures = results.get("smsagg"), results.get("kannel")
+    final_only = results.get(FINAL_LEG)
     for line in fig.format_table(smsagg, kannel_figures):
         echo(line)
     for line in fig.format_targets(smsagg, kannel_figures, options.dlr_final_only):
         echo(line)
+    if final_only is not None:
+        echo("smsagg with --dr-mask final (one callback per message) against --dr-mask all, same run:")
+        for line in fig.format_table(final_only, smsagg, names=("final", "all")):
+            echo(line)
+        if kannel_figures:
+            echo("smsagg with --dr-mask final against Kannel:")
+            for line in fig.format_table(final_only, kannel_figures):
+                echo(line)
+        for line in fig.format_targets(final_only, kannel_figures, options.dlr_final_only):
+            echo(line)
     for name, figures in results.items():
         echo(figures["exactly_once"]["line"])
         for note in figures["notes"]:
             echo(f"note ({name}): {note}")
     budget = None
     if smsagg is not None:
-        budget = fig.stage_budget(kannel_figures, SmsaggPeer.callbacks_per_message) if kannel_figures else None
+        budget = fig.stage_budget(kannel_figures, smsagg["callbacks_per_message"]) if kannel_figures else None
         for line in fig.format_budget(budget, fig.stage_costs(smsagg.get("cpu_ms_per_message", {}))):
             echo(line)
     for name, figures in results.items():
@@ -400,11 +436,15 @@ def report(options: PeersOptions, results: dict[str, dict], capacity, cores: int
         "passed": passed,
         "options": {"seconds": options.seconds, "connections": options.connections, "threads": options.threads,
                     "warmup": options.warmup, "dlr": options.dlr, "dlr_final_only": options.dlr_final_only,
-                    "db": options.database, "kannel_dlr_mask": options.kannel_dlr_mask},
+                    "db": options.database, "kannel_dlr_mask": options.kannel_dlr_mask,
+                    "dr_mask": options.dr_mask},
         "smsc_selftest": [vars(c) | {"one_core_per_s": round(c.one_core_per_s)} for c in capacity],
         "smsagg": smsagg,
         "kannel": kannel_figures,
+        "smsagg_final": final_only,
         "ratios": {k: v for k, v in _ratios(smsagg, kannel_figures).items() if v is not None},
+        "ratios_final_to_all": {k: v for k, v in _ratios(final_only, smsagg).items() if v is not None},
+        "ratios_final_to_kannel": {k: v for k, v in _ratios(final_only, kannel_figures).items() if v is not None},
         "budget": None if budget is None else {
             "mode": budget.mode, "target_per_s": round(budget.target_per_s, 1),
             "kannel_ms": round(budget.kannel_ms, 4), "kannel_harness_ms": round(budget.kannel_harness_ms, 4),

@@ -4,7 +4,7 @@ Everything goes through the ``smsagg`` command line, in a ``SMSAGG_HOME`` inside
 run's folder (SQLite there; ``--db postgres``: a database of the run's own, dropped at
 the end): ``smsagg db upgrade``; ``account create`` (rate and burst 100,000, so the
 account's token bucket never throttles the load; with DRs a ``--dr-url`` on the
-benchmark's receiver); the SMSC as SMPP ``carrier add --id 1`` with smsagg's defaults
+benchmark's receiver, and ``--dr-mask final`` for a final-only leg); the SMSC as SMPP ``carrier add --id 1`` with smsagg's defaults
 (window 10, one bind per worker process); ``route add --default --carrier 1``; then
 ``smsagg up --no-smsc-sim`` with its embedded Redis, on free ports. ``HOME`` points
 into the folder too (gunicorn puts its control socket under ``$HOME``).
@@ -81,9 +81,11 @@ class PostgresDatabase:
 
 class SmsaggPeer:
     name = "smsagg"
-    callbacks_per_message = 2  # message_state 6, then the final state
 
-    def __init__(self, folder: Path, processes: Processes, free_port, *, database: str, receiver_port: int | None):
+    def __init__(self, folder: Path, processes: Processes, free_port, *, database: str, receiver_port: int | None,
+                 dr_mask: str = "all"):
+        self.dr_mask = dr_mask
+        self.callbacks_per_message = 1 if dr_mask == "final" else 2  # message_state 6, then the final state
         self.folder = folder
         self.processes = processes
         self.free_port = free_port
@@ -117,7 +119,7 @@ class SmsaggPeer:
         account = ["account", "create", "--login", LOGIN, "--password", PASSWORD, "--sender", "12345",
                    "--rate", "100000", "--burst", "100000"]
         if self.receiver_port:
-            account += ["--dr-url", f"http://127.0.0.1:{self.receiver_port}/smsagg"]
+            account += ["--dr-url", f"http://127.0.0.1:{self.receiver_port}/smsagg", "--dr-mask", self.dr_mask]
         self.cli(*account)
         self.cli("carrier", "add", "--id", str(CARRIER), "--name", "bench-smsc", "--smpp", f"127.0.0.1:{smsc_port}",
                  "--system-id", "smsagg", "--password", "smsagg")

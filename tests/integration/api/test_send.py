@@ -5,6 +5,7 @@ bucket), and every refusal is a documented JSON error that leaves nothing behind
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -50,6 +51,22 @@ def test_priority_attachments_and_carrier_reach_the_payload(rest, pending):
     assert response.status_code == 202
     [payload] = pending("mt.interactive")
     assert payload["carrier"] == 99901 and payload["attachments"] == [["image/png", "aGVsbG8="]]
+
+
+def test_dr_mask_reaches_the_payload_only_when_given(rest, pending):
+    assert rest("POST", "/api/v1/messages", json=body(receipt=True, dr_mask="final")).status_code == 202
+    assert rest("POST", "/api/v1/messages", json=body(message_id="r-2", receipt=True)).status_code == 202
+    default, final = pending()
+    assert final["dr_mask"] == "final" and "dr_mask" not in default  # none: the account's mask
+
+
+def test_a_batchs_dr_mask_is_kept_with_its_meta(rest, store):
+    response = rest("POST", "/api/v1/messages", json=body(
+        phone_numbers=["12025550100", "12025550111"], receipt=True, dr_mask="final",
+        send_at=(datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()))
+    assert response.status_code == 202
+    meta = json.loads(store.client.hget(store.keys.batch(response.get_json()["batch_id"]), "meta"))
+    assert meta["dr_mask"] == "final"
 
 
 def test_idempotency_key_is_the_mt_apis_message_id(rest, client, pending):
@@ -149,6 +166,8 @@ BAD_INPUT = [
     ("string-for-int", body(carrier="99901"), None, 422, "validation_error"),
     ("float-carrier", body(carrier=1.5), None, 422, "validation_error"),
     ("bad-priority", body(priority="interactive"), None, 422, "validation_error"),
+    ("bad-dr-mask", body(dr_mask="FINAL"), None, 422, "validation_error"),
+    ("number-dr-mask", body(dr_mask=3), None, 422, "validation_error"),
     ("plus-number", body(phone_numbers=["+12025550100"]), None, 422, "validation_error"),
     ("national-number", body(phone_numbers=["02025550100"]), None, 422, "validation_error"),
     ("repeated-number", body(phone_numbers=["12025550100", "12025550100"]), None, 422, "validation_error"),

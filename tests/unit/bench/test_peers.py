@@ -16,7 +16,7 @@ import pytest
 from app.bench.peers import figures as fig
 from app.bench.peers.kannel import DLR_MASK_BOTH, KannelConfig, KannelPeer, kannel_conf, smsc_links
 from app.bench.peers.procs import CpuMeter, decode_proc_address, host_busy_percent, is_loopback
-from app.bench.peers.run import LUA_SCRIPT, wrk_available
+from app.bench.peers.run import FINAL_LEG, LUA_SCRIPT, PeersOptions, _legs, wrk_available
 from app.bench.peers.smsagg import part_of
 from app.bench.peers.smsc import MessageCounter
 
@@ -165,6 +165,29 @@ def test_table_has_both_peers_and_their_ratio():
     assert "  smsagg: web 120" in lines and "  Kannel: smsbox 60" in lines
     alone = next(line for line in fig.format_table(smsagg, None) if line.startswith("HTTP accepted/s"))
     assert alone.split()[-2:] == ["-", "-"]
+
+
+def test_a_pair_of_smsagg_legs_is_tabled_under_their_own_names():
+    lines = fig.format_table({"http_accepted_per_s": 900.0}, {"http_accepted_per_s": 1000.0}, names=("final", "all"))
+    assert lines[0].split()[-3:] == ["final", "all", "final/all"]
+    assert next(line for line in lines if line.startswith("HTTP accepted/s")).split()[-1] == "0.90"
+
+
+@pytest.mark.parametrize("dr_mask,legs", [
+    ("all", [("smsagg", "all")]), ("final", [("smsagg", "final")]),
+    ("both", [("smsagg", "all"), (FINAL_LEG, "final")]),
+])
+def test_dr_mask_both_runs_an_smsagg_leg_of_each(dr_mask, legs):
+    options = PeersOptions(dlr_final_only=True, dr_mask=dr_mask, only="smsagg")
+    assert _legs(options, echo=lambda _line: None) == legs
+
+
+def test_smsaggs_final_only_account_is_owed_one_callback_per_message(tmp_path):
+    from app.bench.peers.smsagg import SmsaggPeer
+
+    peer = SmsaggPeer(tmp_path, processes=None, free_port=lambda: 1, database="sqlite", receiver_port=9,
+                      dr_mask="final")
+    assert peer.callbacks_per_message == 1
 
 
 def test_targets_are_judged_against_kannel_in_the_same_run():
