@@ -5,6 +5,10 @@ kept-alive HTTP connections).
 Celery tasks are synchronous; they hand coroutines to this loop and wait for the
 result. Many tasks at once (a ``threads`` pool) therefore share one windowed bind,
 with several submit_sm outstanding, instead of each paying a round trip alone.
+
+The loop is uvloop's where it is installed (a runtime dependency off Windows): libuv's
+event loop, in C, spends less CPU per wake-up than asyncio's pure-Python one, and an
+SMPP bind or a callback connection wakes it for every PDU and every answer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,15 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop, or asyncio's where uvloop is not installed (Windows)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class BackgroundLoop:
@@ -28,7 +41,7 @@ class BackgroundLoop:
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._loop.is_closed():
-                self._loop = asyncio.new_event_loop()
+                self._loop = new_event_loop()
                 self._thread = threading.Thread(target=self._loop.run_forever, name=self.name, daemon=True)
                 self._thread.start()
             return self._loop
