@@ -5,7 +5,11 @@ The hot path must not run the password KDF or query the database per request
 
 * a verified credential is cached for ``credential_cache_seconds`` under a SHA-256
   digest of (login, password) — never the password itself; failed attempts are
-  cached too, so a flood of bad passwords costs one KDF per distinct password;
+  cached too, so a flood of bad passwords costs one KDF per distinct password; and
+  when an entry expires, one thread runs the KDF while the others asking for the same
+  credentials wait for its answer (the KDF costs ~100-200 ms of CPU: every thread of
+  every ingress process running it at once, every 30 s, cost more CPU than the
+  submits themselves in ``smsagg bench peers``);
 * senders and carriers are a snapshot re-read every ``directory_refresh_seconds``;
   the account policies, prices and IP denylist the ingress consults are a feature
   slice's rows (:class:`AccountRules`, the bulk area's :mod:`app.bulk.directory`),
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,6 +125,8 @@ class Directory:
         self.rules = rules
         self.clock = clock
         self._credentials: dict[bytes, tuple[AccountView | None, float]] = {}
+        self._verifications: dict[bytes, threading.Lock] = {}  # the keys being verified now
+        self._verifications_lock = threading.Lock()
         self._snapshot = TimedSnapshot(lambda: self._load(), refresh_seconds, clock=clock, outlive_outages=True,
                                        name="directory")
 
@@ -127,15 +134,25 @@ class Directory:
         """The enabled account with these credentials, or ``None`` (same for unknown
         login, wrong password and disabled account)."""
         key = hashlib.sha256(login.encode() + b"\0" + password.encode()).digest()
-        now = self.clock()
         cached = self._credentials.get(key)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > self.clock():
             return cached[0]
-        view = self._verify(login, password)
-        if len(self._credentials) >= _MAX_CACHED_CREDENTIALS:
-            self._credentials.clear()
-        self._credentials[key] = (view, now + self.credential_ttl)
-        return view
+        with self._verifications_lock:
+            verification = self._verifications.setdefault(key, threading.Lock())
+        with verification:  # one KDF per key at a time; the others take its answer
+            cached = self._credentials.get(key)
+            now = self.clock()
+            if cached is not None and cached[1] > now:
+                return cached[0]
+            try:
+                view = self._verify(login, password)
+                if len(self._credentials) >= _MAX_CACHED_CREDENTIALS:
+                    self._credentials.clear()
+                self._credentials[key] = (view, now + self.credential_ttl)
+            finally:  # after the answer is cached: a thread arriving now finds it
+                with self._verifications_lock:
+                    self._verifications.pop(key, None)
+            return view
 
     def _verify(self, login: str, password: str) -> AccountView | None:
         with session_scope(self.database_url) as session:
