@@ -73,6 +73,9 @@ GRANIAN_REQUEST_TARGET_LIMIT = 65534
 takes; longer gets its bare 414, whatever granian is told."""
 
 WEB_SERVERS = ("granian", "gunicorn")
+DEFAULT_WEB_THREADS = {"granian": 4, "gunicorn": 8}
+"""Each server's best thread count here (docs/performance.md): granian's Rust side reads
+and writes the sockets, so its Python threads only run the app."""
 
 
 def _env_request_line(env: dict[str, str], web_server: str) -> int:
@@ -134,7 +137,7 @@ class Settings:
     # request lines past 32 KiB); its processes and the threads of each.
     web_server: str = "granian"
     web_workers: int = 2
-    web_threads: int = 2
+    web_threads: int = 4
     # Longest request line (method, target, version) the ingress answers; longer ones get
     # the API's own refusal (the bulk API's ``1702||``). 32 KiB holds a bulk GET with
     # 1,000 destinations of 13 digits (~16 KB) and a 1,600-character message of 3-byte
@@ -190,7 +193,7 @@ class Settings:
             max_request_bytes=_env_number(env, "SMSAGG_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
             web_server=(web_server := _env_choice(env, "SMSAGG_WEB_SERVER", WEB_SERVERS)),
             web_workers=_env_positive(env, "SMSAGG_WEB_WORKERS", 2),
-            web_threads=_env_positive(env, "SMSAGG_WEB_THREADS", 2),
+            web_threads=_env_positive(env, "SMSAGG_WEB_THREADS", DEFAULT_WEB_THREADS[web_server]),
             max_request_line=_env_request_line(env, web_server),
             max_mms_bytes=_env_number(env, "SMSAGG_MAX_MMS_BYTES", 300 * 1024),
             default_max_message_length=_env_number(env, "SMSAGG_DEFAULT_MAX_MESSAGE_LENGTH", 1600),

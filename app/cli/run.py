@@ -16,7 +16,7 @@ from app.domain.priorities import ALL_QUEUES
 @click.option("--host", default=None, help="Address to listen on (default SMSAGG_WEB_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default SMSAGG_WEB_PORT, 8080).")
 @click.option("--workers", type=int, default=None, help="Ingress processes (default SMSAGG_WEB_WORKERS, 2).")
-@click.option("--threads", type=int, default=None, help="Threads per process (default SMSAGG_WEB_THREADS, 2).")
+@click.option("--threads", type=int, default=None, help="Threads per process (default SMSAGG_WEB_THREADS: 4 under granian, 8 under gunicorn).")
 def web(host, port, workers, threads) -> None:
     """Run the HTTP ingress under granian (or gunicorn: SMSAGG_WEB_SERVER)."""
     from app.web.server import serve

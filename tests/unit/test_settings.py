@@ -121,7 +121,8 @@ def test_request_line_limit_is_one_setting_and_bounded():
 
 def test_web_server_workers_and_threads():
     default = Settings.from_env({})
-    assert (default.web_server, default.web_workers, default.web_threads) == ("granian", 2, 2)
+    assert (default.web_server, default.web_workers, default.web_threads) == ("granian", 2, 4)
+    assert Settings.from_env({"SMSAGG_WEB_SERVER": "gunicorn"}).web_threads == 8
     chosen = Settings.from_env({"SMSAGG_WEB_SERVER": "Gunicorn", "SMSAGG_WEB_WORKERS": "4", "SMSAGG_WEB_THREADS": "8"})
     assert (chosen.web_server, chosen.web_workers, chosen.web_threads) == ("gunicorn", 4, 8)
     for name, bad in (("SMSAGG_WEB_SERVER", "uvicorn"), ("SMSAGG_WEB_WORKERS", "0"), ("SMSAGG_WEB_THREADS", "x")):
