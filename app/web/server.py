@@ -35,6 +35,9 @@ import sys
 from collections.abc import Callable
 
 from flask import Flask
+from granian import Granian
+from granian.constants import Interfaces
+from granian.http import HTTP1Settings
 
 from app.settings import GRANIAN_REQUEST_TARGET_LIMIT
 
@@ -83,7 +86,7 @@ def _started(factory: Callable[[], Flask]) -> Flask:
     return app
 
 
-def server_request_line_limit(app_limit: int, server: str = "gunicorn") -> int:
+def server_request_line_limit(app_limit: int, server: str) -> int:
     """The server's own request-line bound, past which it refuses a line with a bare 414
     before the app sees it. Twice ``SMSAGG_MAX_REQUEST_LINE`` under gunicorn (which is
     told so), so a line between the two reaches the app, which answers it in the API's
@@ -102,19 +105,15 @@ def serve(host: str, port: int, *, server: str, workers: int, threads: int, max_
         from app.web.gunicorn_server import serve_gunicorn
 
         serve_gunicorn(host, port, workers=workers, threads=threads,
-                       line_limit=server_request_line_limit(max_request_line),
+                       line_limit=server_request_line_limit(max_request_line, server),
                        load=functools.partial(_started, factory))
     else:
         serve_granian(host, port, workers=workers, threads=threads, factory=factory)
 
 
-def granian_server(host: str, port: int, *, workers: int, threads: int):
+def granian_server(host: str, port: int, *, workers: int, threads: int) -> Granian:
     """granian's settings for the ingress (tests run them around an app of their own)."""
-    from granian.constants import Interfaces
-    from granian.http import HTTP1Settings
-    from granian.server import Server
-
-    return Server(
+    return Granian(
         "smsagg-ingress", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
         blocking_threads=threads, backlog=BACKLOG, websockets=False,
         # hyper's own head bound stays above the request target's (65,534 bytes)
