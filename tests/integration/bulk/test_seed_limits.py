@@ -79,11 +79,13 @@ def _get(port: int, target: str) -> tuple[int, str]:
         connection.close()
 
 
-def test_under_smsagg_web(gateway, tmp_path, monkeypatch):
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_under_smsagg_web(server, gateway, tmp_path, monkeypatch):
     """The server ``smsagg web`` runs (granian; gunicorn's own 8 KB limit is raised the
     same way) takes lines up to at least twice SMSAGG_MAX_REQUEST_LINE, so the app
     answers long lines in the seed's format."""
     monkeypatch.setenv("SMSAGG_MAX_REQUEST_LINE", "32768")
+    monkeypatch.setenv("SMSAGG_WEB_SERVER", server)
     port = free_port()
     with running(["web", "--port", str(port), "--workers", "1", "--threads", "2"], gateway,
                  tmp_path / "web.log", ready=port_open(port)):
