@@ -1,5 +1,5 @@
 """The ingress under gunicorn (``SMSAGG_WEB_SERVER=gunicorn``): what granian cannot do,
-it does (app/web/server.py says what), at about 1.5x granian's CPU per request.
+it does (app/web/server.py says what), at 1.3-1.5x granian's CPU per request.
 
 ``gthread`` workers keep client connections alive (sync workers close every
 connection) and measured best among gunicorn's workers on this machine

@@ -3,8 +3,8 @@
 
 granian parses HTTP in Rust (hyper) and hands each request to one of a worker
 process's blocking Python threads; gunicorn's ``gthread`` workers parse it in Python.
-On the same app granian costs about a third less CPU per request (docs/performance.md),
-the ingress being the stage furthest over its CPU budget. gunicorn stays for what
+On the same app granian costs a quarter to a third less CPU per request
+(docs/performance.md), the ingress being the stage furthest over its CPU budget. gunicorn stays for what
 granian cannot do:
 
 * **header names with an underscore.** Both servers map ``X_Forwarded_For`` and
