@@ -59,6 +59,7 @@ from defusedxml import DefusedXmlException
 
 from app.domain.mms import SMIL_CONTENT_TYPE, MmsPart, MmsPayload
 from app.domain.mt_request import Attachment
+from app.domain.smpp_status import CommandStatus
 from app.domain.states import MessageState
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -112,8 +113,11 @@ class Mm7Status:
     """The SMPP command_status standing for it: its class and DR result code decide."""
 
 
-_OK, _UPSTREAM, _ADDRESS, _OURS_FORMAT, _OURS_OPERATION = 0x00, 0x65, 0x0B, 0x02, 0x03
-_NOT_A_SUBMIT, _SYSTEM, _SUBMIT_FAILED, _AUTH, _UNKNOWN = 0x0C, 0x08, 0x45, 0x0E, 0xFF
+_OK, _UPSTREAM, _ADDRESS = CommandStatus.ESME_ROK, CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RINVDSTADR
+_OURS_FORMAT, _OURS_OPERATION = CommandStatus.ESME_RINVCMDLEN, CommandStatus.ESME_RINVCMDID
+_NOT_A_SUBMIT, _SYSTEM = CommandStatus.ESME_RINVMSGID, CommandStatus.ESME_RSYSERR
+_SUBMIT_FAILED, _AUTH = CommandStatus.ESME_RSUBMITFAIL, CommandStatus.ESME_RINVPASWD
+_UNKNOWN = CommandStatus.ESME_RUNKNOWNERR
 
 STATUS_CODES: dict[int, Mm7Status] = {status.code: status for status in (
     Mm7Status(1000, "Success", _OK),

@@ -148,7 +148,7 @@ class SimulatorConfig:
     response_delay_ms: float = 0.0
     drop_after_submits: int = 0
     reject_destination_prefix: str = ""
-    reject_status: int = 0x0B  # ESME_RINVDSTADR
+    reject_status: int = CommandStatus.ESME_RINVDSTADR
     id_format: IdFormat = IdFormat.HEX
     random_seed: int | None = None
     journal_path: str | None = None  # append one JSON line per whole message received

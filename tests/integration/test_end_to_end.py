@@ -11,7 +11,7 @@ import time
 from app.db.models import Account, Carrier
 from app.db.session import session_scope
 from app.domain.callbacks import verify_signature
-from tests.integration.receiver import CallbackReceiver
+from tests.integration.receiver import Receiver
 from tests.integration.simulator import running_simulator
 from tests.integration.test_httpapi import params, submit
 from tests.integration.workers import running, wait_until, worker_ready
@@ -19,56 +19,58 @@ from tests.integration.workers import running, wait_until, worker_ready
 ALL = "mt.interactive,mt.interactive_low,mt.bulk,mt.bulk_low,inbound,callbacks"
 
 
-def configure(gateway, smsc_port: int, receiver_url: str) -> str:
+def configure(gateway, smsc_port: int, receiver: Receiver) -> str:
     with session_scope(gateway.database_url) as session:
         carrier = session.get(Carrier, 99901)
         carrier.connector = "smpp"
         carrier.settings = {"host": "127.0.0.1", "port": smsc_port, "system_id": "smsagg", "password": "pw"}
         account = session.get(Account, 1)
-        account.dr_url, account.mo_url = f"{receiver_url}/dr", f"{receiver_url}/mo"
+        account.dr_url, account.mo_url = receiver.url("/dr"), receiver.url("/mo")
         return account.callback_secret
 
 
 def test_submit_to_signed_dr_callback_and_a_concatenated_mo(gateway, client, tmp_path):
     log = tmp_path / "worker.log"
-    with CallbackReceiver() as receiver, running_simulator(dr_delay=0.2) as smsc, \
+    with Receiver() as receiver, running_simulator(dr_delay=0.2) as smsc, \
             running(["worker", "--queues", ALL, "--pool", "threads", "--concurrency", "10"], gateway, log,
                     ready=worker_ready(log)):
-        secret = configure(gateway, smsc.port, receiver.url)
+        secret = configure(gateway, smsc.port, receiver)
         assert submit(client, "POST", params(message_id="e2e-1", receipt="TRUE", app_id="my-app",
                                              conversation_id="conv-9")) == 0
-        wait_until(lambda: any(p["fields"].get("message_state") == "2" for p in receiver.posts("/dr")), timeout=60)
+        wait_until(lambda: any(p.form.get("message_state") == "2" for p in receiver.received("/dr")), timeout=60)
 
         smsc.inject_mo("447700900555", "99222", "This reply is long enough to need two parts. " * 4)
-        wait_until(lambda: receiver.posts("/mo"), timeout=60)
-        time.sleep(1)  # nothing else may arrive: exactly one MO callback
+        wait_until(lambda: receiver.received("/mo"), timeout=60)
+        # Exactly one MO callback for the two parts: a later MO's callback arrives with nothing between.
+        smsc.inject_mo("447700900555", "99222", "later")
+        wait_until(lambda: len(receiver.received("/mo")) >= 2, timeout=60)
 
-    drs = receiver.posts("/dr")
-    assert [p["fields"]["message_state"] for p in drs] == ["6", "2"]  # accepted by the SMSC, then delivered
-    assert drs[-1]["fields"] == {"type": "receipt", "message_id": "e2e-1", "message_state": "2", "result_code": "0",
-                                 "app_id": "my-app", "conversation_id": "conv-9"}
+    drs = receiver.received("/dr")
+    assert [p.form["message_state"] for p in drs] == ["6", "2"]  # accepted by the SMSC, then delivered
+    assert drs[-1].form == {"type": "receipt", "message_id": "e2e-1", "message_state": "2", "result_code": "0",
+                            "app_id": "my-app", "conversation_id": "conv-9"}
     for post in drs:
-        headers = {k.lower(): v for k, v in post["headers"].items()}
+        headers = {k.lower(): v for k, v in post.headers.items()}
         assert headers["content-type"].startswith("application/x-www-form-urlencoded")
-        assert verify_signature(secret, headers["x-smsagg-timestamp"], post["body"], headers["x-smsagg-signature"],
+        assert verify_signature(secret, headers["x-smsagg-timestamp"], post.body, headers["x-smsagg-signature"],
                                 now=time.time())
 
-    [mo] = receiver.posts("/mo")
-    assert mo["fields"]["type"] == "MO" and mo["fields"]["shortcode"] == "99222"
-    assert mo["fields"]["phone_number"] == "447700900555" and mo["fields"]["carrier"] == "99901"
-    assert mo["fields"]["message"] == "This reply is long enough to need two parts. " * 4
+    mos = [p.form for p in receiver.received("/mo")]
+    assert [mo["message"] for mo in mos] == ["This reply is long enough to need two parts. " * 4, "later"]
+    assert mos[0]["type"] == "MO" and mos[0]["shortcode"] == "99222"
+    assert mos[0]["phone_number"] == "447700900555" and mos[0]["carrier"] == "99901"
 
 
 def test_a_worker_binds_at_start_so_mo_arrives_before_any_mt(gateway, tmp_path):
     log = tmp_path / "worker.log"
-    with CallbackReceiver() as receiver, running_simulator() as smsc:
-        configure(gateway, smsc.port, receiver.url)
+    with Receiver() as receiver, running_simulator() as smsc:
+        configure(gateway, smsc.port, receiver)
         with running(["worker", "--queues", "inbound,callbacks", "--pool", "threads", "--concurrency", "4"], gateway,
                      log, ready=worker_ready(log)):
             wait_until(lambda: _bound(smsc), timeout=30)
             smsc.inject_mo("447700900555", "99222", "first contact")
-            wait_until(lambda: receiver.posts("/mo"), timeout=30)
-    assert receiver.posts("/mo")[0]["fields"]["message"] == "first contact"
+            wait_until(lambda: receiver.received("/mo"), timeout=30)
+    assert receiver.received("/mo")[0].form["message"] == "first contact"
 
 
 def _bound(smsc) -> bool:

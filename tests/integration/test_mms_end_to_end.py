@@ -23,7 +23,7 @@ from app.domain.states import MessageState
 from app.services import accounts as svc
 from app.web import create_app
 from tests.integration.mmsc import running_mmsc
-from tests.integration.receiver import CallbackReceiver
+from tests.integration.receiver import Receiver
 from tests.integration.simulator import running_simulator
 from tests.integration.test_httpapi import params
 from tests.integration.workers import running, wait_until, worker_ready
@@ -59,14 +59,14 @@ def world(gateway, tmp_path):
     @contextmanager
     def run(**mmsc_options):
         log = tmp_path / "worker.log"
-        with CallbackReceiver() as client, running_simulator(dr_delay=0.2) as smsc, \
+        with Receiver() as client, running_simulator(dr_delay=0.2) as smsc, \
                 serving(create_app(gateway)) as ingress:
             with session_scope(gateway.database_url) as session:
                 session.get(Carrier, SMSC).connector = "smpp"
                 session.get(Carrier, SMSC).settings = {"host": "127.0.0.1", "port": smsc.port, "system_id": "smsagg",
                                                        "password": "pw"}
                 account = session.get(Account, 1)
-                account.dr_url, account.mo_url = f"{client.url}/dr", f"{client.url}/mo"
+                account.dr_url, account.mo_url = client.url("/dr"), client.url("/mo")
             with session_scope(gateway.database_url) as session:
                 svc.add_route(session, "44", SMSC)
             with running_mmsc(vasp_url=f"{ingress}/carriers/{MMSC}/mm7", vasp_user=str(MMSC), vasp_password="tok",
@@ -97,8 +97,8 @@ def message(gateway, client_message_id):
 
 
 def drs(client, message_id):
-    return [(p["fields"]["message_state"], p["fields"]["result_code"]) for p in client.posts("/dr")
-            if p["fields"]["message_id"] == message_id]
+    return [(p.form["message_state"], p.form["result_code"]) for p in client.received("/dr")
+            if p.form["message_id"] == message_id]
 
 
 def test_an_mms_with_two_attachments_goes_out_as_one_multipart_and_is_reported_delivered(world, gateway):
@@ -125,10 +125,10 @@ def test_an_mms_mo_reaches_the_client_with_its_attachments(world):
         status, accepted = mmsc.inject_mo("447700900555", "99222", "Back at you",
                                           (Attachment("image/png", PNG), Attachment("audio/amr", b"#!AMR")))
         assert (status, accepted) == (1000, True)
-        wait_until(lambda: client.posts("/mo"), timeout=60)
-    [mo] = client.posts("/mo")
-    assert mo["fields"] == {
-        "type": "MO", "message_id": mo["fields"]["message_id"], "shortcode": "99222", "phone_number": "447700900555",
+        wait_until(lambda: client.received("/mo"), timeout=60)
+    [mo] = client.received("/mo")
+    assert mo.form == {
+        "type": "MO", "message_id": mo.form["message_id"], "shortcode": "99222", "phone_number": "447700900555",
         "carrier": str(MMSC), "message": "Back at you",
         "mms_attachment[0].content_type": "image/png", "mms_attachment[0].content": base64.b64encode(PNG).decode(),
         "mms_attachment[1].content_type": "audio/amr", "mms_attachment[1].content": base64.b64encode(b"#!AMR").decode(),

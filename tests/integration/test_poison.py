@@ -20,7 +20,7 @@ from app.db.session import session_scope
 from app.web import create_app
 from tests.integration.bulk.conftest import call, entries
 from tests.integration.bulk.conftest import params as bulk_params
-from tests.integration.callbacks.receiver import Receiver
+from tests.integration.receiver import Receiver
 from tests.integration.simulator import running_simulator
 from tests.integration.test_delivery import MT_QUEUES, submitted_or_final, use_simulator
 from tests.integration.test_httpapi import params, submit

@@ -125,22 +125,22 @@ def test_up_serves_the_second_terminal_survives_killed_parts_and_stops_cleanly(t
     """On a fresh home nothing is configured but an account: carrier 1 (the SMSC
     simulator) takes the SMS, carrier 2 (the MMSC simulator) the MMS, both receipts come
     back, as DR callbacks too."""
-    from tests.integration.receiver import CallbackReceiver
+    from tests.integration.receiver import Receiver
 
-    with smsagg_up(tmp_path) as gateway, CallbackReceiver() as client:
+    with smsagg_up(tmp_path) as gateway, Receiver() as client:
         info = wait_up(gateway)
         assert info.pid == gateway.process.pid and info.redis_embedded and info.web_url == gateway.url
         assert set(info.parts) == {"redis", "smsc-sim", "mmsc-sim", "web", "cometd", "worker-interactive",
                                    "worker-bulk", "worker-inbound", "worker-callbacks", "worker-callbacks-2", "beat"}
 
         gateway.smsagg("account", "create", "--login", "demo", "--password", "secret", "--sender", "12345",
-                       "--dr-url", f"{client.url}/dr")
+                       "--dr-url", client.url("/dr"))
         assert gateway.send("first") == "result_code=0"
         assert gateway.send("mms-1", **MMS) == "result_code=0"
         assert wait_until(lambda: gateway.delivered("first"), timeout=60, interval=0.5)
         assert wait_until(lambda: gateway.delivered("mms-1", carrier=2), timeout=60, interval=0.5)
-        assert wait_until(lambda: {p["fields"]["message_id"] for p in client.posts("/dr")
-                                   if p["fields"]["message_state"] == "2"} >= {"first", "mms-1"}, timeout=60)
+        assert wait_until(lambda: {p.form["message_id"] for p in client.received("/dr")
+                                   if p.form["message_state"] == "2"} >= {"first", "mms-1"}, timeout=60)
         queues = {row["queue"]: row for row in json.loads(gateway.smsagg("queues", "--json").stdout)}
         assert queues["mt.bulk"]["waiting"] == 0
         assert json.loads(gateway.smsagg("schedule", "list", "--json").stdout) == []

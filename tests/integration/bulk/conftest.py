@@ -10,6 +10,7 @@ import pytest
 from app.adapters.redis_scripts import RedisKeys
 from app.bulk.store import BulkStore
 from app.db.session import session_scope
+from app.domain.priorities import Priority
 from app.services import accounts as svc
 from app.web import create_app
 from tests.integration.conftest import PASSWORD
@@ -76,9 +77,9 @@ def queued_tasks(redis_client, key_prefix):
         result = []
         for raw in reversed(redis_client.lrange("mt.bulk", 0, -1)):
             envelope = json.loads(raw)
-            if envelope["headers"]["task"] != "smsagg.mt.bulk":
+            if envelope["headers"]["task"] != Priority.BULK.task_name:
                 result.append((envelope["headers"]["task"], json.loads(base64.b64decode(envelope["body"]))[0]))
-        result += [("smsagg.mt.bulk", [json.loads(raw)]) for raw in reversed(redis_client.lrange(pending, 0, -1))]
+        result += [(Priority.BULK.task_name, [json.loads(raw)]) for raw in reversed(redis_client.lrange(pending, 0, -1))]
         return result
 
     return read

@@ -57,12 +57,7 @@ def test_scheduled_batch_survives_restarts_and_goes_out_once_on_time(bulk_client
     """One real short-horizon run: submit (due at the next minute), restart the worker
     and beat, bring the due time to a few seconds from now (the API has minute
     resolution), and watch beat release it and the worker record every message once."""
-    later = time.gmtime(time.time() + 120)
-    body = call(bulk_client, "GET", "/bulksms/schedulemsg", params(
-        destination="12025550100,12025550101,12025550102", date=time.strftime("%m/%d/%Y", later),
-        time=time.strftime("%I:%M %p", later), gmt="+00:00"))
-    assert codes(body) == [1701, 1701, 1701]
-    batch_id = entries(body)[0][2][:24]
+    batch_id = schedule(bulk_client, "12025550100,12025550101,12025550102")
     keys_schedule = f"{gateway.key_prefix}schedule"
     worker_log, beat_log = tmp_path / "worker-1.log", tmp_path / "beat-1.log"
     beat_ready = lambda path: (lambda: b"bulk release loop started" in path.read_bytes())  # noqa: E731
@@ -74,17 +69,36 @@ def test_scheduled_batch_survives_restarts_and_goes_out_once_on_time(bulk_client
     with running(["worker", "--queues", "mt.bulk"], gateway, worker_log, ready=worker_ready(worker_log)), \
             running(["beat"], gateway, beat_log, ready=beat_ready(beat_log)):
         # Brought forward only once the new processes are up, however long they took.
-        due = time.time() + 3
-        with session_scope(gateway.database_url) as session:  # the durable record agrees (beat resyncs from it)
-            session.get(Batch, batch_id).due_at = datetime.fromtimestamp(due, tz=timezone.utc)
-        redis_client.zadd(keys_schedule, {batch_id: due})
+        due = bring_forward(gateway, redis_client, batch_id, time.time() + 3)
         wait_until(lambda: recorded(gateway.database_url, batch_id) == 3, timeout=30)
-        time.sleep(1.0)  # anything sent twice would show up now
+        # Anything sent twice would show up before a batch released after it has gone out.
+        after = schedule(bulk_client, "12025550103")
+        wait_until(lambda: recorded_batch(gateway, after) == "scheduled", timeout=20)
+        bring_forward(gateway, redis_client, after, time.time())
+        wait_until(lambda: recorded(gateway.database_url, after) == 1, timeout=30)
     released_at = float(redis_client.hget(f"{gateway.key_prefix}batch:{batch_id}", "released_at"))
     assert 0 <= released_at - due < 1.0
     assert recorded(gateway.database_url, batch_id) == 3
     assert recorded_batch(gateway, batch_id) == "released"
     assert redis_client.zscore(keys_schedule, batch_id) is None
+
+
+def schedule(bulk_client, destinations: str) -> str:
+    """A batch scheduled for two minutes from now; its id."""
+    later = time.gmtime(time.time() + 120)
+    body = call(bulk_client, "GET", "/bulksms/schedulemsg", params(
+        destination=destinations, date=time.strftime("%m/%d/%Y", later), time=time.strftime("%I:%M %p", later),
+        gmt="+00:00"))
+    assert codes(body) == [1701] * len(destinations.split(","))
+    return entries(body)[0][2][:24]
+
+
+def bring_forward(gateway, redis_client, batch_id: str, due: float) -> float:
+    """Make a scheduled batch due at ``due`` (the API has minute resolution)."""
+    with session_scope(gateway.database_url) as session:  # the durable record agrees (beat resyncs from it)
+        session.get(Batch, batch_id).due_at = datetime.fromtimestamp(due, tz=timezone.utc)
+    redis_client.zadd(f"{gateway.key_prefix}schedule", {batch_id: due})
+    return due
 
 
 def recorded_batch(gateway, batch_id: str) -> str | None:

@@ -21,7 +21,6 @@ from app.adapters.callback_http import (
 from app.domain.callbacks import signed_headers
 from app.services.callbacks import CallbackService
 from tests.conftest import free_port
-from tests.integration.callbacks.receiver import Receiver
 from tests.unit.callbacks.support import load, make_account, make_callback
 
 pytestmark = pytest.mark.integration
@@ -30,12 +29,6 @@ pytestmark = pytest.mark.integration
 def request(url: str, account_id: int = 1, key: str = "k") -> CallbackRequest:
     body = b"type=receipt&message_id=m-1"
     return CallbackRequest(key, account_id, url, body, signed_headers("secret", time.time(), body))
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as server:
-        yield server
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tests.chromium import CHROMIUM, Cdp, running_chromium
 from tests.conftest import free_port
 from tests.integration.conftest import PASSWORD
 from tests.integration.console.conftest import OPERATOR, OPERATOR_PASSWORD
-from tests.integration.receiver import CallbackReceiver
+from tests.integration.receiver import Receiver
 from tests.integration.simulator import running_simulator
 from tests.integration.test_end_to_end import ALL, configure
 from tests.integration.workers import port_open, running, wait_until, worker_ready
@@ -55,8 +55,9 @@ def test_operator_flows_in_chromium(gateway, operator, tmp_path, redis_client):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     worker_log, web_log = tmp_path / "worker.log", tmp_path / "web.log"
-    with CallbackReceiver([500, 500]) as receiver, running_simulator(dr_delay=0.2) as smsc:
-        configure(gateway, smsc.port, receiver.url)
+    with Receiver() as receiver, running_simulator(dr_delay=0.2) as smsc:
+        receiver.script("/dr", [500, 500])
+        configure(gateway, smsc.port, receiver)
         with session_scope(gateway.database_url) as session:
             session.get(Account, 1).callback_max_retries = 0  # the first failure dead-letters a DR
         with running(["worker", "--queues", ALL, "--pool", "threads", "--concurrency", "6"], gateway, worker_log,
@@ -75,7 +76,7 @@ def test_operator_flows_in_chromium(gateway, operator, tmp_path, redis_client):
             with running_chromium(tmp_path / "chromium") as ws_url:
                 asyncio.run(asyncio.wait_for(_operator_session(base, ws_url, final_dr, batch_id, tmp_path), 240))
 
-            wait_until(lambda: any(p["fields"].get("message_state") == "2" for p in receiver.posts("/dr")[2:]),
+            wait_until(lambda: any(p.form.get("message_state") == "2" for p in receiver.received("/dr")[2:]),
                        timeout=60)
     with session_scope(gateway.database_url) as session:
         replayed = session.get(Callback, final_dr)

@@ -24,6 +24,7 @@ from app.web import create_app
 from tests.integration.conftest import PASSWORD
 from tests.integration.console.conftest import OPERATOR, OPERATOR_PASSWORD, Console, csrf_of
 from tests.integration.test_carrier_webhooks_and_status import record_one
+from tests.integration.workers import wait_until
 
 PAGES = ["/console/", "/console/messages", "/console/callbacks", "/console/schedules", "/console/accounts",
          "/console/senders", "/console/carriers", "/console/routes"]
@@ -305,10 +306,7 @@ def test_the_ingress_beats_once_it_serves(console, redis_client, gateway):
     assert not heartbeat.started
     console.client.get("/healthz")
     try:
-        deadline = time.monotonic() + 5
-        while redis_client.get(heartbeat.key) is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert json.loads(redis_client.get(heartbeat.key))["part"] == "ingress"
+        assert json.loads(wait_until(lambda: redis_client.get(heartbeat.key), timeout=5))["part"] == "ingress"
     finally:
         heartbeat.stop()
     assert redis_client.get(heartbeat.key) is None

@@ -13,6 +13,7 @@ import requests
 
 from tests.chromium import CHROMIUM, Cdp, running_chromium
 from tests.integration.gms.conftest import AGENT, AGENT_PASSWORD
+from tests.integration.workers import wait_until
 
 CHAT = "/genesys/1/service/{id}/ixn/chat"
 
@@ -65,12 +66,8 @@ async def _agent_session(base: str, ws_url: str, sid: str, customer: dict, tmp_p
             body = requests.post(f"{base}{CHAT.format(id=sid)}/refresh", headers=customer, timeout=5).json()
             return any(e[0] == "Message.Text" and e[4] == "AGENT" and e[2] == text for e in body["transcriptToShow"])
 
-        for _ in range(50):
-            if await asyncio.to_thread(customer_sees, "Sorry to hear that, Kristi. Let me help."):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the customer never received the agent's reply")
+        await asyncio.to_thread(wait_until, lambda: customer_sees("Sorry to hear that, Kristi. Let me help."),
+                                timeout=10, interval=0.1)  # the customer receives the agent's reply
 
         await asyncio.to_thread(lambda: requests.post(
             f"{base}{CHAT.format(id=sid)}/startTyping", headers=customer, timeout=5).raise_for_status())

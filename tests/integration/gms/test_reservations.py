@@ -4,13 +4,13 @@ group never get one number twice; TTL expiry frees numbers without a sweeper."""
 from __future__ import annotations
 
 import multiprocessing
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 from app.gms.store import Exhausted, GmsStore, Reserved
 from tests.conftest import TEST_REDIS_URL
+from tests.integration.workers import wait_until
 
 NUMBERS = ["18005550901", "18005550902", "18005550903"]
 
@@ -48,7 +48,7 @@ def test_many_processes_never_share_a_number(redis_client, key_prefix):
     assert created == {f"{key_prefix}gms:svc:{service_id}" for _, service_id in won}
 
 
-def test_parallel_http_requests_and_ttl_expiry(gms, live_server):
+def test_parallel_http_requests_and_ttl_expiry(gms, live_server, redis_client):
     gms.add_group("tiny", ",".join(NUMBERS), booking_timeout=1)
     base = live_server()
     headers = gms.auth()
@@ -65,7 +65,8 @@ def test_parallel_http_requests_and_ttl_expiry(gms, live_server):
     assert {status for status, _ in results} == {200, 503}
     assert all(body["error"] == "resource_group_exhausted" for status, body in results if status == 503)
 
-    time.sleep(1.2)  # booking_timeout = 1 s: every number is free again, no sweeper involved
+    # booking_timeout = 1 s: every number is free again once its booking lapses, no sweeper involved
+    wait_until(lambda: GmsStore(redis_client, gms.settings.key_prefix).reservations(NUMBERS) == {}, timeout=10)
     with ThreadPoolExecutor(6) as executor:
         again = list(executor.map(request_one, range(6)))
     assert sorted(body["_access_number"] for status, body in again if status == 200) == NUMBERS

@@ -36,13 +36,3 @@ def client_config() -> Callable[..., SmppClientConfig]:
         return SmppClientConfig(**(settings | overrides))
 
     return client_config
-
-
-@pytest.fixture
-def wait_until() -> Callable[..., Coroutine[Any, Any, None]]:
-    async def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.01)
-
-    return wait_until

@@ -10,6 +10,7 @@ import pytest
 
 from app.smpp.client import SmppClient
 from app.smpp.simulator import ControlError, inject_mo_via_control
+from tests.integration.workers import port_open, wait_until_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(15)]
 
@@ -30,18 +31,7 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-async def wait_for_listener(port: int) -> None:
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return
-
-
-def test_inject_mo_through_the_control_port_of_a_running_simulator(run, client_config, wait_until):
+def test_inject_mo_through_the_control_port_of_a_running_simulator(run, client_config):
     smpp_port, control_port = free_ports(2)
     received = []
 
@@ -52,10 +42,10 @@ def test_inject_mo_through_the_control_port_of_a_running_simulator(run, client_c
         simulator = await asyncio.create_subprocess_exec(
             sys.executable, "-c", RUN_SIMULATOR, str(smpp_port), str(control_port), cwd=REPO_ROOT)
         try:
-            await wait_for_listener(smpp_port)
+            await wait_until_async(port_open(smpp_port), timeout=10)
             async with SmppClient(client_config(smpp_port), on_deliver):
                 segments = inject_mo_via_control("127.0.0.1", control_port, "33698765432", "3900", "HELP me")
-                await wait_until(lambda: len(received) == 1)
+                await wait_until_async(lambda: len(received) == 1, timeout=5)
             with pytest.raises(ControlError, match="NoReceiverBound"):
                 inject_mo_via_control("127.0.0.1", control_port, "33698765432", "3900", "nobody listens")
         finally:

@@ -38,14 +38,14 @@ def test_throttle_answers_0x58_above_the_rate(run, client_config):
     assert set(statuses) == {CommandStatus.ESME_ROK, CommandStatus.ESME_RTHROTTLED}
 
 
-def test_dropped_connection_fails_outstanding_submits_and_the_client_rebinds(run, client_config, wait_until):
+def test_dropped_connection_fails_outstanding_submits_and_the_client_rebinds(run, client_config):
     async def submit_until_accepted(client: SmppClient, number: int, failures: list[int]) -> str:
         while True:
             try:
                 return (await client.submit(hello(number))).message_id
             except ConnectionLost:
                 failures.append(number)
-                await wait_until(lambda: client.is_bound)
+                await wait_until_async(lambda: client.is_bound, timeout=5)
 
     async def scenario():
         failures: list[int] = []
@@ -108,13 +108,13 @@ def test_submit_without_response_raises_response_timeout(run, client_config):
     assert isinstance(run(scenario()), TimeoutError)
 
 
-def test_unanswered_enquire_link_drops_the_link_and_rebinds(run, client_config, wait_until):
+def test_unanswered_enquire_link_drops_the_link_and_rebinds(run, client_config):
     async def scenario():
         server, events = await _fake_smsc(_answer_binds_only)
         port = server.sockets[0].getsockname()[1]
         config = client_config(port, enquire_link_interval=0.1, response_timeout=0.1)
         async with server, SmppClient(config):
-            await wait_until(lambda: events.count("BindTransceiver") >= 2)
+            await wait_until_async(lambda: events.count("BindTransceiver") >= 2, timeout=5)
         return events
 
     events = run(scenario())

@@ -3,8 +3,8 @@ key, and the server CPU it reads from /proc is a process group's."""
 
 from __future__ import annotations
 
-import os
-import time
+import subprocess
+import sys
 
 from app.api.schemas import SendRequest
 from app.bench.loadgen import encode_request
@@ -21,9 +21,19 @@ def test_requests_are_valid_sends_with_their_own_key():
     assert wire.endswith(b"\r\n\r\n" + first.body)
 
 
-def test_group_cpu_counts_this_process_group():
-    before = group_cpu_seconds(os.getpgrp())
-    deadline = time.process_time() + 0.2
-    while time.process_time() < deadline:
-        pass
-    assert group_cpu_seconds(os.getpgrp()) - before >= 0.15
+BURN = ("import sys, time\nend = time.process_time() + 0.2\nwhile time.process_time() < end: pass\n"
+        "print('burnt', flush=True)\nsys.stdin.read()")  # 0.2 s of CPU, then wait to be let go
+
+
+def test_group_cpu_counts_the_cpu_of_a_process_group():
+    """A group of its own: the test session's group has other tests' processes in it,
+    and one that exits between two readings takes its CPU out of the sum."""
+    burner = subprocess.Popen([sys.executable, "-c", BURN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        assert burner.stdout.readline() == "burnt\n"
+        assert group_cpu_seconds(burner.pid) >= 0.15  # its own session: the group id is its pid (ticks round)
+    finally:
+        burner.stdin.close()
+        burner.wait(10)
+        burner.stdout.close()

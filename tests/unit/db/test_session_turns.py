@@ -5,11 +5,13 @@ own; an urgent unit goes ahead of queued ordinary ones."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 
 from sqlalchemy import text
 
 from app.db.session import session_scope
+from tests.integration.workers import wait_until
 
 
 def _units(database_url: str, log_path: str, name: str, count: int, urgent: bool = False) -> None:
@@ -18,7 +20,7 @@ def _units(database_url: str, log_path: str, name: str, count: int, urgent: bool
             with open(log_path, "a") as log:
                 log.write(f"enter {name}\n")
             session.execute(text("SELECT 1"))
-            time.sleep(0.003)
+            time.sleep(0.003)  # the unit stays open a while, so an overlap would show (kept: the test)
             with open(log_path, "a") as log:
                 log.write(f"exit {name}\n")
 
@@ -43,10 +45,17 @@ def test_units_of_work_of_several_processes_never_overlap(sqlite_url, tmp_path):
 
 
 def test_nested_units_in_one_thread_do_not_deadlock(sqlite_url):
-    with session_scope(sqlite_url) as outer:
-        with session_scope(sqlite_url) as inner:
-            inner.execute(text("SELECT 1"))
-        outer.execute(text("SELECT 1"))
+    finished = threading.Event()
+
+    def nested() -> None:
+        with session_scope(sqlite_url) as outer:
+            with session_scope(sqlite_url) as inner:
+                inner.execute(text("SELECT 1"))
+            outer.execute(text("SELECT 1"))
+        finished.set()
+
+    threading.Thread(target=nested, daemon=True).start()
+    assert finished.wait(10), "the inner unit is waiting for the outer one's turn"
 
 
 def _hold(database_url: str, started, release) -> None:
@@ -70,10 +79,8 @@ def _blocked_on_a_lock(pids: set[int]) -> set[int]:
 
 
 def _wait_until_blocked(pids: set[int]) -> None:
-    deadline = time.monotonic() + 20
-    while _blocked_on_a_lock(pids) != pids:
-        assert time.monotonic() < deadline, "the units never queued up behind the holder"
-        time.sleep(0.01)
+    """Until every one of ``pids`` has queued up behind the holder."""
+    wait_until(lambda: _blocked_on_a_lock(pids) == pids, timeout=20)
 
 
 def test_an_urgent_unit_goes_ahead_of_queued_ordinary_ones(sqlite_url, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from app.adapters import stage_queue
 from app.adapters.stage_queue import StageQueue
 from app.adapters.redis_scripts import Admission, RedisStore
+from tests.integration.workers import wait_until
 
 QUEUE = "mt.bulk"
 
@@ -43,11 +44,9 @@ def claim(queue: StageQueue, task_id: str, limit: int = 10, name: str = QUEUE) -
     return [stage_queue.decode(raw) for raw in queue.claim(name, task_id, limit)]
 
 
-def wait_until(condition, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+def lapsed(queue: StageQueue) -> int:
+    """Claims whose lease has run out, not yet swept."""
+    return sum(depth.lapsed for depth in queue.depths())
 
 
 def admit(store: RedisStore, index: int):
@@ -119,7 +118,7 @@ def test_a_lapsed_lease_gives_the_batch_back_first_in_line(store, short_leases, 
     redis_client.delete(QUEUE)  # the drain task a worker took
     claim(queue, "dead-task", limit=2)  # that worker dies: no renewal, no finish
     assert queue.sweep() == 0  # the lease still runs
-    time.sleep(0.25)
+    wait_until(lambda: lapsed(queue) == 1, timeout=5)
     assert queue.sweep() == 2
     assert len(drain_tasks(redis_client)) == 1  # the drain queued for the two left serves all four
     assert [p["n"] for p in claim(queue, "task-2", limit=10)] == [0, 1, 2, 3]
@@ -133,7 +132,7 @@ def test_a_live_holder_that_renews_keeps_its_batch_however_long_it_takes(store, 
     held = queue.claim(QUEUE, "slow-task", limit=3)
     inflight = store.keys.stage_inflight(QUEUE, "slow-task")
     for _ in range(5):  # five lease lengths of slow SMSC answers, renewed in between
-        time.sleep(0.1)
+        time.sleep(0.1)  # the slow answer itself: time passing is what the lease must survive
         assert queue.renew([inflight]) == []
         assert queue.sweep() == 0
     assert queue.claim(QUEUE, "slow-task", limit=3) == held
@@ -145,7 +144,7 @@ def test_the_lease_keeper_thread_renews_what_the_process_holds(store, redis_clie
     queue = StageQueue(redis_client, "t:", lease_seconds=0.3, renew_every=0.05)
     admit(store, 0)
     with queue.claimed(QUEUE, "task-1", limit=10) as batch:
-        time.sleep(0.8)  # far beyond the lease
+        time.sleep(0.8)  # far beyond the lease: the window in which no sweep may take it (kept: the test)
         assert queue.sweep() == 0
         assert [stage_queue.decode(raw)["n"] for raw in batch.items] == [0]
     assert redis_client.zcard(store.keys.stage_inflight_index()) == 0  # finished when the block ended
@@ -157,8 +156,8 @@ def test_a_failed_block_keeps_its_claim_for_a_retry_but_stops_renewing_it(store,
     with pytest.raises(RuntimeError), queue.claimed(QUEUE, "task-1", limit=10):
         raise RuntimeError("the database went away")
     assert [p["n"] for p in claim(queue, "task-1")] == [0]  # Celery's retry, same task id
-    time.sleep(0.35)
-    assert queue.sweep() == 1  # nobody renewed it: back in the list for any drain
+    wait_until(lambda: lapsed(queue) == 1, timeout=5)  # nobody renews it
+    assert queue.sweep() == 1  # back in the list for any drain
 
 
 def test_sweep_gives_interactive_batches_back_first(store, short_leases, redis_client):
@@ -169,7 +168,7 @@ def test_sweep_gives_interactive_batches_back_first(store, short_leases, redis_c
     queue.claim("mt.interactive", "otp-task", 10)
     redis_client.delete("mt.bulk", "mt.interactive", store.keys.drain_flag("mt.bulk"),
                         store.keys.drain_flag("mt.interactive"))
-    time.sleep(0.25)
+    wait_until(lambda: lapsed(queue) == 2, timeout=5)
     restored_order = []
     original = queue._restore
 
@@ -190,7 +189,7 @@ def test_delayed_items_wait_for_their_time_then_go_first(store, queue, redis_cli
     assert eta_drain["headers"]["eta"] is not None  # Celery holds it until the delay is over
     assert [p.get("n") for p in claim(queue, "task-1")] == [0]  # not due yet
     queue.finish(QUEUE, "task-1")
-    time.sleep(0.3)
+    time.sleep(0.3)  # the delay itself (kept: nothing but time makes the item due)
     admit(store, 1)
     assert claim(queue, "task-2") == [{"retry": "m-late"}, {"id": "m1", "n": 1}]
 
@@ -199,8 +198,7 @@ def test_the_sweep_releases_due_delayed_items_whose_drain_was_lost(store, queue,
     queue.later(QUEUE, [stage_queue.item({"retry": "m1"})], delay=0.1)
     redis_client.delete(QUEUE)  # the worker holding the ETA drain was killed
     assert queue.sweep() == 0
-    time.sleep(0.15)
-    assert queue.sweep() == 1
+    wait_until(lambda: queue.sweep() == 1, timeout=5)  # once the item is due
     assert len(drain_tasks(redis_client)) == 1
     assert claim(queue, "task-1") == [{"retry": "m1"}]
 

@@ -17,6 +17,7 @@ from app.gms.config import GmsConfig, GmsOptions
 from app.gms.services import Caller, MobileServices
 from app.gms.store import MAX_QUEUED, GmsStore
 from app.settings import Settings
+from tests.integration.workers import wait_until_async
 
 PREFIX = "t:"
 CALLER = Caller("mobileapp", "device-1")
@@ -159,10 +160,9 @@ async def test_the_cometd_server_holds_a_connect_until_its_client_is_woken(store
     cid = handshaken(services)
     await cometd.exchange(identity, [connect(cid)])  # the first: at once
     held = asyncio.create_task(cometd.exchange(identity, [connect(cid, id="h")]))
-    while len(cometd.parked) == 0:
-        await asyncio.sleep(0.001)
+    await wait_until_async(lambda: len(cometd.parked) == 1, timeout=2)
     cometd.parked.notify(cid)  # woken, but nothing queued: parks again
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # lets the woken poll find its queue empty (no event says it has: kept)
     assert not held.done()
     store.cometd_deliver("mobileapp", "device-1", "/_genesys", json.dumps({"n": 1}), 60)
     cometd.parked.notify(cid)
@@ -182,8 +182,7 @@ async def test_a_second_connect_releases_the_first_and_a_full_server_answers_pol
         await cometd.exchange(identity, [connect(cid)])
     first = asyncio.create_task(cometd.exchange(identity, [connect(a, id="1")]))
     held_b = asyncio.create_task(cometd.exchange(identity, [connect(b)]))
-    while len(cometd.parked) < 2:
-        await asyncio.sleep(0.001)
+    await wait_until_async(lambda: len(cometd.parked) == 2, timeout=2)
     second = asyncio.create_task(cometd.exchange(identity, [connect(a, id="2")]))
     assert (await asyncio.wait_for(first, 2))[-1]["successful"] is True and not second.done()
     [full] = await asyncio.wait_for(cometd.exchange(identity, [connect(c)]), 2)  # limit 2: not held
@@ -201,8 +200,7 @@ async def test_a_disconnected_client_ends_its_held_connect_with_402(store, serve
     cid = handshaken(services)
     await cometd.exchange(identity, [connect(cid)])
     held = asyncio.create_task(cometd.exchange(identity, [connect(cid)]))
-    while len(cometd.parked) == 0:
-        await asyncio.sleep(0.001)
+    await wait_until_async(lambda: len(cometd.parked) == 1, timeout=2)
     poll(services, {"channel": "/meta/disconnect", "clientId": cid})
     cometd.parked.notify(cid)
     [gone] = await asyncio.wait_for(held, 2)
@@ -266,8 +264,7 @@ async def test_a_connect_answered_at_once_still_releases_the_clients_parked_poll
     cid = handshaken(services)
     await cometd.exchange(identity, [connect(cid)])
     held = asyncio.create_task(cometd.exchange(identity, [connect(cid, id="old")]))
-    while len(cometd.parked) == 0:
-        await asyncio.sleep(0.001)
+    await wait_until_async(lambda: len(cometd.parked) == 1, timeout=2)
     batched = await cometd.exchange(identity, [
         {"channel": "/meta/subscribe", "clientId": cid, "subscription": "/_genesys"}, connect(cid, id="new")])
     assert [r.get("id") for r in batched] == [None, "new"]

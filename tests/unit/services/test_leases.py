@@ -7,24 +7,19 @@ import threading
 import time
 
 from app.services.leases import LeaseKeeper, Periodic
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+from tests.integration.workers import wait_until
 
 
 def test_held_keys_are_renewed_until_released():
     renewed: list[set[str]] = []
     keeper = LeaseKeeper(lambda keys: renewed.append(set(keys)), every=0.02, name="test-leases")
     with keeper.holding(["a", "b"]):
-        wait_until(lambda: len(renewed) >= 3)
+        wait_until(lambda: len(renewed) >= 3, timeout=5)
     count = len(renewed)
-    time.sleep(0.1)
+    with keeper.holding(["c"]):  # a later lease's renewal: the ticks since the release renewed nothing else
+        wait_until(lambda: {"c"} in renewed[count:], timeout=5)
     assert {"a", "b"} in renewed
-    assert all(not batch for batch in renewed[count:])  # nothing renewed after release
+    assert all(batch == {"c"} for batch in renewed[count:])  # nothing renewed after release
 
 
 def test_release_waits_for_a_renewal_in_flight():
@@ -36,11 +31,11 @@ def test_release_waits_for_a_renewal_in_flight():
 
     keeper = LeaseKeeper(slow, every=0.01, name="test-leases")
     keeper.hold(["a"])
-    started.wait(2)
+    assert started.wait(2)
     released_at = []
     releaser = threading.Thread(target=lambda: (keeper.release(["a"]), released_at.append(time.monotonic())))
     releaser.start()
-    time.sleep(0.1)
+    time.sleep(0.1)  # the window in which release() must not return (kept: the absence is the test)
     assert not released_at  # still renewing: the caller must not record its outcome yet
     finish.set()
     releaser.join(2)
@@ -51,13 +46,14 @@ def test_a_failing_renewal_is_tried_again():
     attempts = []
 
     def flaky(keys):
-        attempts.append(1)
+        attempts.append(set(keys))
         if len(attempts) < 3:
             raise ConnectionError("Redis restarting")
 
     keeper = LeaseKeeper(flaky, every=0.01, name="test-leases")
     with keeper.holding(["a"]):
-        wait_until(lambda: len(attempts) >= 4)
+        wait_until(lambda: len(attempts) >= 4, timeout=5)
+    assert attempts[:4] == [{"a"}] * 4  # the same lease, tried again after each failure
 
 
 def test_a_key_held_twice_stays_held_until_released_twice():
@@ -78,8 +74,6 @@ def test_periodic_work_survives_its_failures_and_stops():
         raise RuntimeError("Redis is away")
 
     periodic = Periodic(work, every=0.01, name="test-periodic").start()
-    wait_until(lambda: len(runs) >= 3)
+    wait_until(lambda: len(runs) >= 3, timeout=5)
     periodic.stop()
-    count = len(runs)
-    time.sleep(0.05)
-    assert len(runs) == count
+    assert "test-periodic" not in {thread.name for thread in threading.enumerate()}  # nothing left to run it
