@@ -10,7 +10,7 @@ from app.db.session import session_scope
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
 from app.services.directory import Directory
-from tests.unit.services.test_leases import wait_until
+from tests.integration.workers import wait_until
 from tests.unit.services.test_directory_outage import NO_RULES
 
 
