@@ -96,6 +96,13 @@ def _env_positive(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _env_seconds(env: dict[str, str], name: str, default: float) -> float:
+    value = _env_number(env, name, default, float)
+    if value <= 0:
+        raise SettingsError(f"{name}={env[name]!r} must be more than 0")
+    return value
+
+
 def _env_networks(env: dict[str, str], name: str) -> tuple[Network, ...]:
     try:
         return parse_networks(env.get(name) or "")
@@ -126,6 +133,17 @@ class Settings:
     # Verified (login, password) pairs are trusted for this long in each ingress
     # process, so the slow KDF never runs per request in steady state.
     credential_cache_seconds: float = 30.0
+    # Failed logins (docs/security.md): after this many failures from one client address
+    # (an IPv6 /64), or for one login, within the window, further attempts get the API's
+    # authentication code without the KDF running (0: no limit). At most
+    # auth_kdf_concurrency password checks run at once per process; one more is answered
+    # "busy, retry" at once. Verified and refused credentials are each kept in an LRU of
+    # auth_cache_size entries per process.
+    auth_address_failures: int = 5
+    auth_login_failures: int = 10
+    auth_window_seconds: int = 60
+    auth_kdf_concurrency: int = 1
+    auth_cache_size: int = 10_000
     # Accounts, senders and carriers are re-read from the database this often.
     directory_refresh_seconds: float = 5.0
     # How long a client's message_id stays claimed in Redis (the database keeps
@@ -149,6 +167,11 @@ class Settings:
     max_mms_bytes: int = 300 * 1024
     default_max_message_length: int = 1600
     allow_private_callbacks: bool = False
+    # The callback endpoints' circuit breakers (app.domain.circuit_breaker): this many
+    # failed attempts in a row open an endpoint's breaker (0: no breakers), and while it is
+    # open one probe goes every ``callback_probe_seconds``; the others wait parked.
+    callback_breaker_failures: int = 10
+    callback_probe_seconds: float = 5.0
     log_level: str = "INFO"
     # ``smsagg up`` starts a part that died again after this delay (doubling, up to
     # 30 s), and stops the gateway when one part died ``restart_limit_burst`` times
@@ -171,6 +194,11 @@ class Settings:
     # address of the chain not in them (app.domain.forwarded). Empty: the TCP peer is
     # the client, whatever it sends.
     trusted_proxies: tuple[Network, ...] = ()
+    # GET /metrics: with a token, only requests with "Authorization: Bearer <token>";
+    # without, loopback clients only (app.web.metrics).
+    metrics_token: str | None = None
+    # Each process adds what it counted to Redis this often (and when it stops).
+    metrics_flush_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -189,6 +217,11 @@ class Settings:
             mmsc_sim_port=_env_number(env, "SMSAGG_MMSC_SIM_PORT", 2777),
             credential_cache_seconds=_env_number(env, "SMSAGG_CREDENTIAL_CACHE_SECONDS", 30.0, float),
             directory_refresh_seconds=_env_number(env, "SMSAGG_DIRECTORY_REFRESH_SECONDS", 5.0, float),
+            auth_address_failures=_env_number(env, "SMSAGG_AUTH_ADDRESS_FAILURES", 5),
+            auth_login_failures=_env_number(env, "SMSAGG_AUTH_LOGIN_FAILURES", 10),
+            auth_window_seconds=_env_positive(env, "SMSAGG_AUTH_WINDOW_SECONDS", 60),
+            auth_kdf_concurrency=_env_positive(env, "SMSAGG_AUTH_KDF_CONCURRENCY", 1),
+            auth_cache_size=_env_positive(env, "SMSAGG_AUTH_CACHE_SIZE", 10_000),
             idempotency_ttl_seconds=_env_number(env, "SMSAGG_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600),
             max_request_bytes=_env_number(env, "SMSAGG_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
             web_server=(web_server := _env_choice(env, "SMSAGG_WEB_SERVER", WEB_SERVERS)),
@@ -198,11 +231,15 @@ class Settings:
             max_mms_bytes=_env_number(env, "SMSAGG_MAX_MMS_BYTES", 300 * 1024),
             default_max_message_length=_env_number(env, "SMSAGG_DEFAULT_MAX_MESSAGE_LENGTH", 1600),
             allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),
+            callback_breaker_failures=_env_number(env, "SMSAGG_CALLBACK_BREAKER_FAILURES", 10),
+            callback_probe_seconds=_env_number(env, "SMSAGG_CALLBACK_PROBE_SECONDS", 5.0, float),
             log_level=(env.get("SMSAGG_LOG_LEVEL") or "INFO").upper(),
             secret_key=env.get("SMSAGG_SECRET_KEY") or None,
             console_secure_cookie=_env_bool(env, "SMSAGG_CONSOLE_SECURE_COOKIE", False),
             redis_appendfsync=_env_choice(env, "SMSAGG_REDIS_APPENDFSYNC", ("everysec", "always")),
             trusted_proxies=_env_networks(env, "SMSAGG_TRUSTED_PROXIES"),
+            metrics_token=env.get("SMSAGG_METRICS_TOKEN") or None,
+            metrics_flush_seconds=_env_seconds(env, "SMSAGG_METRICS_FLUSH_SECONDS", 5.0),
             restart_delay_seconds=_env_number(env, "SMSAGG_RESTART_DELAY_SECONDS", 1.0, float),
             restart_limit_burst=_env_positive(env, "SMSAGG_RESTART_LIMIT_BURST", 5),
             restart_limit_seconds=_env_number(env, "SMSAGG_RESTART_LIMIT_SECONDS", 60.0, float),

@@ -13,7 +13,10 @@
   them per interval: ``sweep_lost_callbacks_if_due``, started in ``workers.celery_app``).
 
 Deferred callbacks (order within a message, the account's share busy) go back as one
-``send_batch`` with a short countdown and some jitter.
+``send_batch`` with a short countdown and some jitter. Parked callbacks (their
+endpoint's breaker is open) are not enqueued at all: the batch whose probe closes the
+breaker enqueues them all at once (``MAX_BATCH`` per task), and the sweep also kicks a
+probe for an open endpoint to which nothing new arrives (``kick_probes``).
 
 One sender per worker process: its kept-alive connections serve every thread's
 batches, and are closed when the worker (or a pool child) stops.
@@ -37,11 +40,14 @@ from app.adapters.callback_queue import (
     SWEEP_TASK,
     enqueue_callbacks,
 )
+from app.adapters.endpoint_breakers import EndpointBreakers
 from app.adapters.redis_scripts import connect
 from app.db.session import session_scope
+from app.domain.circuit_breaker import BreakerPolicy
 from app.domain.priorities import CALLBACK_QUEUE
 from app.services.callbacks import (
     MAX_ROUNDS,
+    SWEEP_GRACE_SECONDS,
     AccountSlots,
     BatchOutcome,
     CallbackService,
@@ -65,9 +71,16 @@ def callback_sender() -> AiohttpCallbackSender:
 
 @functools.cache
 def callback_service() -> CallbackService:
-    """One per worker process (its per-account slots are process-wide)."""
-    return CallbackService(get_settings().database_url, callback_sender(), slots=AccountSlots(BATCHES_PER_ACCOUNT),
-                           per_batch=MAX_ROUNDS * DEFAULT_PER_ACCOUNT)
+    """One per worker process (its per-account slots are process-wide); the endpoints'
+    breakers are shared by every worker, in Redis."""
+    settings = get_settings()
+    breakers = None
+    if settings.callback_breaker_failures:
+        policy = BreakerPolicy(failures_to_open=settings.callback_breaker_failures,
+                               probe_interval=settings.callback_probe_seconds)
+        breakers = EndpointBreakers(_redis(), policy, prefix=settings.key_prefix)
+    return CallbackService(settings.database_url, callback_sender(), slots=AccountSlots(BATCHES_PER_ACCOUNT),
+                           per_batch=MAX_ROUNDS * DEFAULT_PER_ACCOUNT, breakers=breakers)
 
 
 @worker_process_shutdown.connect
@@ -98,6 +111,9 @@ def _follow_up(outcome: BatchOutcome) -> int:
             send_batch.apply_async((ids[start:start + MAX_BATCH],), countdown=countdown)
     if outcome.deferred:
         send_batch.apply_async((outcome.deferred,), countdown=outcome.defer_seconds + random.uniform(0, 1))
+    if outcome.released:
+        enqueue_callbacks(_redis(), outcome.released)
+        log.info("callbacks: %d parked callback(s) released (their endpoint answers again)", len(outcome.released))
     return len(outcome.delivered) + len(outcome.retries) + len(outcome.dead)
 
 
@@ -121,10 +137,10 @@ def send_one(callback_id: str) -> int:
     return _send([callback_id])
 
 
-def sweep_lost_callbacks() -> int:
+def sweep_lost_callbacks(*, grace_seconds: float = SWEEP_GRACE_SECONDS, limit: int = 1000) -> int:
     """Pending callbacks past due (lost task, dead sender): enqueued again."""
     with session_scope(get_settings().database_url) as session:
-        ids = sweep_due(session, datetime.now(UTC))
+        ids = sweep_due(session, datetime.now(UTC), grace_seconds=grace_seconds, limit=limit)
     if ids:
         log.warning("callbacks sweeper: %d pending callback(s) past due, enqueued again", len(ids))
         enqueue_callbacks(_redis(), ids)
@@ -132,20 +148,33 @@ def sweep_lost_callbacks() -> int:
 
 
 SWEEP_BELOW_WAITING_TASKS = 50
-"""The periodic sweep waits while more task messages than this wait on the queue: a
-backlog is being worked, and what looks lost is most likely waiting in it (sweeping
-then would only add to it)."""
+"""While more task messages than this wait on the queue, a backlog is being worked and
+what looks lost is most likely waiting in it: the periodic sweep then takes only
+callbacks past due for ``BACKLOG_SWEEP_GRACE_SECONDS``, one batch at a time, so one
+whose task really was lost (its push failed while Redis was away, a killed worker's
+countdown) waits a minute, not until the backlog is gone."""
+BACKLOG_SWEEP_GRACE_SECONDS = 60
 
 
 def sweep_lost_callbacks_if_due(every: float) -> int | None:
-    """:func:`sweep_lost_callbacks`, by one worker of the gateway per interval (a lock in
-    Redis), unless the callbacks queue has a backlog."""
+    """:func:`sweep_lost_callbacks` (and :func:`kick_probes`), by one worker of the
+    gateway per interval (a lock in Redis); under a backlog, only the long-lost."""
     lock = f"{get_settings().key_prefix}callbacks:sweeping"
-    if _redis().llen(CALLBACK_QUEUE) > SWEEP_BELOW_WAITING_TASKS:
-        return None
     if not _redis().set(lock, "1", nx=True, px=max(1, int(every * 1000) - 100)):
         return None
+    kick_probes()
+    if _redis().llen(CALLBACK_QUEUE) > SWEEP_BELOW_WAITING_TASKS:
+        return sweep_lost_callbacks(grace_seconds=BACKLOG_SWEEP_GRACE_SECONDS, limit=MAX_BATCH)
     return sweep_lost_callbacks()
+
+
+def kick_probes() -> int:
+    """An open endpoint whose probe is due and to which nothing new arrives: one of its
+    parked callbacks is enqueued to carry the probe."""
+    ids = callback_service().kick_probes()
+    if ids:
+        enqueue_callbacks(_redis(), ids)
+    return len(ids)
 
 
 @celery.task(name=SWEEP_TASK, base=SmsaggTask, queue=CALLBACK_QUEUE)

@@ -72,4 +72,5 @@ import workers.bulk_tasks  # noqa: E402,F401  (bulk fan-out, schedule release in
 import workers.callback_tasks  # noqa: E402,F401  (DR/MO callbacks: send, retry, sweep)
 import workers.heartbeat  # noqa: E402,F401  (workers and beat say they are alive: smsagg status)
 import workers.inbound_tasks  # noqa: E402,F401  (receipts and MO)
+import workers.metrics  # noqa: E402,F401  (every process's counts flushed to Redis: GET /metrics)
 import workers.tasks  # noqa: E402,F401  (registers the tasks on this app)

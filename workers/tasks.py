@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from celery import Task
 
-from app.adapters import stage_queue
+from app.adapters import metrics, stage_queue
 from app.adapters.stage_queue import SWEEP_TASK
 from app.domain.priorities import INTERACTIVE_QUEUES, Priority
 from app.services.delivery import Outcome
@@ -70,6 +70,7 @@ def _register(priority: Priority) -> tuple[Task, Task]:
         stages = worker_services().stages
         for delay, ids in retry_groups(outcomes).items():
             stages.later(priority.queue, [retry_item(message_id) for message_id in ids], delay)
+            metrics.RETRIES.inc(priority.queue, amount=len(ids))
 
     @celery.task(name=priority.task_name, base=SmsaggTask, queue=priority.queue, bind=True)
     def drain(self) -> int:

@@ -272,6 +272,10 @@ class RedisKeys:
     def parts_index(self) -> str:
         return f"{self.prefix}parts"
 
+    def metrics(self) -> str:
+        """Every process's counters, merged (app.adapters.metrics): a hash."""
+        return f"{self.prefix}metrics"
+
 
 class RedisStore:
     """The Redis operations of the ingress and the workers."""

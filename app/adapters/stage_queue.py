@@ -69,6 +69,7 @@ from typing import Any, Collection, Iterator
 import redis
 
 from app.adapters.celery_wire import task_message
+from app.adapters.metrics import DEAD_LETTERS
 from app.adapters.redis_scripts import KICK_DRAIN_LUA, LuaScript, RedisKeys
 from app.domain.priorities import INBOUND_QUEUE, Priority
 from app.domain.task_names import INBOUND_DRAIN_TASK
@@ -370,11 +371,13 @@ class StageQueue:
         inflight = self.keys.stage_inflight(queue, task_id) if task_id else ""
         entry = dead_letter_entry(queue, "item", error, item=raw)
         self._set_aside(self.client, [inflight, self.keys.stage_dead(queue)], [raw, entry])
+        DEAD_LETTERS.inc(queue)
 
     def set_aside_task(self, queue: str, task: str, args: list, error: BaseException) -> None:
         """A task that cannot be done (not a drain): kept with its arguments, to replay."""
         entry = dead_letter_entry(queue, "task", error, task=task, args=args)
         self._set_aside(self.client, ["", self.keys.stage_dead(queue)], ["", entry])
+        DEAD_LETTERS.inc(queue)
 
     def dead_letters(self, queue: str, limit: int = 1000) -> list[DeadLetter]:
         """Newest first."""
@@ -454,14 +457,32 @@ class StageQueue:
             pipe.llen(self.keys.stage_pending(queue))
             pipe.zcard(self.keys.stage_later(queue))
             pipe.llen(self.keys.stage_dead(queue))
+            pipe.lindex(self.keys.stage_pending(queue), -1)
             for inflight, _, _ in held:
                 pipe.llen(inflight)
-            waiting, delayed, dead, *claimed = pipe.execute()
+            waiting, delayed, dead, next_item, *claimed = pipe.execute()
             oldest = min((at for _, at, _ in held), default=None)
+            waiting_since = item_time(next_item)
             depths.append(StageDepth(queue, int(waiting), sum(claimed), len(held),
                                      None if oldest is None else round(now - oldest, 1),
-                                     sum(1 for _, _, deadline in held if deadline < now), int(delayed), int(dead)))
+                                     sum(1 for _, _, deadline in held if deadline < now), int(delayed), int(dead),
+                                     None if waiting_since is None else round(max(0.0, now - waiting_since), 1)))
         return depths
+
+
+ITEM_TIME_FIELDS = ("accepted_at", "received_at")
+"""When an item entered its stage: an MT payload's acceptance, an inbound item's arrival."""
+
+
+def item_time(raw: str | bytes | None) -> float | None:
+    """When ``raw`` (a stage item) entered its stage, if it says (a retry item does not)."""
+    if raw is None:
+        return None
+    try:
+        entry = decode(raw)
+    except ValueError:
+        return None
+    return next((float(entry[name]) for name in ITEM_TIME_FIELDS if isinstance(entry.get(name), (int, float))), None)
 
 
 @dataclass(frozen=True)
@@ -474,3 +495,9 @@ class StageDepth:
     lapsed: int = 0
     delayed: int = 0
     dead: int = 0
+    oldest_waiting_seconds: float | None = None  # the next item to be claimed, when it says when it came
+
+    @property
+    def oldest_seconds(self) -> float:
+        """The oldest item's age, waiting or claimed (0: none that says)."""
+        return max(self.oldest_waiting_seconds or 0.0, self.oldest_claim_seconds or 0.0)

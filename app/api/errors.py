@@ -37,6 +37,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "destinations_refused": (422, "every phone number was refused, for different reasons; destinations lists them"),
     "throttled": (429, "the account's token bucket is empty; retry_after (and Retry-After) says when to retry"),
     "internal_error": (500, "a bug: nothing was queued"),
+    "authentication_busy": (503, "every password check of this ingress process is busy (HTTP Basic whose "
+                                 "credentials are not cached yet); retry after Retry-After seconds"),
     "unavailable": (503, "Redis or the database could not be reached; retry later with the same idempotency key "
                          "(if the message did get through, the retry answers duplicate)"),
     "outcome_unknown": (504, "Redis took the batch and its answer was lost: it may be queued; retry with the "

@@ -87,7 +87,7 @@ def _error_responses(op: Operation, error_ref: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {
                 "allOf": [{"$ref": error_ref}, {"properties": {"error": {"enum": codes}}}]}}},
         }
-        if status == 429:
+        if status in (429, 503):
             response["headers"] = {"Retry-After": {"description": "seconds", "schema": {"type": "string"}}}
         if status == 401:
             response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}

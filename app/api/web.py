@@ -9,7 +9,11 @@ exist without its spec entry (``tests/unit/api/test_spec.py`` also walks Flask's
 Authentication: ``Authorization: Bearer <API key>`` (:mod:`app.api.keys`), or HTTP Basic
 with the account's login and password (what the older status API took, so its clients
 keep working). Only the ``Authorization`` header carries credentials: one header for
-proxies and logs to treat as secret. Then the account's IP allowlist and the
+proxies and logs to treat as secret. Both go through the process's guard
+(docs/security.md): Basic credentials are limited like the MT API's (a locked-out login
+or address is ``unauthorized`` without the KDF running; every password check busy is
+``authentication_busy``, 503 with ``Retry-After``); a refused API key costs one SHA-256
+and counts as a failure of the client's address. Then the account's IP allowlist and the
 operator's denylist apply, as on the MT API.
 """
 
@@ -35,6 +39,8 @@ from app.api.errors import ERROR_CODES, ApiError
 from app.api.keys import KeyRing, claimed_key_id
 from app.api.service import MessagesApi
 from app.bulk.settings import get_bulk_settings
+from app.domain.auth_limits import Scope
+from app.services.auth_guard import KdfBusy
 from app.services.directory import AccountView
 
 log = logging.getLogger(__name__)
@@ -63,7 +69,7 @@ class Operation:
 
 
 OPERATIONS: list[Operation] = []
-_AUTH_ERRORS = ("unauthorized", "forbidden")
+_AUTH_ERRORS = ("unauthorized", "forbidden", "authentication_busy")
 _ALWAYS = ("internal_error", "unavailable")
 
 
@@ -106,12 +112,15 @@ def _authenticate() -> AccountView:
         token = credentials.strip()
         holder = current_app.extensions["rest_api"]["keys"].authenticate(token)
         if holder is None:
-            log.info("API key %s refused", claimed_key_id(token) or "(malformed)")
+            key_id = claimed_key_id(token) or "(malformed)"
+            log.info("API key %s refused", key_id)
+            current_app.extensions["smsagg"]["auth_guard"].record_failure(Scope.ACCOUNT, f"apikey:{key_id}",
+                                                                          request.remote_addr)
         account = holder.account if holder else None
     elif scheme.lower() == "basic" and request.authorization is not None:
         auth = request.authorization
         if auth.username and auth.password is not None and "\x00" not in auth.username + auth.password:
-            account = current_app.extensions["smsagg"]["directory"].authenticate(auth.username, auth.password)
+            account = _basic_account(auth.username, auth.password)
     if account is None:
         raise ApiError("unauthorized", "Authorization: Bearer <API key>, or HTTP Basic with the account's "
                                        "login and password", headers={"WWW-Authenticate": _CHALLENGE})
@@ -119,6 +128,14 @@ def _authenticate() -> AccountView:
     if not account.allows_ip(request.remote_addr) or directory.ip_denied(request.remote_addr):
         raise ApiError("forbidden", f"client IP {request.remote_addr} is not allowed for this account")
     return account
+
+
+def _basic_account(login: str, password: str) -> AccountView | None:
+    try:
+        return current_app.extensions["smsagg"]["directory"].authenticate(login, password, request.remote_addr)
+    except KdfBusy as busy:
+        raise ApiError("authentication_busy", str(busy), {"retry_after": busy.retry_after},
+                       headers={"Retry-After": str(busy.retry_after)}) from None
 
 
 def _json(model: BaseModel, status: int = 200) -> Response:

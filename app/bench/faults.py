@@ -390,6 +390,8 @@ SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (
     Scenario("smsc-down", (kill_part("smsc-sim", at=10, down=60),)),
     Scenario("client-down", (client_down(at=10, down=600),), callback_interval=5, callback_retries=150,
              wait_after=1200),
+    Scenario("client-down-60s", (client_down(at=10, down=60),), callback_interval=5, callback_retries=150,
+             wait_after=600),
     Scenario("kill-web", (kill_part("web", at=10),)),
     Scenario("postgres-restart", (_postgres_restart(at=10),), postgres=True),
 )}

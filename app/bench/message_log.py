@@ -27,14 +27,17 @@ import redis
 from sqlalchemy import create_engine, insert, text
 
 from app.adapters.redis_scripts import RedisStore
+from app.bulk.directory import BulkDirectory
 from app.db import migrate
 from app.db.models import Message
 from app.db.session import session_scope
 from app.services import accounts as svc
 from app.services.accounts import AccountOptions
+from app.services.auth_guard import build_guard
 from app.services.directory import Directory
 from app.services.message_log import MessageLog
 from app.services.submit import SubmitService
+from app.settings import Settings
 
 
 def _prepare(database_url: str, rows: int) -> None:
@@ -66,7 +69,9 @@ def _round(service: SubmitService, count: int, tag: str) -> tuple[float, float]:
 def measure(name: str, database_url: str, client: redis.Redis, prefix: str, rows: int, count: int,
             rounds: int) -> None:
     _prepare(database_url, rows)
-    directory = Directory(database_url, credential_ttl=3600, refresh_seconds=3600)
+    rules = BulkDirectory(database_url, refresh_seconds=3600, default_price_units=1)
+    directory = Directory(database_url, guard=build_guard(client, prefix, Settings()), credential_ttl=3600,
+                          credential_cache_size=1000, refresh_seconds=3600, rules=rules)
     store = RedisStore(client, prefix)
     services = {"without": SubmitService(directory, store, claim_ttl_seconds=600, max_mms_bytes=300 * 1024),
                 "with": SubmitService(directory, store, claim_ttl_seconds=600, max_mms_bytes=300 * 1024,

@@ -12,7 +12,9 @@ request never waits for the fan-out: 10,000 destinations cost one script call.
 
 Checks, in the order that decides the code: client IP denylist (16), the request's own
 form (1702, 1703, 1704, 1708, 1707, 1705, schedule 1702, destination list 1706),
-credentials (1709), the account's IP allowlist (18), the source registered to the
+credentials (1709; also for a login or address locked out after too many failures and
+when every password check slot is busy, docs/security.md: 1709 is the one code the seed
+asks clients to retry), the account's IP allowlist (18), the source registered to the
 account (1707), the account's maximum length (1705), templates (1033), spam rules
 (1028); then per destination: syntax (1706) and repeats in the request (1041) from the
 parser, DND (1732), opt-out (1042), duplicate window (1041), credit (1725).
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.adapters import stage_queue
+from app.adapters import metrics, stage_queue
 from app.adapters.redis_scripts import NotSent, OutcomeUnknown
 from app.bulk import payloads
 from app.bulk.directory import BulkDirectory
@@ -54,6 +56,7 @@ from app.bulk.request import (
 )
 from app.domain.priorities import Priority
 from app.bulk.schedule import InvalidSchedule, due_epoch
+from app.services.auth_guard import KdfBusy
 from app.services.directory import AccountView, Directory
 
 log = logging.getLogger(__name__)
@@ -134,7 +137,10 @@ class BulkSubmitService:
             return BulkReply(format_refusal(BulkCode.INTERNAL_ERROR))
 
     def authorize(self, username: str, password: str, client_ip: str | None) -> AccountView:
-        account = self.directory.authenticate(username, password)
+        try:
+            account = self.directory.authenticate(username, password, client_ip)
+        except KdfBusy:
+            raise BulkRejected(BulkCode.USER_VALIDATION_FAILED, f"password check busy for {username!r}") from None
         if account is None:
             raise BulkRejected(BulkCode.USER_VALIDATION_FAILED, f"credentials refused for {username!r}")
         if not account.allows_ip(client_ip):
@@ -187,6 +193,7 @@ class BulkSubmitService:
             (codes[d.index], d.given, payloads.message_id(batch_id, d.index) if codes[d.index] == 1701 else "")
             for d in request.destinations
         ]
+        metrics.ACCEPTED.inc(priority.value, amount=sum(1 for code, _, _ in entries if code == 1701))
         return BulkDecision(batch_id, entries, due, scheduled)
 
     def _run_script(

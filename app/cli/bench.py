@@ -7,7 +7,7 @@ import json
 
 import click
 
-from app.bench import bulk, dr_leg, e2e, faults, ingress, rest, throttle
+from app.bench import auth, bulk, dr_leg, e2e, faults, ingress, rest, throttle
 from app.cli import common
 
 BENCHMARKS = {"ingress": ingress.run, "e2e": e2e.run, "bulk": bulk.run, "throttle": throttle.run,
@@ -50,6 +50,35 @@ def web(port, workers, threads) -> None:
     serve("127.0.0.1", port, server=settings.web_server, workers=workers or settings.web_workers,
           threads=threads or settings.web_threads, max_request_line=settings.max_request_line,
           factory=create_bench_app)
+
+
+@bench.command("metrics")
+@click.option("--submits", type=int, default=300, show_default=True, help="Submits per round.")
+@click.option("--rounds", type=int, default=20, show_default=True, help="Rounds without, then with, the hooks.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
+def metrics_command(submits, rounds, as_json) -> None:
+    """What the metrics hooks cost a submit, against the same submits without them."""
+    from app.bench.metrics import run
+
+    figures = run(submits, rounds, click.echo)
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("auth")
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Measured time per round.")
+@click.option("--concurrency", type=int, default=16, show_default=True, help="The client's connections.")
+@click.option("--rate", type=float, default=20.0, show_default=True, help="The attacker's wrong passwords per second.")
+@click.option("--spread", is_flag=True, help="The attacker comes from a new IPv6 /64 for every submit.")
+@click.option("--unguarded", is_flag=True, help="Also run it with the failure limits off and the KDF unbounded.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures, last.")
+def auth_command(seconds, concurrency, rate, spread, unguarded, as_json) -> None:
+    """A client's accepted submits/s alone and while an attacker sends wrong passwords,
+    and the ratio (docs/security.md; target 0.90 or more)."""
+    figures = auth.run(seconds=seconds, concurrency=concurrency, echo=click.echo, rate=rate, spread=spread,
+                        unguarded=unguarded)
+    if as_json:
+        click.echo(json.dumps(figures))
 
 
 @bench.command("faults")

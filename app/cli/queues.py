@@ -14,7 +14,8 @@ from app.cli.common import print_table, settings, unit_of_work
 from app.db.models import Callback
 from app.domain.priorities import ALL_QUEUES, CALLBACK_QUEUE
 
-_COLUMNS = ["queue", "waiting", "claimed", "batches", "oldest_claim_s", "lapsed", "delayed", "dead", "task_messages"]
+_COLUMNS = ["queue", "waiting", "oldest_waiting_s", "claimed", "batches", "oldest_claim_s", "lapsed", "delayed", "dead",
+            "task_messages"]
 
 
 def _stages() -> tuple[StageQueue, object]:
@@ -33,7 +34,7 @@ def _queue_argument(value: str) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def queues(context, as_json) -> None:
-    """Per queue: items waiting to be drained; items claimed by running drain tasks, the
+    """Per queue: items waiting to be drained and how long the next one has waited; items claimed by running drain tasks, the
     age of the oldest claim and how many claims' leases lapsed (about to be given back);
     items delayed (retries, throttled); dead letters (set aside: see ``queues dead``;
     for callbacks, with the dead callbacks); and Celery task messages waiting."""
@@ -49,8 +50,9 @@ def queues(context, as_json) -> None:
         dead = depth.dead if depth else stages.dead_count(queue)
         if queue == CALLBACK_QUEUE:
             dead += int(dead_callbacks or 0)
-        rows.append([queue, *((depth.waiting, depth.claimed, depth.batches, depth.oldest_claim_seconds, depth.lapsed,
-                               depth.delayed) if depth else (None,) * 6), dead, client.llen(queue)])
+        rows.append([queue, *((depth.waiting, depth.oldest_waiting_seconds, depth.claimed, depth.batches,
+                               depth.oldest_claim_seconds, depth.lapsed, depth.delayed) if depth else (None,) * 7),
+                     dead, client.llen(queue)])
     print_table("queues", _COLUMNS, rows, as_json)
 
 

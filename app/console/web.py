@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from flask import (
     Blueprint,
     Flask,
@@ -41,7 +41,9 @@ from app.bulk.store import BulkStore
 from app.console import auth, operators, views
 from app.console.models import Operator
 from app.db.session import session_scope
+from app.domain.auth_limits import Scope
 from app.domain.states import MessageState
+from app.services.auth_guard import AuthGuard, KdfBusy, LockedOut
 from app.services import callbacks as callbacks_svc
 from app.services.errors import InvalidValue, NotFound
 
@@ -50,7 +52,6 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("console", __name__, url_prefix=auth.CONSOLE_PREFIX, template_folder="templates",
                       static_folder="static", static_url_path="/static")
 
-LoginGate = Callable[[str, str | None], bool]
 PUBLIC_ENDPOINTS = frozenset({"console.login", "console.static"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -63,7 +64,7 @@ SECURITY_HEADERS = {
 STATE_NAMES = {int(state): state.name.lower() for state in MessageState}
 
 
-def install(app: Flask, *, login_gate: LoginGate | None = None) -> None:
+def install(app: Flask) -> None:
     """The console on ``app``. Without a usable session key (``SMSAGG_SECRET_KEY`` unset
     and ``SMSAGG_HOME`` not writable) the console answers 503 saying so, and the rest
     of the ingress runs as ever."""
@@ -78,7 +79,7 @@ def install(app: Flask, *, login_gate: LoginGate | None = None) -> None:
     else:
         auth.configure_sessions(app, key=key, secure_cookie=settings.console_secure_cookie)
     store = app.extensions["smsagg"]["store"]
-    app.extensions["console"] = {"login_gate": login_gate, "bulk_store": BulkStore(store.client, settings.key_prefix),
+    app.extensions["console"] = {"bulk_store": BulkStore(store.client, settings.key_prefix),
                                  "unavailable": unavailable}
     app.register_blueprint(blueprint)
 
@@ -187,19 +188,28 @@ def _safe_next(target: str | None) -> str:
     return url_for("console.status")
 
 
+def _check_operator(name: str, password: str) -> tuple[int, str, str] | None:
+    """The operator's id, login and session stamp, or ``None``; runs the KDF."""
+    with _unit_of_work() as session:
+        operator = operators.authenticate(session, name, password, datetime.now(UTC))
+        return (operator.id, operator.login, operators.session_stamp(operator)) if operator else None
+
+
 @blueprint.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "GET":
         return render_template("console/login.html", next=request.args.get("next", ""))
     name, password = request.form.get("login", ""), request.form.get("password", "")
     next_page = request.form.get("next", "")
-    gate: LoginGate | None = current_app.extensions["console"]["login_gate"]
-    if gate is not None and not gate(name, request.remote_addr):
+    guard: AuthGuard = current_app.extensions["smsagg"]["auth_guard"]
+    try:
+        found = guard.attempt(Scope.OPERATOR, name, request.remote_addr, lambda: _check_operator(name, password))
+    except LockedOut:
         return render_template("console/login.html", next=next_page,
                                error="Too many attempts: wait a while and try again."), 429
-    with _unit_of_work() as session:
-        operator = operators.authenticate(session, name, password, datetime.now(UTC))
-        found = (operator.id, operator.login, operators.session_stamp(operator)) if operator else None
+    except (KdfBusy, redis.RedisError):
+        return render_template("console/login.html", next=next_page,
+                               error="The login check is busy or unavailable: try again in a moment."), 503
     if found is None:
         log.warning("console: failed login for %r from %s", name[:64], request.remote_addr)
         return render_template("console/login.html", next=next_page, error="Wrong login or password."), 200

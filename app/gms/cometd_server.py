@@ -64,6 +64,9 @@ from app.gms.config import GmsOptions, load_config
 from app.gms.domain import GmsError
 from app.gms.registry import Registry
 from app.gms.store import CometdCommands
+from app.adapters.redis_scripts import connect
+from app.domain.forwarded import client_address
+from app.services.auth_guard import build_guard
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -216,6 +219,7 @@ class CometdServer:
     def __init__(self, settings: Settings, options: GmsOptions, registry: Registry, client: aioredis.Redis):
         self.options = options
         self.registry = registry
+        self.trusted_proxies = settings.trusted_proxies
         self.redis = client
         self.commands = CometdCommands(settings.key_prefix)
         self.parked = ParkedPolls(options.cometd_max_parked)
@@ -321,7 +325,9 @@ async def _body(request: web.Request) -> bytes:
 async def cometd(request: web.Request) -> web.StreamResponse:
     server = request.app[_SERVER]
     try:
-        caller = await asyncio.to_thread(http.caller, server.registry, request.headers)
+        address = client_address(request.remote, request.headers.getall("X-Forwarded-For", []),
+                                 server.trusted_proxies)
+        caller = await asyncio.to_thread(http.caller, server.registry, request.headers, address)
         body = await _body(request)
     except GmsError as error:
         return _error(error)
@@ -358,7 +364,9 @@ async def _json_errors(request: web.Request, handler):
 
 def build_app(settings: Settings) -> web.Application:
     config = load_config(settings.home)
-    registry = Registry(settings.database_url, config, credential_ttl=settings.credential_cache_seconds,
+    guard = build_guard(connect(settings.require_redis_url(), retries=0), settings.key_prefix, settings)
+    registry = Registry(settings.database_url, config, guard=guard, credential_ttl=settings.credential_cache_seconds,
+                        credential_cache_size=settings.auth_cache_size,
                         refresh_seconds=settings.directory_refresh_seconds)
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.require_redis_url(), max_connections=REDIS_CONNECTIONS, timeout=5,

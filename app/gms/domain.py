@@ -108,6 +108,19 @@ class AccessCodesExhausted(GmsError):
     status, code = 503, "access_codes_exhausted"
 
 
+class AuthenticationBusy(GmsError):
+    """Every password check slot of the process is taken (docs/security.md): 503 with
+    ``Retry-After``, at once, instead of a request thread queued behind the KDF."""
+
+    status, code = 503, "authentication_busy"
+
+
+class AuthenticationUnavailable(GmsError):
+    """The failed-login counts (Redis) cannot be read, so the password is not checked."""
+
+    status, code = 503, "authentication_unavailable"
+
+
 class PayloadTooLarge(GmsError):
     status, code = 413, "payload_too_large"
 

@@ -5,7 +5,10 @@ case-insensitive ``get``) to these functions, so a client gets the same identity
 the same refusals on either port.
 
 * :func:`principal`: HTTP Basic credentials of an app or an agent, checked by the
-  :class:`~app.gms.registry.Registry` (401 ``unauthorized`` otherwise).
+  :class:`~app.gms.registry.Registry` behind the guard (docs/security.md): 401
+  ``unauthorized`` for wrong ones and for an address or name locked out after too many
+  failures; 503 ``authentication_busy`` with ``Retry-After`` when the password check is
+  busy; 503 ``authentication_unavailable`` when Redis is away and the caches cannot answer.
 * :func:`caller`: an app and its ``gms_user`` (header ``gms_user``, ``gms-user`` as
   some proxies rename it, or ``X-GMS-User``; the app's name when none is sent).
 * :func:`body_too_large`: the 413 for a body over the limit.
@@ -18,30 +21,43 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
+import redis
 from werkzeug.datastructures import Authorization
 
-from app.gms.domain import GmsError, PayloadTooLarge, Unauthorized
+from app.gms.domain import (
+    AuthenticationBusy,
+    AuthenticationUnavailable,
+    GmsError,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from app.gms.registry import Principal, Registry
 from app.gms.services import Caller
+from app.services.auth_guard import KdfBusy
 
 USER_HEADERS = ("gms_user", "gms-user", "X-GMS-User")
 REALM = "smsagg-gms"
 
 
-def principal(registry: Registry, kind: str, headers: Mapping[str, str]) -> Principal:
-    """The authenticated app or agent (``kind``) of a request. May run the password
-    KDF on a cache miss: the asyncio server calls it from a thread."""
+def principal(registry: Registry, kind: str, headers: Mapping[str, str], address: str | None) -> Principal:
+    """The authenticated app or agent (``kind``) of a request from client ``address``.
+    May run the password KDF on a cache miss: the asyncio server calls it from a thread."""
     auth = Authorization.from_header(headers.get("Authorization"))
     if auth is None or auth.type != "basic" or not auth.username:
         raise Unauthorized(f"HTTP Basic credentials of a GMS {kind} are required")
-    found = registry.authenticate(kind, auth.username, auth.password or "")
+    try:
+        found = registry.authenticate(kind, auth.username, auth.password or "", address)
+    except KdfBusy as busy:
+        raise AuthenticationBusy(str(busy), retry_after=busy.retry_after) from None
+    except redis.RedisError as error:
+        raise AuthenticationUnavailable(f"credentials cannot be checked now: {error}", retry_after=1) from None
     if found is None:
         raise Unauthorized(f"unknown {kind} or wrong password")
     return found
 
 
-def caller(registry: Registry, headers: Mapping[str, str]) -> Caller:
-    app = principal(registry, "app", headers)
+def caller(registry: Registry, headers: Mapping[str, str], address: str | None) -> Caller:
+    app = principal(registry, "app", headers, address)
     user = ""
     for header in USER_HEADERS:
         user = (headers.get(header) or "").strip()

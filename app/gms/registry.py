@@ -2,10 +2,13 @@
 agents (credentials), resource groups. Management functions (used by the CLI) take a
 ``Session``; :class:`Registry` is the cached read side used per request.
 
-Credentials: a verified (name, password) is trusted in-process for
-``credential_ttl`` seconds, keyed by a SHA-256 digest of the pair (never the
-password), as the ingress does (DESIGN.md), so the scrypt KDF does not run per
-request. Resource groups are re-read every ``refresh_seconds``.
+Credentials go through the ingress's own guard and credential cache
+(:mod:`app.services.auth_guard`, one scope for apps and one for agents): a verified
+(name, password) is trusted in-process for ``credential_ttl`` seconds, keyed by a digest
+of the pair (never the password), so the scrypt KDF does not run per request, and failed
+logins are limited per address and per name before it runs (docs/security.md). Resource
+groups are a :class:`~app.services.snapshot.TimedSnapshot` re-read every
+``refresh_seconds``.
 
 A resource group may come from the database (``smsagg gms group add``) or from
 gms.ini; a name defined in gms.ini cannot also be added to the database.
@@ -13,10 +16,8 @@ gms.ini; a name defined in gms.ini cannot also be added to the database.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,10 +26,11 @@ from app.db.session import session_scope
 from app.gms.config import GmsConfig, parse_numbers
 from app.gms.domain import GmsError, ResourceGroup, Strategy, validate_name
 from app.gms.models import GmsAccessNumber, GmsAgent, GmsApp, GmsResourceGroup
+from app.domain.auth_limits import Scope
+from app.services.auth_guard import AuthGuard, CredentialCache, StoredCredential
 from app.services.errors import AlreadyExists, InvalidValue, NotFound
-from app.services.passwords import dummy_hash, hash_password, verify_password
-
-_MAX_CACHED = 10_000
+from app.services.passwords import hash_password
+from app.services.snapshot import TimedSnapshot
 
 
 def _valid(name: str, what: str) -> str:
@@ -158,46 +160,34 @@ class Principal:
 class Registry:
     """Cached credentials and resource groups for the web layer."""
 
-    def __init__(self, database_url: str, config: GmsConfig, *, credential_ttl: float, refresh_seconds: float):
+    def __init__(self, database_url: str, config: GmsConfig, *, guard: AuthGuard, credential_ttl: float,
+                 credential_cache_size: int, refresh_seconds: float):
         self.database_url = database_url
         self.config = config
-        self.credential_ttl = credential_ttl
-        self.refresh_seconds = refresh_seconds
-        self._lock = threading.Lock()
-        self._verified: dict[bytes, tuple[float, Principal | None]] = {}
-        self._groups: dict[str, ResourceGroup] = {}
-        self._groups_at = float("-inf")
+        self._credentials = {
+            kind: CredentialCache(scope, partial(self._stored, kind, model), guard, ttl=credential_ttl,
+                                  size=credential_cache_size)
+            for kind, scope, model in (("app", Scope.GMS_APP, GmsApp), ("agent", Scope.GMS_AGENT, GmsAgent))
+        }
+        self._groups = TimedSnapshot(self._load_groups, refresh_seconds, outlive_outages=True,
+                                    name="GMS resource groups")
 
-    def authenticate(self, kind: str, name: str, password: str) -> Principal | None:
-        digest = hashlib.sha256(f"{kind}\0{name}\0{password}".encode()).digest()
-        now = time.monotonic()
-        with self._lock:
-            cached = self._verified.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        principal = self._verify(kind, name, password)
-        with self._lock:
-            if len(self._verified) >= _MAX_CACHED:
-                self._verified.clear()
-            self._verified[digest] = (now + self.credential_ttl, principal)
-        return principal
+    def authenticate(self, kind: str, name: str, password: str, address: str | None) -> Principal | None:
+        """The enabled app or agent (``kind``), or ``None``. Raises
+        :class:`~app.services.auth_guard.KdfBusy` when the password check is busy."""
+        return self._credentials[kind].authenticate(name, password, address)
 
-    def _verify(self, kind: str, name: str, password: str) -> Principal | None:
-        model = GmsApp if kind == "app" else GmsAgent
+    def _stored(self, kind: str, model: type, name: str) -> StoredCredential[Principal] | None:
         with session_scope(self.database_url) as session:
             row = session.scalar(select(model).where(model.name == name))
-            stored = row.password_hash if row is not None else dummy_hash()
-            nickname = getattr(row, "nickname", name) if row is not None else name
-            enabled = bool(row is not None and row.enabled)
-        if verify_password(password, stored) and enabled:
-            return Principal(kind, name, nickname)
-        return None
+            if row is None:
+                return None
+            principal = Principal(kind, name, getattr(row, "nickname", name)) if row.enabled else None
+            return StoredCredential(principal, row.password_hash)
 
     def group(self, name: str) -> ResourceGroup | None:
-        now = time.monotonic()
-        if now - self._groups_at >= self.refresh_seconds:
-            with session_scope(self.database_url) as session:
-                groups = all_groups(session, self.config)
-            with self._lock:
-                self._groups, self._groups_at = groups, now
-        return self._groups.get(name)
+        return self._groups.get().get(name)
+
+    def _load_groups(self) -> dict[str, ResourceGroup]:
+        with session_scope(self.database_url) as session:
+            return all_groups(session, self.config)

@@ -39,6 +39,7 @@ from app.gms.domain import (
 from app.gms.registry import Principal, Registry
 from app.gms.services import Caller, MobileServices
 from app.gms.store import GmsStore
+from app.services.auth_guard import AuthGuard
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,12 @@ CHAT_ACTIONS = ("send", "refresh", "startTyping", "stopTyping", "disconnect")
 class GmsRuntime:
     """Everything the endpoints need, built once per Flask app."""
 
-    def __init__(self, settings, redis_client):
+    def __init__(self, settings, redis_client, guard: AuthGuard):
         self.config = load_config(settings.home)
         self.store = GmsStore(redis_client, settings.key_prefix)
-        self.registry = Registry(settings.database_url, self.config,
+        self.registry = Registry(settings.database_url, self.config, guard=guard,
                                  credential_ttl=settings.credential_cache_seconds,
+                                 credential_cache_size=settings.auth_cache_size,
                                  refresh_seconds=settings.directory_refresh_seconds)
         self.services = MobileServices(self.store, self.registry, self.config)
 
@@ -63,7 +65,7 @@ class GmsRuntime:
 @blueprint.record_once
 def _setup(state) -> None:
     smsagg = state.app.extensions["smsagg"]
-    state.app.extensions["gms"] = GmsRuntime(smsagg["settings"], smsagg["store"].client)
+    state.app.extensions["gms"] = GmsRuntime(smsagg["settings"], smsagg["store"].client, smsagg["auth_guard"])
 
 
 def runtime() -> GmsRuntime:
@@ -96,11 +98,11 @@ def _too_large(_error):
 
 
 def _principal(kind: str) -> Principal:
-    return http.principal(runtime().registry, kind, request.headers)
+    return http.principal(runtime().registry, kind, request.headers, request.remote_addr)
 
 
 def _caller() -> Caller:
-    return http.caller(runtime().registry, request.headers)
+    return http.caller(runtime().registry, request.headers, request.remote_addr)
 
 
 def _params() -> tuple[dict[str, str], dict[str, UploadedFile]]:

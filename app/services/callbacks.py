@@ -28,12 +28,26 @@ attempt, dead-lettering, replaying, listing, and sweeping up lost tasks.
 
    Deferred callbacks are returned together (`BatchOutcome.deferred`) for one short
    ``countdown`` re-enqueue; their rows are untouched.
+1b. **The endpoint's breaker** (with ``breakers``, :mod:`app.domain.circuit_breaker`,
+   shared in Redis by :class:`app.adapters.endpoint_breakers.EndpointBreakers`): a closed
+   endpoint's callbacks all go on. Of an open one's, only the probe (one per probe
+   interval, across all workers) and any callback on its last attempt are sent; the
+   others are *parked* (`BatchOutcome.parked`): added to the endpoint's parked set in
+   Redis, and their rows made due at the end of their retry schedule (the backstop: a
+   parked set lost with Redis delays them, never loses them). No task is enqueued for
+   them. When a batch's 2xx closes the breaker, its parked callbacks are *released*
+   (`release`, `BatchOutcome.released`): due now, each counted one attempt per
+   ``retry_interval`` it spent parked (`parked_attempts`; one line in its attempt log),
+   so an outage spends a callback's retries on the documented schedule and no faster;
+   the task enqueues them at once, in full batches. `kick_probes` releases one parked
+   callback of an open endpoint whose probe is due, for an endpoint nothing new arrives for.
 2. **Send** every claimed callback (the `CallbackSender`), outside any transaction,
    each signed with its account's secret at send time.
 3. **Record** (one transaction): a `CallbackAttempt` per try (time, status, latency,
    error), ``attempts + 1``, and the decision of `app.domain.callbacks.next_step`:
    delivered (all of the batch's in one ``UPDATE ... WHERE id IN``), retry at ``now +
-   retry_interval`` (returned in `BatchOutcome.retries`), or dead.
+   retry_interval`` (returned in `BatchOutcome.retries`), or dead. Then each endpoint's
+   answers go to its breaker (nothing to write for a healthy endpoint).
 
 The outbox guarantee: a pending row whose task was lost (pushed after a commit by a
 process that then died; a retry held by a worker that was killed; a worker killed while
@@ -60,28 +74,39 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.adapters import metrics
 from app.adapters.callback_http import (
     DEFAULT_PER_ACCOUNT,
     AttemptResult,
     CallbackRequest,
     CallbackSender,
 )
+from app.adapters.endpoint_breakers import EndpointBreakers
 from app.db.models import Account, Callback, CallbackAttempt
 from app.db.session import session_scope
 from app.domain.callbacks import (
     Deliver,
     Retry,
     encode_fields,
+    is_success,
     next_step,
     signed_headers,
 )
+from app.domain.circuit_breaker import (
+    Admission,
+    endpoint_of,
+    is_last_attempt,
+    park_deadline,
+    parked_attempts,
+)
+from app.domain.priorities import CALLBACK_QUEUE
 from app.services.errors import InvalidValue, NotFound
 from app.services.failures import is_outage
 from app.services.leases import LeaseKeeper
@@ -139,6 +164,8 @@ class BatchOutcome:
     dead: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     defer_seconds: int = DEFER_SECONDS
+    parked: list[str] = field(default_factory=list)  # their endpoint's breaker is open: nothing to enqueue
+    released: list[str] = field(default_factory=list)  # parked ones due now (a breaker closed): enqueue them
     skipped: list[str] = field(default_factory=list)  # not pending, not due, or claimed elsewhere
 
 
@@ -150,6 +177,8 @@ class _Claimed:
     max_retries: int
     retry_interval: int
     request: CallbackRequest
+    parked_for: int = 0
+    """Attempts counted for the time it spent parked (recorded with its next real one)."""
 
 
 _CANDIDATE_COLUMNS = (Callback.id, Callback.account_id, Callback.message_id, Callback.created_at, Callback.status,
@@ -160,6 +189,24 @@ _RECORD = (update(_callbacks).where(_callbacks.c.id == bindparam("pk"))
            .values(status=bindparam("new_status"), attempts=bindparam("new_attempts"),
                    next_attempt_at=bindparam("next_at"), last_error=bindparam("error")))
 """A failed attempt's outcome, one row each (delivered ones are set in one statement)."""
+
+
+RELEASE_CHUNK = 1000
+"""Released callbacks read and updated per statement (all in one transaction)."""
+_RELEASE = (update(_callbacks).where(_callbacks.c.id == bindparam("pk"), _callbacks.c.status == "pending")
+            .values(attempts=bindparam("new_attempts"), next_attempt_at=None))
+"""A released parked callback: due now, with the attempts counted for its time parked."""
+
+
+def _with_parked(item: _Claimed, parked_at: float | None, now: float) -> _Claimed:
+    counted = parked_attempts(attempts=item.attempts, max_retries=item.max_retries, parked_at=parked_at,
+                              retry_interval=item.retry_interval, now=now)
+    return replace(item, parked_for=counted) if counted else item
+
+
+def _parked_note(callback_id: str, counted: int, at: datetime) -> dict[str, Any]:
+    return dict(callback_id=callback_id, at=at, status_code=None, latency_ms=None,
+                error=f"parked: its endpoint was down (probes failing); counted as {counted} attempt(s)")
 
 
 def _due(now: datetime):
@@ -186,9 +233,11 @@ def _held_by_earlier(session: Session, candidates: list, now: datetime) -> set[s
 
 class CallbackService:
     def __init__(self, database_url: str, sender: CallbackSender, *, slots: AccountSlots | None = None,
-                 per_batch: int = MAX_ROUNDS * DEFAULT_PER_ACCOUNT, clock: Callable[[], float] = time.time) -> None:
+                 per_batch: int = MAX_ROUNDS * DEFAULT_PER_ACCOUNT, clock: Callable[[], float] = time.time,
+                 breakers: EndpointBreakers | None = None) -> None:
         self.database_url = database_url
         self.sender = sender
+        self.breakers = breakers
         self.slots = slots or AccountSlots()
         self.per_batch = per_batch
         self.clock = clock
@@ -201,7 +250,9 @@ class CallbackService:
         outcome = BatchOutcome()
         slotted: set[int] = set()  # accounts holding a slot for this batch
         try:
-            claimed = self._pick_and_claim(list(dict.fromkeys(callback_ids)), outcome, slotted)
+            probes: set[str] = set()  # endpoints this batch probes
+            clean: set[str] = set()  # endpoints whose breaker was closed with no failures
+            claimed = self._pick_and_claim(list(dict.fromkeys(callback_ids)), outcome, slotted, probes, clean)
             with self.leases.holding([c.id for c in claimed]):
                 results = self.sender.send_many([c.request for c in claimed]) if claimed else []
         finally:
@@ -209,7 +260,123 @@ class CallbackService:
                 self.slots.give_back(account_id, 1)
         if claimed:
             self._record(claimed, results, outcome)
+            if self.breakers is not None:
+                self._report(claimed, results, probes, clean, outcome)
+        _count(claimed, results, outcome)
         return outcome
+
+    # --- the endpoints' circuit breakers -------------------------------------------------------
+
+    def _pass_breakers(self, session: Session, claimed: list[_Claimed], probes: set[str], clean: set[str],
+                       outcome: BatchOutcome) -> list[_Claimed]:
+        """The claimed callbacks to send: all of a closed endpoint's; of an open one, the
+        probe (if one is due) and any on its last attempt; the others are parked, in the
+        claim's own transaction (one unit of work per batch, parked or sent)."""
+        by_endpoint: dict[str, list[_Claimed]] = defaultdict(list)
+        for item in claimed:
+            by_endpoint[endpoint_of(item.request.url)].append(item)
+        to_send: list[_Claimed] = []
+        for endpoint, items in by_endpoint.items():
+            admission, was_clean = self.breakers.admit(endpoint)
+            if admission is Admission.SEND:
+                to_send += items
+                if was_clean:
+                    clean.add(endpoint)
+                continue
+            now = self.clock()
+            since = self.breakers.parked_since(endpoint, [i.id for i in items])
+            counted = [_with_parked(item, parked_at, now) for item, parked_at in zip(items, since, strict=True)]
+            last = {i.id for i in counted if is_last_attempt(attempts=i.attempts + i.parked_for,
+                                                             max_retries=i.max_retries)}
+            going = [i for i in counted if i.id in last]
+            waiting = [i for i in counted if i.id not in last]
+            if admission is Admission.PROBE:
+                probes.add(endpoint)
+                if waiting and not going:
+                    going, waiting = [waiting[0]], waiting[1:]
+            if waiting and not self._park(session, endpoint, waiting,
+                                          since=dict(zip([i.id for i in items], since, strict=True)), outcome=outcome):
+                going += waiting  # closed meanwhile: send them
+            self.breakers.unpark(endpoint, [i.id for i in going])
+            to_send += going
+        return to_send
+
+    def _park(self, session: Session, endpoint: str, items: list[_Claimed], *, since: dict[str, float | None],
+              outcome: BatchOutcome) -> bool:
+        """Parked in Redis, then due in the database at the end of their retry schedule
+        (the backstop if the parked set is lost: sent then, never lost). ``session`` has
+        claimed the rows and holds them until it commits, so a breaker closing meanwhile
+        releases them (``next_attempt_at`` NULL, due) only after this update."""
+        if not self.breakers.park(endpoint, [i.id for i in items]):
+            return False
+        now = self.clock()
+        by_deadline: dict[datetime, list[str]] = defaultdict(list)
+        for item in items:
+            deadline = park_deadline(attempts=item.attempts, max_retries=item.max_retries,
+                                     parked_at=since.get(item.id) or now, retry_interval=item.retry_interval)
+            by_deadline[datetime.fromtimestamp(int(deadline) + 1, UTC)].append(item.id)
+        for deadline, ids in by_deadline.items():
+            session.execute(update(_callbacks).where(_callbacks.c.id.in_(ids), _callbacks.c.status == "pending")
+                            .values(next_attempt_at=deadline))
+        outcome.parked.extend(i.id for i in items)
+        return True
+
+    def _report(self, sent: list[_Claimed], results: list[AttemptResult], probes: set[str], clean: set[str],
+                outcome: BatchOutcome) -> None:
+        """Each endpoint's answers to its breaker; one that closes releases its parked callbacks."""
+        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for item, result in zip(sent, results, strict=True):
+            counts = tally[endpoint_of(item.request.url)]
+            if is_success(result.status_code):
+                counts[0] += 1
+            elif not result.permanent:
+                counts[1] += 1
+        for endpoint, (successes, failures) in tally.items():
+            if endpoint in clean and not failures:
+                continue  # closed, no failures before or now: nothing changes
+            taken = self.breakers.record(endpoint, successes=successes, failures=failures, probe=endpoint in probes)
+            if taken:
+                outcome.released.extend(self.release(taken))
+
+    def release(self, parked: list[tuple[str, float]]) -> list[str]:
+        """Make parked callbacks (id, parked at) due now, each counted for the retry
+        intervals it spent parked (one line in its attempt log); returns the pending ones,
+        oldest first, for the caller to enqueue."""
+        now = self._now()
+        released: list[str] = []
+        with session_scope(self.database_url) as session:
+            for start in range(0, len(parked), RELEASE_CHUNK):
+                chunk = dict(parked[start:start + RELEASE_CHUNK])
+                rows = session.execute(select(Callback.id, Callback.attempts, Callback.max_retries,
+                                              Callback.retry_interval)
+                                       .where(Callback.id.in_(list(chunk)), Callback.status == "pending")).all()
+                changes, notes = [], []
+                for row in rows:
+                    counted = parked_attempts(attempts=row.attempts, max_retries=row.max_retries,
+                                              parked_at=chunk[row.id], retry_interval=row.retry_interval,
+                                              now=now.timestamp())
+                    changes.append(dict(pk=row.id, new_attempts=row.attempts + counted))
+                    if counted:
+                        notes.append(_parked_note(row.id, counted, now))
+                if changes:
+                    session.execute(_RELEASE, changes)
+                if notes:
+                    session.execute(insert(CallbackAttempt.__table__), notes)
+                pending = {row.id for row in rows}
+                released += [i for i in chunk if i in pending]
+        return released
+
+    def kick_probes(self) -> list[str]:
+        """For every open endpoint whose probe is due: one parked callback released to
+        carry it (when nothing else arrives for that endpoint). Returns the ids to enqueue."""
+        if self.breakers is None:
+            return []
+        kicked = []
+        for endpoint in self.breakers.open_endpoints():
+            taken = self.breakers.take_for_probe(endpoint)
+            if taken is not None:
+                kicked += self.release([taken])
+        return kicked
 
     def _renew(self, callback_ids: Collection[str]) -> None:
         """Push the leases of callbacks being sent back to now + ``LEASE_SECONDS``."""
@@ -221,10 +388,15 @@ class CallbackService:
     def set_aside(self, callback_id: str, error: BaseException) -> None:
         """A callback that cannot be sent (its row breaks the sender, a bug) is dead-lettered
         with the error, like one that exhausted its retries (``smsagg callbacks replay``)."""
+        self._dead_letter_alone(callback_id, error)
+        metrics.DEAD_LETTERS.inc(CALLBACK_QUEUE)
+
+    def _dead_letter_alone(self, callback_id: str, error: BaseException) -> None:
         with session_scope(self.database_url) as session:
             _dead_letter(session, callback_id, error)
 
-    def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int]) -> list[_Claimed]:
+    def _pick_and_claim(self, ids: list[str], outcome: BatchOutcome, slotted: set[int], probes: set[str],
+                        clean: set[str]) -> list[_Claimed]:
         now = self._now()
         with session_scope(self.database_url) as session:
             rows = {c.id: c for c in session.execute(select(*_CANDIDATE_COLUMNS).where(Callback.id.in_(ids)))}
@@ -252,6 +424,8 @@ class CallbackService:
                     continue
                 claimed.append(_Claimed(callback.id, callback.account_id, callback.attempts, callback.max_retries,
                                         callback.retry_interval, request))
+            if self.breakers is not None and claimed:
+                claimed = self._pass_breakers(session, claimed, probes, clean, outcome)
         return claimed
 
     def _share(self, ready: list, outcome: BatchOutcome, slotted: set[int]) -> list:
@@ -284,8 +458,8 @@ class CallbackService:
                 except Exception as alone:
                     if is_outage(alone):
                         raise
-                    self.set_aside(item.id, alone)
-                    outcome.dead.append(item.id)
+                    self._dead_letter_alone(item.id, alone)
+                    outcome.dead.append(item.id)  # counted with the batch
 
     def _record_together(self, claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
         finished = self._now()
@@ -297,12 +471,14 @@ class CallbackService:
             for item, result in zip(claimed, results, strict=True):
                 if item.id not in pending:
                     continue
+                if item.parked_for:
+                    attempts.append(_parked_note(item.id, item.parked_for, finished))
                 attempts.append(dict(callback_id=item.id, at=finished - timedelta(milliseconds=result.latency_ms),
                                      status_code=result.status_code, latency_ms=result.latency_ms,
                                      error=result.error[:512] if result.error else None))
                 change = _decide(item, result, finished, outcome)
                 if change is None:
-                    delivered[item.attempts + 1].append(item.id)
+                    delivered[item.attempts + item.parked_for + 1].append(item.id)
                 else:
                     changes.append(change)
             if attempts:
@@ -312,6 +488,19 @@ class CallbackService:
                     status="delivered", attempts=count, next_attempt_at=None, delivered_at=finished, last_error=None))
             if changes:
                 session.execute(_RECORD, changes)
+
+
+def _count(claimed: list[_Claimed], results: list[AttemptResult], outcome: BatchOutcome) -> None:
+    """The recorded attempts by outcome, with their latency; retries; dead letters."""
+    decided = {**{i: "delivered" for i in outcome.delivered}, **{i: "retry" for i, _ in outcome.retries},
+               **{i: "dead" for i in outcome.dead}}
+    for item, result in zip(claimed, results):
+        kind = decided.get(item.id)
+        if kind is not None:
+            metrics.CALLBACKS.inc(kind)
+            metrics.CALLBACK_SECONDS.observe(kind, value=result.latency_ms / 1000)
+    metrics.RETRIES.inc(CALLBACK_QUEUE, amount=len(outcome.retries))
+    metrics.DEAD_LETTERS.inc(CALLBACK_QUEUE, amount=len(outcome.dead))
 
 
 def _dead_letter(session: Session, callback_id: str, error: BaseException) -> None:
@@ -341,7 +530,7 @@ def _decide(item: _Claimed, result: AttemptResult, finished: datetime, outcome: 
             ) -> dict[str, Any] | None:
     """The decision of ``next_step`` on this attempt, noted in ``outcome``: None if the
     callback is delivered (recorded for all of them at once), else the row's new values."""
-    attempts = item.attempts + 1
+    attempts = item.attempts + item.parked_for + 1
     step = next_step(attempts, item.max_retries, result.status_code, result.error,
                      retry_interval=item.retry_interval, permanent=result.permanent)
     if isinstance(step, Deliver):

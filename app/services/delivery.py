@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -55,6 +55,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.adapters import metrics
 from app.adapters.redis_scripts import RedisStore
 from app.connectors.base import CONNECTION_LOST, SegmentResult
 from app.db.models import Message, MessageEvent, SegmentSubmit
@@ -317,6 +318,7 @@ class DeliveryService:
             if going:
                 results = self.connectors.for_carrier(going[0].carrier).submit_many([a.submission for a in going])
                 submitted += zip(going, results, strict=True)
+                _count_answers(going[0].carrier.id, results)
         self._remember_acknowledged(submitted)
         for attempt, results in submitted:
             earlier = known.get(attempt.message.id, (None, []))[1]
@@ -388,6 +390,7 @@ class DeliveryService:
         for attempt, cost in zip(attempts[taken:], costs[taken:], strict=True):
             waits[attempt.message.id] = Outcome(retry_in=wait + ahead / rate, reason="carrier throughput")
             ahead += cost
+        metrics.THROTTLE_WAITS.inc(str(carrier.id), amount=len(waits))
         return attempts[:taken], waits
 
     # --- 4. record ---------------------------------------------------------------------------
@@ -482,6 +485,17 @@ class DeliveryService:
                 message.submit_attempts = 0
                 return Outcome(retry_in=0.0, reason="failover")
         return None
+
+
+def _count_answers(carrier_id: int, results: list[list[SegmentResult]]) -> None:
+    """Every segment's answer, by its command_status (smsagg_submit_sm_total)."""
+    answers = Counter(segment.command_status for segments in results for segment in segments)
+    for command_status, count in answers.items():
+        metrics.SUBMIT_SM.inc(str(carrier_id), command_status_label(command_status), amount=count)
+
+
+def command_status_label(command_status: int) -> str:
+    return "connection_lost" if command_status == CONNECTION_LOST else f"0x{command_status:08x}"
 
 
 def _aware(moment: datetime) -> datetime:

@@ -3,13 +3,11 @@
 The hot path must not run the password KDF or query the database per request
 (DESIGN.md, "Ingress"). So:
 
-* a verified credential is cached for ``credential_cache_seconds`` under a SHA-256
-  digest of (login, password) — never the password itself; failed attempts are
-  cached too, so a flood of bad passwords costs one KDF per distinct password; and
-  when an entry expires, one thread runs the KDF while the others asking for the same
-  credentials wait for its answer (the KDF costs ~100-200 ms of CPU: every thread of
-  every ingress process running it at once, every 30 s, cost more CPU than the
-  submits themselves in ``smsagg bench peers``);
+* credentials go through the process's :class:`~app.services.auth_guard.AuthGuard`
+  and its :class:`~app.services.auth_guard.CredentialCache`: a verified (login,
+  password) is trusted for ``credential_cache_seconds`` under a digest (never the
+  password), refusals are kept apart, failures are limited per address and login
+  before any KDF runs (docs/security.md);
 * senders and carriers are a snapshot re-read every ``directory_refresh_seconds``;
   the account policies, prices and IP denylist the ingress consults are a feature
   slice's rows (:class:`AccountRules`, the bulk area's :mod:`app.bulk.directory`),
@@ -22,9 +20,7 @@ database is away, the last snapshot goes on serving (a refresh is tried every se
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,11 +30,11 @@ from sqlalchemy import select
 
 from app.db.models import Account, Carrier, Sender
 from app.db.session import session_scope
+from app.domain.auth_limits import Scope
 from app.domain.priorities import Priority
-from app.services.passwords import dummy_hash, verify_password
+from app.services.auth_guard import AuthGuard, CredentialCache, StoredCredential
 from app.services.snapshot import TimedSnapshot
 
-_MAX_CACHED_CREDENTIALS = 10_000
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -114,53 +110,35 @@ class Directory:
         self,
         database_url: str,
         *,
+        guard: AuthGuard,
         credential_ttl: float,
+        credential_cache_size: int,
         refresh_seconds: float,
         rules: AccountRules,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.database_url = database_url
-        self.credential_ttl = credential_ttl
         self.refresh_seconds = refresh_seconds
         self.rules = rules
         self.clock = clock
-        self._credentials: dict[bytes, tuple[AccountView | None, float]] = {}
-        self._verifications: dict[bytes, threading.Lock] = {}  # the keys being verified now
-        self._verifications_lock = threading.Lock()
+        self.credentials = CredentialCache(Scope.ACCOUNT, self._stored_credential, guard, ttl=credential_ttl,
+                                           size=credential_cache_size, clock=clock)
         self._snapshot = TimedSnapshot(lambda: self._load(), refresh_seconds, clock=clock, outlive_outages=True,
                                        name="directory")
 
-    def authenticate(self, login: str, password: str) -> AccountView | None:
+    def authenticate(self, login: str, password: str, client_ip: str | None) -> AccountView | None:
         """The enabled account with these credentials, or ``None`` (same for unknown
-        login, wrong password and disabled account)."""
-        key = hashlib.sha256(login.encode() + b"\0" + password.encode()).digest()
-        cached = self._credentials.get(key)
-        if cached is not None and cached[1] > self.clock():
-            return cached[0]
-        with self._verifications_lock:
-            verification = self._verifications.setdefault(key, threading.Lock())
-        with verification:  # one KDF per key at a time; the others take its answer
-            cached = self._credentials.get(key)
-            now = self.clock()
-            if cached is not None and cached[1] > now:
-                return cached[0]
-            try:
-                view = self._verify(login, password)
-                if len(self._credentials) >= _MAX_CACHED_CREDENTIALS:
-                    self._credentials.clear()
-                self._credentials[key] = (view, now + self.credential_ttl)
-            finally:  # after the answer is cached: a thread arriving now finds it
-                with self._verifications_lock:
-                    self._verifications.pop(key, None)
-            return view
+        login, wrong password, disabled account and a login or address locked out).
+        Raises :class:`~app.services.auth_guard.KdfBusy` when the password check is
+        busy."""
+        return self.credentials.authenticate(login, password, client_ip)
 
-    def _verify(self, login: str, password: str) -> AccountView | None:
+    def _stored_credential(self, login: str) -> StoredCredential[AccountView] | None:
         with session_scope(self.database_url) as session:
             account = session.scalar(select(Account).where(Account.login == login))
-            stored = account.password_hash if account is not None else dummy_hash()
-            if not verify_password(password, stored) or account is None or not account.enabled:
+            if account is None:
                 return None
-            return AccountView.from_row(account)
+            return StoredCredential(AccountView.from_row(account) if account.enabled else None, account.password_hash)
 
     def sender(self, address: str) -> SenderRecord | None:
         return self._snapshot.get().senders.get(address)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +49,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from app.adapters.metrics import RECEIPTS, count_on_commit
 from app.db.models import (
     Carrier,
     Message,
@@ -182,6 +184,8 @@ class InboundService:
                      received_at=now, status="pending") for r in held])
         apply_receipts(session, [(target, r.receipt) for r, target in zip(receipts, targets, strict=True)
                                  if target is not None], now)
+        _count_receipts(session, [(r.carrier_id, "held" if target is None else "matched")
+                                  for r, target in zip(receipts, targets, strict=True)])
         return len(held)
 
     def keep_malformed(self, session: Session, carrier_id: int | None, fields: dict[str, Any], reason: str,
@@ -226,6 +230,8 @@ class InboundService:
                    if target is not None or now - _aware(h.received_at, now) > UNMATCHED_AFTER]
         if changes:
             session.execute(update(UnmatchedReceipt), changes)
+        carriers = {h.id: h.carrier_id for h in held}
+        _count_receipts(session, [(carriers[c["id"]], c["status"]) for c in changes])
         return sum(1 for target in targets if target is not None)
 
     # -- MO ----------------------------------------------------------------------
@@ -289,6 +295,12 @@ class InboundService:
         parts = [_stored_part(p) for p in session.scalars(select(MoPart).where(*key))]
         session.execute(delete(MoPart).where(*key))
         return reassemble(parts)
+
+
+def _count_receipts(session: Session, outcomes: Sequence[tuple[int | None, str]]) -> None:
+    """smsagg_receipts_total by carrier and outcome, once this unit of work commits."""
+    for (carrier_id, outcome), count in Counter(outcomes).items():
+        count_on_commit(session, RECEIPTS, "unknown" if carrier_id is None else str(carrier_id), outcome, amount=count)
 
 
 def _stored_part(row: MoPart) -> InboundPart:

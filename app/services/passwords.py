@@ -2,7 +2,8 @@
 
 Stored form: ``scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>``. Verifying costs tens of
 milliseconds on purpose; the ingress caches verified credentials (see
-:mod:`app.services.directory`) so this never runs per request in steady state.
+:mod:`app.services.auth_guard`) so this never runs per request in steady state, and
+limits failed logins before it runs.
 """
 
 from __future__ import annotations

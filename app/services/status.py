@@ -165,8 +165,19 @@ def _alerts(parts: list[PartStatus], queues: list[QueueStatus], carriers: list[C
     return alerts
 
 
-def gateway_status(client: redis.Redis, key_prefix: str, now: float | None = None) -> GatewayStatus:
-    """Read the heartbeats, the stages' depths and the Celery queues, and summarize."""
+@dataclass(frozen=True)
+class Readings:
+    """What the status is made of: the heartbeats, the stages' depths (as ``smsagg
+    queues`` shows them) and the Celery queues' lengths (also read by ``/metrics``)."""
+
+    records: list[dict[str, Any]]
+    depths: list[StageDepth]
+    task_messages: dict[str, int]
+    at: float
+
+
+def read_status(client: redis.Redis, key_prefix: str, now: float | None = None) -> Readings:
+    """Read the heartbeats, the stages' depths and the Celery queues (a few round trips)."""
     now = time.time() if now is None else now
     records = read_parts(client, key_prefix)
     depths = StageQueue(client, key_prefix).depths(now)
@@ -174,4 +185,10 @@ def gateway_status(client: redis.Redis, key_prefix: str, now: float | None = Non
     for queue in ALL_QUEUES:
         pipe.llen(queue)
     task_messages = dict(zip(ALL_QUEUES, (int(n) for n in pipe.execute())))
-    return summarize(records, depths, task_messages, now)
+    return Readings(records, depths, task_messages, now)
+
+
+def gateway_status(client: redis.Redis, key_prefix: str, now: float | None = None) -> GatewayStatus:
+    """Read the heartbeats, the stages' depths and the Celery queues, and summarize."""
+    readings = read_status(client, key_prefix, now)
+    return summarize(readings.records, readings.depths, readings.task_messages, readings.at)

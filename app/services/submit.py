@@ -19,6 +19,11 @@ single-destination message through :meth:`SubmitService.admit`: the same account
 rules and the same Redis step, answered with :class:`Admitted` or a :class:`Refused`
 that keeps what the script said (the original id of a duplicate, the bucket's wait).
 
+Credentials go through the process's guard (docs/security.md): a login or address
+locked out after too many failures gets ``2`` without the KDF running, like a wrong
+password; every password check slot busy gets ``6`` (Throttled: "lower the request
+rate", which a client retries after a short wait), at once.
+
 Controls shared with the bulk API (``docs/bulk.md``), answered with this API's codes:
 
 * a client IP on the operator's denylist gets ``2``, like one outside the account's
@@ -44,12 +49,13 @@ from typing import Any
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.adapters import stage_queue
+from app.adapters import metrics, stage_queue
 from app.adapters.redis_scripts import Admission, RedisStore
 from app.domain.accepted import AcceptedMessage
 from app.domain.encoding import UnencodableText, plan_encoding
 from app.domain.mt_request import MtRequest, check_length, check_mms_size, classify_sender, parse_mt_request
 from app.domain.result_codes import Rejected, ResultCode
+from app.services.auth_guard import KdfBusy
 from app.services.directory import AccountView, Directory
 from app.services.message_log import MessageLog
 
@@ -126,7 +132,10 @@ class SubmitService:
         return self._enqueue(account, request)
 
     def _authenticate(self, request: MtRequest, client_ip: str | None) -> AccountView:
-        account = self.directory.authenticate(request.login, request.password)
+        try:
+            account = self.directory.authenticate(request.login, request.password, client_ip)
+        except KdfBusy:
+            raise Rejected(ResultCode.THROTTLED, f"password check busy for {request.login!r}") from None
         if account is None:
             raise Rejected(ResultCode.AUTHENTICATION_FAILED, f"credentials refused for {request.login!r}")
         self._authorize(account, request, client_ip)
@@ -185,6 +194,7 @@ class SubmitService:
         if result.outcome is Admission.THROTTLED:
             raise Refused(ResultCode.THROTTLED, f"{account.login!r} over its rate, wait {result.wait_seconds:.3f}s",
                           outcome=result.outcome, wait_seconds=result.wait_seconds)
+        metrics.ACCEPTED.inc(priority.value)
         return Admitted(message_id)
 
     def _refuse_logged_duplicate(self, account: AccountView, client_message_id: str) -> None:

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestURITooLarge
 from app.adapters.redis_scripts import RedisStore, connect
 from app.bulk.directory import BulkDirectory
 from app.bulk.settings import get_bulk_settings
+from app.services.auth_guard import build_guard
 from app.services.carriers import CarrierDirectory
 from app.services.directory import Directory
 from app.services.message_log import MessageLog
@@ -29,9 +30,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = RedisStore(redis_client, settings.key_prefix)
     account_rules = BulkDirectory(settings.database_url, refresh_seconds=settings.directory_refresh_seconds,
                                   default_price_units=get_bulk_settings().default_price_units)
+    auth_guard = build_guard(redis_client, settings.key_prefix, settings)  # one per process (docs/security.md)
     directory = Directory(
         settings.database_url,
+        guard=auth_guard,
         credential_ttl=settings.credential_cache_seconds,
+        credential_cache_size=settings.auth_cache_size,
         refresh_seconds=settings.directory_refresh_seconds,
         rules=account_rules,
     )
@@ -39,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         "settings": settings,
         "store": store,
         "directory": directory,
+        "auth_guard": auth_guard,
         "account_rules": account_rules,
         "carriers": CarrierDirectory(settings.database_url, settings.directory_refresh_seconds),
         "submit": SubmitService(directory, store, claim_ttl_seconds=settings.idempotency_ttl_seconds,
@@ -58,10 +63,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(bulk_blueprint)
     from app.console.web import install as install_console
-    from app.web import heartbeat
+    from app.web import heartbeat, metrics
 
     install_console(app)  # /console, for operators (docs/console.md)
     heartbeat.install(app, redis_client, settings.key_prefix)  # smsagg status: this ingress process is up
+    metrics.install(app, redis_client, settings)  # GET /metrics (docs/metrics.md); this process's counts
     app.register_error_handler(HTTPException, _json_errors_for_json_apis)
     if settings.trusted_proxies:  # behind deploy/'s nginx: the client, not the proxy (app.domain.forwarded)
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import time
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -111,7 +112,7 @@ def _receive(carrier_id: int, kind: str, limit: int, validate):
 def _queue(kind: str, carrier_id: int, fields: dict) -> None:
     store = current_app.extensions["smsagg"]["store"]
     StageQueue(store.client, store.keys.prefix).push(INBOUND_QUEUE, [{"source": kind, "carrier": carrier_id,
-                                                                      "fields": fields}])
+                                                                      "received_at": time.time(), "fields": fields}])
 
 
 def _b64(data: bytes) -> str:

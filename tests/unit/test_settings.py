@@ -25,8 +25,16 @@ def test_environment_overrides():
     assert settings.web_port == 9000 and settings.allow_private_callbacks
 
 
+def test_callback_breakers_default_on_and_can_be_tuned_or_turned_off():
+    assert (Settings.from_env({}).callback_breaker_failures, Settings.from_env({}).callback_probe_seconds) == (10, 5.0)
+    tuned = Settings.from_env({"SMSAGG_CALLBACK_BREAKER_FAILURES": "0", "SMSAGG_CALLBACK_PROBE_SECONDS": "2.5"})
+    assert (tuned.callback_breaker_failures, tuned.callback_probe_seconds) == (0, 2.5)
+
+
 @pytest.mark.parametrize("env", [{"SMSAGG_WEB_PORT": "http"}, {"SMSAGG_ALLOW_PRIVATE_CALLBACKS": "maybe"},
-                                 {"SMSAGG_CREDENTIAL_CACHE_SECONDS": "-1"}])
+                                 {"SMSAGG_CREDENTIAL_CACHE_SECONDS": "-1"},
+                                 {"SMSAGG_CALLBACK_BREAKER_FAILURES": "ten"},
+                                 {"SMSAGG_CALLBACK_PROBE_SECONDS": "-5"}])
 def test_bad_values_are_clear_errors(env):
     with pytest.raises(SettingsError):
         Settings.from_env(env)

@@ -212,3 +212,27 @@ def test_sweep_finds_pending_callbacks_whose_task_was_lost(database_url, acme):
         assert svc.sweep_due(session, now) == [lost]  # a second past due is not lost yet: its task may be running
         assert set(svc.sweep_due(session, now + timedelta(seconds=svc.SWEEP_GRACE_SECONDS))) == {lost, recent}
         assert svc.sweep_due(session, now, grace_seconds=0, limit=1) == [lost]
+
+
+def test_attempts_are_counted_by_outcome_with_their_latency_retries_and_dead_letters(database_url, service, sender,
+                                                                                     acme, clock):
+    from tests.counting import counted
+
+    account_id, _ = acme
+    delivered = make_callback(database_url, account_id, URL, message_id="m1")
+    failing = make_callback(database_url, account_id, "http://down.example/dr", message_id="m2", max_retries=1,
+                            retry_interval=30)
+    sender.answers["http://down.example/dr"] = [AttemptResult(500, 40.0, "HTTP 500"), AttemptResult(503, 60.0, "HTTP 503")]
+    with counted() as recorder:
+        service.send_batch([delivered, failing])
+        clock.advance(31)
+        service.send_batch([failing])
+    deltas = recorder.take()
+    name = "smsagg_callbacks_total"
+    assert {labels: n for (metric, labels, part), n in deltas.items() if metric == name} == \
+        {("delivered",): 1, ("retry",): 1, ("dead",): 1}
+    assert deltas[("smsagg_retries_total", ("callbacks",), "")] == 1
+    assert deltas[("smsagg_dead_letters_total", ("callbacks",), "")] == 1
+    histogram = "smsagg_callback_duration_seconds"
+    assert deltas[(histogram, ("retry",), "0.05")] == 1 and deltas[(histogram, ("dead",), "0.1")] == 1
+    assert deltas[(histogram, ("dead",), "sum")] == pytest.approx(0.06)

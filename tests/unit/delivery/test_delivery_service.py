@@ -252,3 +252,23 @@ def test_a_route_added_after_the_snapshot_is_used_before_any_no_route_rejection(
         svc.add_route(session, "1", 2)
     accept(database_url, phone_number="12025550100", carriers=service.carriers)
     assert message(database_url)[0].carrier_id == 2
+
+
+def test_every_segment_answer_and_every_throttle_wait_is_counted_by_carrier(world):
+    from tests.counting import counted
+
+    database_url, service, connectors, store = world
+    with session_scope(database_url) as session:
+        session.get(Carrier, 1).throughput = 1.0
+    service.connectors.install(1, service.carriers.current().carriers[1], connectors[1])
+    connectors[1]._statuses.extend([0, 0, 0x0B])  # ESME_RINVDSTADR for the last segment
+    accept(database_url, "a", text="x" * 400)  # three segments
+    accept(database_url, "b")
+    with counted() as recorder:
+        deliver(service, "a")
+        store.take_carrier_token(1, 1.0, 10.0, cost=7)  # other workers drained the rest
+        deliver(service, "b")
+    deltas = recorder.take()
+    assert deltas[("smsagg_submit_sm_total", ("1", "0x00000000"), "")] == 2
+    assert deltas[("smsagg_submit_sm_total", ("1", "0x0000000b"), "")] == 1
+    assert deltas[("smsagg_carrier_throttle_waits_total", ("1",), "")] == 1

@@ -344,3 +344,21 @@ def test_an_incomplete_concatenated_mo_is_released_after_the_timeout(world, capl
     process(database_url, service, mo_item(b"two ", udh=bytes([5, 0, 3, 9, 3, 2])))
     with session_scope(database_url) as session:
         assert [p.seq for p in session.scalars(select(MoPart))] == [2]
+
+
+def test_receipts_are_counted_held_then_matched_or_unmatched_once_committed(world):
+    from tests.counting import counted
+
+    database_url, service = world
+    with counted() as recorder:
+        process(database_url, service, receipt_item("a01"), receipt_item("ffff"))
+        sent_message(database_url)
+        with session_scope(database_url) as session:
+            service.rematch_pending(session, NOW)
+        with session_scope(database_url) as session:
+            service.rematch_pending(session, NOW + timedelta(hours=2))
+        with pytest.raises(RuntimeError), session_scope(database_url) as session:
+            process_items(service, session, [receipt_item("a01")], NOW)
+            raise RuntimeError("rolled back: not counted")
+    assert {labels: n for (name, labels, _), n in recorder.take().items() if name == "smsagg_receipts_total"} == \
+        {("7", "held"): 2, ("7", "matched"): 1, ("7", "unmatched"): 1}

@@ -3,12 +3,15 @@ serving (so the ingress goes on accepting), and a refresh is tried again soon.""
 
 from __future__ import annotations
 
+import fakeredis
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from app.db.session import session_scope
 from app.services import accounts as svc
+from app.services.auth_guard import build_guard
 from app.services.directory import AccountPolicy, Directory
+from app.settings import Settings
 
 
 class _NoRules:
@@ -25,12 +28,17 @@ class _NoRules:
 NO_RULES = _NoRules()
 
 
+def _directory(database_url: str, **clock) -> Directory:
+    guard = build_guard(fakeredis.FakeRedis(), "t:", Settings())
+    return Directory(database_url, guard=guard, credential_ttl=30, credential_cache_size=100, refresh_seconds=5,
+                     rules=NO_RULES, **clock)
+
+
 def test_a_failed_refresh_serves_the_last_snapshot_and_tries_again_soon(database_url, monkeypatch):
     with session_scope(database_url) as session:
         svc.add_sender(session, "77777", login=None)
     now = [1000.0]
-    directory = Directory(database_url, credential_ttl=30, refresh_seconds=5, clock=lambda: now[0],
-                          rules=NO_RULES)
+    directory = _directory(database_url, clock=lambda: now[0])
     assert directory.sender("77777") is not None
     loads = []
 
@@ -50,7 +58,7 @@ def test_a_failed_refresh_serves_the_last_snapshot_and_tries_again_soon(database
 
 
 def test_without_any_snapshot_the_outage_is_the_answer(database_url, monkeypatch):
-    directory = Directory(database_url, credential_ttl=30, refresh_seconds=5, rules=NO_RULES)
+    directory = _directory(database_url)
     monkeypatch.setattr(directory, "_load", lambda: (_ for _ in ()).throw(OperationalError("SELECT", {}, None)))
     with pytest.raises(OperationalError):
         directory.sender("77777")  # result_code=98 at the ingress
