@@ -68,11 +68,24 @@ def _env_number(env: dict[str, str], name: str, default: float, kind: type = int
 
 MIN_REQUEST_LINE, MAX_REQUEST_LINE = 1024, 1024 * 1024
 
+GRANIAN_REQUEST_TARGET_LIMIT = 65534
+"""The longest request target granian's parser (hyper, with the ``http`` crate's ``Uri``)
+takes; longer gets its bare 414, whatever granian is told."""
 
-def _env_between(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    value = _env_number(env, name, default)
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} must be within {low}..{high}")
+WEB_SERVERS = ("granian", "gunicorn")
+DEFAULT_WEB_THREADS = {"granian": 4, "gunicorn": 8}
+"""Each server's best thread count here (docs/performance.md): granian's Rust side reads
+and writes the sockets, so its Python threads only run the app."""
+
+
+def _env_request_line(env: dict[str, str], web_server: str) -> int:
+    """``SMSAGG_MAX_REQUEST_LINE``: under granian at most half its parser's fixed bound,
+    so a line up to twice the setting still reaches the app."""
+    high = GRANIAN_REQUEST_TARGET_LIMIT // 2 + 1 if web_server == "granian" else MAX_REQUEST_LINE
+    value = _env_number(env, "SMSAGG_MAX_REQUEST_LINE", 32 * 1024)
+    if not MIN_REQUEST_LINE <= value <= high:
+        longer = " (SMSAGG_WEB_SERVER=gunicorn takes longer lines)" if web_server == "granian" else ""
+        raise SettingsError(f"SMSAGG_MAX_REQUEST_LINE={value} must be within {MIN_REQUEST_LINE}..{high}{longer}")
     return value
 
 
@@ -137,11 +150,18 @@ class Settings:
     # the unique key forever).
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     max_request_bytes: int = 2 * 1024 * 1024
+    # The ingress's HTTP server (app/web/server.py): granian, or gunicorn for what
+    # granian cannot do (underscore header names behind a proxy that passes them,
+    # request lines past 32 KiB); its processes and the threads of each.
+    web_server: str = "granian"
+    web_workers: int = 2
+    web_threads: int = 4
     # Longest request line (method, target, version) the ingress answers; longer ones get
-    # the API's own refusal (the bulk API's ``1702||``). 64 KiB holds a bulk GET with
-    # 1,000 destinations and a long Unicode message. The HTTP server's own limit is set
-    # above it from this one value (app/web/server.py), so the app answers first.
-    max_request_line: int = 64 * 1024
+    # the API's own refusal (the bulk API's ``1702||``). 32 KiB holds a bulk GET with
+    # 1,000 destinations of 13 digits (~16 KB) and a 1,600-character message of 3-byte
+    # characters. The HTTP server's own limit is at least twice this (app/web/server.py),
+    # so the app answers first.
+    max_request_line: int = 32 * 1024
     # Largest MMS accepted (attachments plus text): 300 KB, the size every MMS client
     # and relay must handle (OMA MMS conformance, "Video Basic" content class).
     max_mms_bytes: int = 300 * 1024
@@ -204,8 +224,10 @@ class Settings:
             auth_cache_size=_env_positive(env, "SMSAGG_AUTH_CACHE_SIZE", 10_000),
             idempotency_ttl_seconds=_env_number(env, "SMSAGG_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600),
             max_request_bytes=_env_number(env, "SMSAGG_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
-            max_request_line=_env_between(env, "SMSAGG_MAX_REQUEST_LINE", 64 * 1024, MIN_REQUEST_LINE,
-                                          MAX_REQUEST_LINE),
+            web_server=(web_server := _env_choice(env, "SMSAGG_WEB_SERVER", WEB_SERVERS)),
+            web_workers=_env_positive(env, "SMSAGG_WEB_WORKERS", 2),
+            web_threads=_env_positive(env, "SMSAGG_WEB_THREADS", DEFAULT_WEB_THREADS[web_server]),
+            max_request_line=_env_request_line(env, web_server),
             max_mms_bytes=_env_number(env, "SMSAGG_MAX_MMS_BYTES", 300 * 1024),
             default_max_message_length=_env_number(env, "SMSAGG_DEFAULT_MAX_MESSAGE_LENGTH", 1600),
             allow_private_callbacks=_env_bool(env, "SMSAGG_ALLOW_PRIVATE_CALLBACKS", False),

@@ -1,8 +1,8 @@
 """``smsagg bench auth``: a legitimate client's accepted submits/s alone and while an
 attacker sends wrong passwords, measured in one run (docs/security.md).
 
-The server is the ingress as ``smsagg web`` runs it (gunicorn gthread, 2 processes of 8
-threads) with a real Redis. The client submits valid MTs (a unique ``message_id`` each)
+The server is the ingress as ``smsagg web`` runs it (its default server and threads, 2
+processes) with a real Redis. The client submits valid MTs (a unique ``message_id`` each)
 on ``concurrency`` kept-alive connections; the attacker, in a process of its own so it
 takes no time from the client's load generator, sends ``rate`` submits per second of the
 same login with random wrong passwords, paced over :data:`ATTACKER_CONNECTIONS`
@@ -128,7 +128,7 @@ def _rounds(gateway: BenchGateway, seconds: float, concurrency: int, rate: float
     port = free_port()
     if spread:
         env["SMSAGG_TRUSTED_PROXIES"] = "127.0.0.1/32"
-    gateway.start("web", "--port", str(port), "--workers", "2", "--threads", "8", **env)
+    gateway.start("web", "--port", str(port), **env)
     wait_for_port(port)
     url = f"http://127.0.0.1:{port}"
     run_load(url, SubmitRequests(f"{label}-warm"), concurrency=4, seconds=1.5, warmup=0.0)  # both processes' caches

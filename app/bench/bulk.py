@@ -60,12 +60,12 @@ def _check(text: str) -> str:
 def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
     with BenchGateway() as gateway:
         port = free_port()
-        gateway.start("web", "--port", str(port), "--workers", "2", "--threads", "8")
+        gateway.start("web", "--port", str(port))
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}"
         client = redis.Redis.from_url(gateway.redis_url)
         warm = FormClient(url)
-        for _ in range(4):  # both gunicorn processes: credential cache, directory snapshot
+        for _ in range(4):  # both ingress processes: credential cache, directory snapshot
             _post(warm, {**_body(-1, 1), "message": f"warm {time.time()}"})
         bodies = [_body(i) for i in range(64)]
         latencies, batch_ids, index = [], [], 0

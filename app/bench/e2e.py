@@ -111,7 +111,7 @@ def _start_gateway(gw: BenchGateway) -> tuple[str, str]:
     gw.start("smsc-sim", "--port", str(smsc_port), "--control-port", str(free_port()), "--dr-delay", str(DR_DELAY))
     configure_simulator_carrier(gw, smsc_port, receiver_port)
     env = {"SMSAGG_ALLOW_PRIVATE_CALLBACKS": "1"}
-    gw.start("web", "--port", str(web_port), "--workers", "2", "--threads", "8", **env)
+    gw.start("web", "--port", str(web_port), **env)
     worker_env = {**env, "SMSAGG_LOG_LEVEL": "INFO"}  # Celery says " ready." at INFO
     gw.start("beat", **worker_env)  # re-matches held receipts, sweeps, as in `smsagg up`
     workers = [

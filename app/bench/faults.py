@@ -163,7 +163,7 @@ class FaultGateway:
                  module="app.bench.receiver"),
             Part("smsc-sim", ["smsc-sim", "--port", str(self.smsc_port), "--control-port", str(free_port()),
                               "--dr-delay", str(self.dr_delay), "--journal", str(self.journal)]),
-            Part("web", ["web", "--port", str(self.web_port), "--workers", "2", "--threads", "8"]),
+            Part("web", ["web", "--port", str(self.web_port)]),
             Part("beat", ["beat"]),
             *(Part(name, ["worker", "--queues", queues, "--pool", "threads", "--concurrency", str(threads),
                           "--name", f"{name}@faults"]) for name, (queues, threads) in WORKERS.items()),
@@ -182,7 +182,7 @@ class FaultGateway:
         part.killed = False
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """``kill -<sig>`` the part's processes (its process group: gunicorn's workers too)."""
+        """``kill -<sig>`` the part's processes (its process group: the ingress's workers too)."""
         part = self.parts[name]
         part.killed = True
         if part.process is not None and part.process.poll() is None:

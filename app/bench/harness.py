@@ -28,6 +28,23 @@ from app.services import accounts as svc
 from app.services.accounts import AccountOptions
 
 BENCH_LOGIN, BENCH_PASSWORD, BENCH_SENDER, BENCH_CARRIER = "bench", "bench-password", "12345", 1
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU of every live process in process group ``group``."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # fields after "(comm)": state, ppid, pgrp, ..., utime, stime
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
 
 
 def free_port() -> int:

@@ -2,12 +2,12 @@
 against ``/httpapi/receiver`` (the same admission) and the bare baseline, on one server
 in one run.
 
-The server is ``smsagg bench web`` (the ingress under gunicorn gthread, 2 processes, plus
-the baseline) with a real Redis, as in
+The server is ``smsagg bench web`` (the ingress under its default server, granian, 2
+processes, plus the baseline) with a real Redis, as in
 ``smsagg bench ingress``. Rounds alternate baseline (one ``LPUSH``) / MT API submit /
 REST POST, so noise on this shared machine hits all three alike; each figure is its
 best round. Besides the rate, the server's own CPU time per request is measured (the
-gunicorn process group's user+system time over the round, from ``/proc``), which is
+server's process group's user+system time over the round, from ``/proc``), which is
 the figure that says what the JSON parse, validation and API key cost on top of the
 form parse and the login check. Every MT submit must answer ``result_code=0`` and every
 REST POST ``202`` (a unique message_id each), or the run fails.
@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.api import keys
-from app.bench.harness import BENCH_LOGIN, BENCH_SENDER, BenchGateway, free_port, wait_for_port
+from app.bench.harness import BENCH_LOGIN, BENCH_SENDER, BenchGateway, free_port, group_cpu_seconds, wait_for_port
 from app.bench.ingress import SubmitRequests, baseline_request
 from app.bench.loadgen import LoadResult, RequestSpec, format_result, run_load
 from app.db.session import session_scope
 
 ROUNDS = 2
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class RestRequests:
@@ -44,22 +42,6 @@ class RestRequests:
     def __call__(self, index: int) -> RequestSpec:
         return RequestSpec("POST", "/api/v1/messages", self.prefix + str(index).encode() + b'"}',
                            content_type="application/json", headers=self.headers)
-
-
-def group_cpu_seconds(group: int) -> float:
-    """User + system CPU of every live process in process group ``group``."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group:  # fields after "(comm)": state, ppid, pgrp, ..., utime, stime
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICKS
 
 
 @dataclass(frozen=True)
@@ -91,7 +73,7 @@ def run(seconds: float, concurrency: int, echo: Callable[[str], None]) -> dict:
         with session_scope(gateway.database_url) as session:
             token = keys.create_key(session, BENCH_LOGIN, "bench").token
         port = free_port()
-        server = gateway.start("bench", "web", "--port", str(port), "--workers", "2", "--threads", "8")
+        server = gateway.start("bench", "web", "--port", str(port))
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}"
         run_load(url, SubmitRequests("warm"), concurrency=4, seconds=1.0, warmup=0.0)

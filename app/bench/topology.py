@@ -402,8 +402,7 @@ class Deployment:
                     str(self.callbacks), module="app.bench.receiver")
         self.smsagg("carrier", "smsc-sim", "smsc-sim", "--host", carrier, "--port", str(SMSC_PORT),
                     "--dr-delay", str(self.dr_delay), "--journal", str(self.journal))
-        self.smsagg("ingress", "web", "web", "--host", ingress, "--port", str(WEB_PORT), "--workers", "2",
-                    "--threads", "8")
+        self.smsagg("ingress", "web", "web", "--host", ingress, "--port", str(WEB_PORT))
         self.smsagg("ingress", "beat", "beat")
 
     def start_worker_host(self, role: str, *, mt: bool = True) -> None:

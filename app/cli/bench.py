@@ -37,8 +37,8 @@ for _name in BENCHMARKS:
 
 @bench.command("web", hidden=True)
 @click.option("--port", type=int, required=True)
-@click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--threads", type=int, default=8, show_default=True)
+@click.option("--workers", type=int, default=None, help="Default SMSAGG_WEB_WORKERS.")
+@click.option("--threads", type=int, default=None, help="Default SMSAGG_WEB_THREADS.")
 def web(port, workers, threads) -> None:
     """The ingress with the baseline endpoint (app.bench.web), on 127.0.0.1: the server
     the ingress and REST benchmarks measure, never the production one."""
@@ -47,7 +47,8 @@ def web(port, workers, threads) -> None:
 
     settings = common.settings()
     settings.require_redis_url()
-    serve("127.0.0.1", port, workers=workers, threads=threads, max_request_line=settings.max_request_line,
+    serve("127.0.0.1", port, server=settings.web_server, workers=workers or settings.web_workers,
+          threads=threads or settings.web_threads, max_request_line=settings.max_request_line,
           factory=create_bench_app)
 
 

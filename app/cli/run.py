@@ -15,15 +15,16 @@ from app.domain.priorities import ALL_QUEUES
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (default SMSAGG_WEB_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default SMSAGG_WEB_PORT, 8080).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Ingress processes.")
-@click.option("--threads", type=int, default=8, show_default=True, help="Threads per process.")
+@click.option("--workers", type=int, default=None, help="Ingress processes (default SMSAGG_WEB_WORKERS, 2).")
+@click.option("--threads", type=int, default=None, help="Threads per process (default SMSAGG_WEB_THREADS: 4 under granian, 8 under gunicorn).")
 def web(host, port, workers, threads) -> None:
-    """Run the HTTP ingress under gunicorn."""
+    """Run the HTTP ingress under granian (or gunicorn: SMSAGG_WEB_SERVER)."""
     from app.web.server import serve
 
     config = settings()
     config.require_redis_url()
-    serve(host or config.web_host, port or config.web_port, workers=workers, threads=threads,
+    serve(host or config.web_host, port or config.web_port, server=config.web_server,
+          workers=workers or config.web_workers, threads=threads or config.web_threads,
           max_request_line=config.max_request_line)
 
 

@@ -12,11 +12,18 @@ On PostgreSQL that lookup is one round trip, not the three of a pooled session (
 pre-ping, the query, the rollback on return): its engine runs in autocommit and does not
 ping. A connection found dead fails that one lookup (the ingress then lets the Redis
 claim decide) and the pool replaces it.
+
+The query is compiled once and run on the pool's raw DBAPI connection: SQLAlchemy's
+Connection and Result objects cost ~80 us of a ~400 us submit (SQLite, measured in
+process), the raw cursor ~10 us.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine, bindparam, create_engine, select
+from sqlalchemy.exc import DBAPIError
 
 from app.db.models import Message
 from app.db.session import POOL_OVERFLOW, POOL_SIZE, engine_for
@@ -30,15 +37,43 @@ _ACCEPTED = (select(Message.id)
 class MessageLog:
     def __init__(self, database_url: str):
         self.database_url = database_url
-        self._engine: Engine | None = None  # made on first use: after a server's fork
+        self._lookup: _Lookup | None = None  # made on first use: after a server's fork
 
     def accepted_id(self, account_id: int, client_message_id: str) -> str | None:
-        """smsagg's id of the message this account had accepted under ``client_message_id``."""
-        if self._engine is None:
-            self._engine = _reader_engine(self.database_url)
-        with self._engine.connect() as connection:
-            return connection.execute(_ACCEPTED, {"account_id": account_id,
-                                                  "client_message_id": client_message_id}).scalar()
+        """smsagg's id of the message this account had accepted under ``client_message_id``.
+        Raises SQLAlchemy's ``DBAPIError`` when the database fails."""
+        if self._lookup is None:
+            self._lookup = _Lookup(_reader_engine(self.database_url))
+        return self._lookup.run({"account_id": account_id, "client_message_id": client_message_id})
+
+
+class _Lookup:
+    """``_ACCEPTED`` as the engine's driver takes it, run on a raw pooled connection."""
+
+    def __init__(self, engine: Engine):
+        compiled = _ACCEPTED.compile(dialect=engine.dialect)
+        self.engine = engine
+        self.sql = compiled.string
+        self.defaults: dict[str, Any] = dict(compiled.params)  # the LIMIT's
+        self.order = compiled.positiontup if compiled.positional else None
+
+    def run(self, values: dict[str, Any]) -> Any:
+        params = {**self.defaults, **values}
+        arguments = tuple(params[name] for name in self.order) if self.order is not None else params
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(self.sql, arguments)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            connection.invalidate(exc)  # the pool replaces it, dead or not
+            raise DBAPIError.instance(self.sql, arguments, exc, self.engine.dialect.loaded_dbapi.Error) from exc
+        finally:
+            connection.close()
+        return row[0] if row else None
 
 
 def _reader_engine(database_url: str) -> Engine:

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def request_line_length(environ: dict) -> int:
     """``METHOD SP target SP version``, as the client sent it when the server says
-    (gunicorn's ``RAW_URI``, ``REQUEST_URI``), else rebuilt from the path and query."""
+    (gunicorn's ``RAW_URI``, ``REQUEST_URI``), else (granian) rebuilt from the path and query."""
     target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if not target:
         query = environ.get("QUERY_STRING", "")

@@ -1,9 +1,9 @@
 """The ingress's heartbeat (:mod:`app.adapters.heartbeats`): part ``ingress``, one
 per ingress process.
 
-Under ``smsagg web`` (gunicorn) it starts with each worker process
-(``post_worker_init``, :mod:`app.web.server`); under any other WSGI server with the
-first request the process serves. An app that never serves (a test, a tool that only
+Under ``smsagg web`` (granian or gunicorn) it starts with each worker process
+(:mod:`app.web.server`); under any other WSGI server with the first request the
+process serves. An app that never serves (a test, a tool that only
 builds it) starts no thread. The per-request cost is one check of a flag; the Redis
 write happens on the heartbeat's own thread, never on a request. It stops (and
 deletes its key) when the app is garbage collected or the process exits.

@@ -1,94 +1,129 @@
-"""Running the ingress under gunicorn (the production WSGI server).
+"""Running the ingress under its HTTP server: granian (default) or gunicorn
+(``SMSAGG_WEB_SERVER``).
 
-``gthread`` workers keep client connections alive (sync workers close every
-connection) and measured best among gunicorn's workers on this machine
-(DESIGN.md: ~3.5k req/s gthread vs ~2.4k sync for a bare Flask + LPUSH). Each
-worker process builds its own app, Redis client and database engine after the fork.
+granian parses HTTP in Rust (hyper) and hands each request to one of a worker
+process's blocking Python threads; gunicorn's ``gthread`` workers parse it in Python.
+On the same app granian costs a quarter to a third less CPU per request
+(docs/performance.md), the ingress being the stage furthest over its CPU budget. gunicorn stays for what
+granian cannot do:
+
+* **header names with an underscore.** Both servers map ``X_Forwarded_For`` and
+  ``X-Forwarded-For`` to the same WSGI key. gunicorn drops such names (all but GMS's
+  ``gms_user``); granian keeps them, the last spelling winning, and gives the app no
+  way to tell. Behind a trusted proxy (``SMSAGG_TRUSTED_PROXIES``) the proxy must then
+  drop them (deploy/nginx does), or the ingress runs under gunicorn.
+* **request lines past 64 KiB.** hyper refuses a request target longer than 65,534
+  bytes with a bare 414, a bound no setting moves; ``app.settings`` keeps
+  ``SMSAGG_MAX_REQUEST_LINE`` at most half of it under granian.
+
+Either way each worker process builds its own app, Redis client and database engine
+after the fork, and starts its heartbeat (``smsagg status``) as it starts. A worker
+stops when its server process dies (gunicorn's workers watch their parent; granian's
+are told by the kernel, below), so a killed ``smsagg web`` leaves no worker serving
+its port or beating for it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import multiprocessing
+import multiprocessing.util
+import os
+import signal
+import sys
 from collections.abc import Callable
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
-from gunicorn.http import message as gunicorn_message
+from granian import Granian
+from granian.constants import Interfaces
+from granian.http import HTTP1Settings
+
+from app.settings import GRANIAN_REQUEST_TARGET_LIMIT
+
+WORKER_STOP_SECONDS = 10
+"""How long a stopping worker may finish the requests in hand before it is killed."""
+
+KEEPALIVE_SECONDS = 30
+"""How long an idle keep-alive connection is kept open."""
+
+BACKLOG = 2048
 
 
-class IngressServer(BaseApplication):
-    def __init__(self, options: dict, factory: Callable[[], Flask] | None = None):
-        self.options = options
-        self.factory = factory
-        super().__init__()
+def default_app() -> Flask:
+    from app.web import create_app
 
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-        if "control_socket_disable" in self.cfg.settings:
-            # gunicorn >= 25 opens a control socket at one path per user
-            # (~/.gunicorn/gunicorn.ctl): every ingress on the machine would fight over
-            # it, and smsagg never uses it.
-            self.cfg.set("control_socket_disable", True)
-
-    def load(self):
-        if self.factory is not None:
-            return self.factory()
-        from app.web import create_app
-
-        return create_app()
+    return create_app()
 
 
-def _start_heartbeat(worker) -> None:
-    worker.wsgi.extensions["smsagg"]["heartbeat"].start()
+_PR_SET_PDEATHSIG = 1
 
 
-def server_request_line_limit(app_limit: int) -> int:
-    """The server's own request-line bound: twice ``SMSAGG_MAX_REQUEST_LINE``, so a line
-    between the two reaches the app, which answers it in the API's own format; only a
-    line past this gets the server's bare refusal (gunicorn: 414). Finite, so no client
-    can stream an endless request line into a worker's memory."""
+def _stop_with_the_server() -> None:
+    """Have the kernel send this worker SIGTERM (granian then stops it gracefully) when
+    the server process that forked it dies (Linux; granian forks from its main thread,
+    which lives as long as the process). If it died already, stop now."""
+    server = multiprocessing.parent_process()
+    if sys.platform != "linux" or server is None:
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != server.pid:
+        sys.exit(0)
+
+
+def _started(factory: Callable[[], Flask]) -> Flask:
+    """``factory()``'s app with its heartbeat running: called in each worker process."""
+    _stop_with_the_server()
+    app = factory()
+    heartbeat = app.extensions.get("smsagg", {}).get("heartbeat")
+    if heartbeat is not None:
+        heartbeat.start()
+        if multiprocessing.parent_process() is not None:
+            # a granian worker is a multiprocessing child, which ends in os._exit: atexit
+            # (and the weakref.finalize of app.web.heartbeat) never runs there, but
+            # multiprocessing's own exit finalizers do, so its part goes at once
+            multiprocessing.util.Finalize(None, heartbeat.stop, exitpriority=0)
+    return app
+
+
+def server_request_line_limit(app_limit: int, server: str) -> int:
+    """The server's own request-line bound, past which it refuses a line with a bare 414
+    before the app sees it. Twice ``SMSAGG_MAX_REQUEST_LINE`` under gunicorn (which is
+    told so), so a line between the two reaches the app, which answers it in the API's
+    own format. granian's is hyper's fixed target limit (at least twice the setting, as
+    ``app.settings`` checks). Finite either way, so no client can stream an endless
+    request line into a worker's memory."""
+    if server == "granian":  # the line of a GET whose target is as long as hyper takes
+        return len("GET  HTTP/1.1") + GRANIAN_REQUEST_TARGET_LIMIT
     return 2 * app_limit
 
 
-def _allow_request_lines(limit: int) -> None:
-    # gunicorn's limit_request_line is 4094 by default and capped at MAX_REQUEST_LINE
-    # (8190) unless it is 0, which means unlimited (its pure-Python parser then buffers a
-    # line of any length). Raising the cap keeps the bound finite and lets a
-    # 1,000-destination bulk GET (~16 KB) in.
-    gunicorn_message.MAX_REQUEST_LINE = max(gunicorn_message.MAX_REQUEST_LINE, limit)
-
-
-def ingress_options(host: str, port: int, *, workers: int, threads: int, line_limit: int = 8190) -> dict:
-    """gunicorn's settings for the ingress (tests run them around an app of their own)."""
-    return {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "keepalive": 30,
-        "backlog": 2048,
-        "accesslog": None,
-        "graceful_timeout": 10,
-        # GMS mobile clients send a ``gms_user`` header. Other names with an
-        # underscore are dropped: ``X_Forwarded_For`` would otherwise be merged into
-        # ``X-Forwarded-For`` (one WSGI key) and name any client address it likes
-        # behind a trusted proxy (SMSAGG_TRUSTED_PROXIES). gunicorn lets a
-        # "forwarder" header through only from forwarded_allow_ips, so that is every
-        # peer, and it believes no scheme header from them (smsagg never reads it).
-        "header_map": "drop",
-        "forwarder_headers": "GMS_USER",
-        "forwarded_allow_ips": "*",
-        "secure_scheme_headers": {},
-        # Each worker process's heartbeat (smsagg status) starts with the process,
-        # not with its first request.
-        "limit_request_line": line_limit,
-        "post_worker_init": _start_heartbeat,
-    }
-
-
-def serve(host: str, port: int, *, workers: int, threads: int, max_request_line: int,
-          factory: Callable[[], Flask] | None = None) -> None:
+def serve(host: str, port: int, *, server: str, workers: int, threads: int, max_request_line: int,
+          factory: Callable[[], Flask] = default_app) -> None:
     """Serve ``factory()``'s app (default: the ingress, :func:`app.web.create_app`)."""
-    line_limit = server_request_line_limit(max_request_line)
-    _allow_request_lines(line_limit)
-    IngressServer(ingress_options(host, port, workers=workers, threads=threads, line_limit=line_limit), factory).run()
+    if server == "gunicorn":
+        from app.web.gunicorn_server import serve_gunicorn
+
+        serve_gunicorn(host, port, workers=workers, threads=threads,
+                       line_limit=server_request_line_limit(max_request_line, server),
+                       load=functools.partial(_started, factory))
+    else:
+        serve_granian(host, port, workers=workers, threads=threads, factory=factory)
+
+
+def granian_server(host: str, port: int, *, workers: int, threads: int) -> Granian:
+    """granian's settings for the ingress (tests run them around an app of their own)."""
+    return Granian(
+        "smsagg-ingress", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
+        blocking_threads=threads, backlog=BACKLOG, websockets=False,
+        # hyper's own head bound stays above the request target's (65,534 bytes)
+        http1_settings=HTTP1Settings(keep_alive=True, header_read_timeout=KEEPALIVE_SECONDS * 1000),
+        respawn_failed_workers=True, respawn_interval=1.0, workers_kill_timeout=WORKER_STOP_SECONDS,
+    )
+
+
+def serve_granian(host: str, port: int, *, workers: int, threads: int, factory: Callable[[], Flask]) -> None:
+    # called in each worker process; a partial of module-level functions, so it also
+    # crosses a "spawn" start method
+    granian_server(host, port, workers=workers, threads=threads).serve(
+        target_loader=functools.partial(_started, factory), wrap_loader=False)

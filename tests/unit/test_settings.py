@@ -106,15 +106,36 @@ def test_mms_size_limit_and_mmsc_simulator_port():
 
 
 def test_request_line_limit_is_one_setting_and_bounded():
-    """SMSAGG_MAX_REQUEST_LINE: the app's limit; the HTTP server's is derived from it."""
+    """SMSAGG_MAX_REQUEST_LINE: the app's limit; the HTTP server's is at least twice it."""
     from app.web.server import server_request_line_limit
 
-    assert Settings.from_env({}).max_request_line == 65536
+    assert Settings.from_env({}).max_request_line == 32768
     assert Settings.from_env({"SMSAGG_MAX_REQUEST_LINE": "20000"}).max_request_line == 20000
-    for bad in ("100", str(2 * 1024 * 1024), "x"):
+    for bad in ("100", "40000", "x"):
         with pytest.raises(SettingsError, match="SMSAGG_MAX_REQUEST_LINE"):
             Settings.from_env({"SMSAGG_MAX_REQUEST_LINE": bad})
-    assert server_request_line_limit(20000) > 20000
+    with pytest.raises(SettingsError, match="SMSAGG_WEB_SERVER=gunicorn"):
+        Settings.from_env({"SMSAGG_MAX_REQUEST_LINE": "65536"})
+    # gunicorn is told its bound, so it takes longer lines
+    gunicorn = {"SMSAGG_WEB_SERVER": "gunicorn"}
+    assert Settings.from_env({**gunicorn, "SMSAGG_MAX_REQUEST_LINE": "65536"}).max_request_line == 65536
+    with pytest.raises(SettingsError, match="SMSAGG_MAX_REQUEST_LINE"):
+        Settings.from_env({**gunicorn, "SMSAGG_MAX_REQUEST_LINE": str(2 * 1024 * 1024)})
+    for server in ("granian", "gunicorn"):
+        limit = Settings.from_env({"SMSAGG_WEB_SERVER": server}).max_request_line
+        assert server_request_line_limit(limit, server) >= 2 * limit
+    assert server_request_line_limit(20000, "gunicorn") == 40000
+
+
+def test_web_server_workers_and_threads():
+    default = Settings.from_env({})
+    assert (default.web_server, default.web_workers, default.web_threads) == ("granian", 2, 4)
+    assert Settings.from_env({"SMSAGG_WEB_SERVER": "gunicorn"}).web_threads == 8
+    chosen = Settings.from_env({"SMSAGG_WEB_SERVER": "Gunicorn", "SMSAGG_WEB_WORKERS": "4", "SMSAGG_WEB_THREADS": "8"})
+    assert (chosen.web_server, chosen.web_workers, chosen.web_threads) == ("gunicorn", 4, 8)
+    for name, bad in (("SMSAGG_WEB_SERVER", "uvicorn"), ("SMSAGG_WEB_WORKERS", "0"), ("SMSAGG_WEB_THREADS", "x")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: bad})
 
 
 def test_trusted_proxies_are_cidrs():

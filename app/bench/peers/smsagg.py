@@ -39,7 +39,7 @@ def part_of(cmdline: str) -> str:
     if "redis-server" in cmdline:
         return "redis"
     if re.search(r"app\.cli web\b", cmdline):
-        return "web"  # the gunicorn master and its workers
+        return "web"  # the server process and its workers
     if re.search(r"app\.cli beat\b", cmdline):
         return "beat"
     if re.search(r"app\.cli cometd\b", cmdline):
