@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import multiprocessing.util
 import os
 import threading
 from bisect import bisect_left
@@ -249,6 +250,9 @@ class MetricsFlusher:
                 self._thread.start()
                 if not self._stops_at_exit:
                     atexit.register(self.stop)
+                    # a multiprocessing child (a granian ingress worker) ends in os._exit,
+                    # which skips atexit but runs multiprocessing's exit finalizers
+                    multiprocessing.util.Finalize(None, self.stop, exitpriority=0)
                     self._stops_at_exit = True
 
     def flush(self) -> int:

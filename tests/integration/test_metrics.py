@@ -6,9 +6,13 @@ counted by the code the client got; who may scrape."""
 
 from __future__ import annotations
 
+import multiprocessing
+
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.adapters import metrics
+from app.adapters.redis_scripts import RedisKeys
 from app.api import keys
 from app.db.session import session_scope
 from app.web import create_app
@@ -124,3 +128,21 @@ def test_without_a_token_only_loopback_may_scrape_even_behind_a_trusted_proxy(ga
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "198.51.100.4"}).status_code == 403
     forwarded = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.50"})  # through a proxy on loopback
     assert forwarded.status_code == 403
+
+
+def _count_one_submit_and_exit(redis_url: str, hash_key: str) -> None:
+    """In a multiprocessing child, as a granian ingress worker: it ends in os._exit."""
+    flusher = metrics.MetricsFlusher(redis.Redis.from_url(redis_url), hash_key, interval=3600)
+    flusher.start()
+    metrics.SUBMITS.inc("genesys", "0")
+
+
+def test_a_multiprocessing_child_flushes_its_counts_when_it_exits(gateway, redis_client):
+    """granian's workers skip atexit; the counts of the last flush interval still reach Redis."""
+    hash_key = RedisKeys(gateway.key_prefix).metrics()
+    child = multiprocessing.get_context("fork").Process(target=_count_one_submit_and_exit,
+                                                        args=(gateway.redis_url, hash_key))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert any(b"smsagg_submits_total" in field for field in redis_client.hkeys(hash_key))
