@@ -4,6 +4,7 @@ group never get one number twice; TTL expiry frees numbers without a sweeper."""
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -34,10 +35,22 @@ def _reserve_many(args) -> list[tuple[str, str]]:
     return won
 
 
+def _default_stop_signals() -> None:
+    """A forked child inherits the signal handlers that code run earlier in this test
+    process installed; with them a child may outlive the pool's SIGTERM."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def test_many_processes_never_share_a_number(redis_client, key_prefix):
     context = multiprocessing.get_context("fork")
-    with context.Pool(6) as pool:
-        results = pool.map(_reserve_many, [(key_prefix, w, 8, w % 2 == 0) for w in range(6)])
+    pool = context.Pool(6, initializer=_default_stop_signals)
+    try:
+        results = pool.map(_reserve_many, [(key_prefix, w, 8, w % 2 == 0) for w in range(6)], chunksize=1)
+        pool.close()  # the children end on their own, after their last task
+    finally:
+        pool.terminate()
+        pool.join()
     won = [pair for result in results for pair in result]
     assert sorted(number for number, _ in won) == NUMBERS  # 48 tries, 3 numbers, each handed out once
     store = GmsStore(redis_client, key_prefix)
