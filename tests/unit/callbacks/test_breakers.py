@@ -9,29 +9,18 @@ from datetime import UTC, datetime
 import fakeredis
 import pytest
 
-from app.adapters.callback_http import AttemptResult, RecordingCallbackSender
+from app.adapters.callback_http import AttemptResult
 from app.adapters.endpoint_breakers import EndpointBreakers
 from app.domain.circuit_breaker import OPEN, BreakerPolicy
 from app.db.session import session_scope
 from app.services import callbacks as svc
 from app.services.callbacks import AccountSlots, CallbackService, utc
 from tests.unit.callbacks.support import load, make_account, make_callback
-from tests.unit.callbacks.test_service import Clock
 
 DOWN = "http://down.example/dr"
 UP = "http://up.example/dr"
 ENDPOINT = "http://down.example:80"
 FAIL = AttemptResult(503, 1.0, "HTTP 503")
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def sender():
-    return RecordingCallbackSender()
 
 
 @pytest.fixture

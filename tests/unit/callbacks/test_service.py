@@ -3,7 +3,6 @@ sender: claim, record, retry, dead-letter, order per message, fair share, replay
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
@@ -18,27 +17,6 @@ from app.services.errors import InvalidValue, NotFound
 from tests.unit.callbacks.support import load, make_account, make_callback
 
 URL = "http://client.example/dr"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def sender():
-    return RecordingCallbackSender()
 
 
 @pytest.fixture
